@@ -1,0 +1,366 @@
+//! Config model -> validated, immutable [`RouteTable`]. The whole table is
+//! built and checked before anything is published; any error rejects it all.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+
+use http::uri::Authority;
+
+use super::error::ConfigErrors;
+use super::model::{Config, GroupConfig, ListenerConfig};
+use super::rules::{compile_rule, CompiledRule};
+use crate::route::matcher::Conditions;
+use crate::route::{Entry, HostPattern, ListenerRoutes, RouteTable, Rule, VirtualHost};
+use crate::upstream::{Endpoint, EndpointRegistry, Group};
+
+/// A rule's match alternative before it is placed in virtual hosts.
+struct PendingEntry {
+    conditions: Conditions,
+    rule: u32,
+    order: usize,
+}
+
+/// Compiles and validates `cfg`. Endpoint state is taken from `registry` so
+/// it carries over from the previous table by address.
+pub fn compile(
+    cfg: &Config,
+    registry: &EndpointRegistry,
+    generation: u64,
+) -> Result<RouteTable, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let (groups, group_index) = compile_groups(&cfg.groups, registry, &mut errors);
+    let (rules, pending, route_hosts) = compile_routes(cfg, &group_index, &mut errors);
+    let listeners = compile_listeners(cfg, &rules, &pending, &route_hosts, &mut errors);
+    errors.into_result(RouteTable {
+        generation,
+        listeners: listeners.into(),
+        groups: groups.into(),
+        rules: rules.into(),
+    })
+}
+
+fn compile_groups<'a>(
+    cfg: &'a BTreeMap<String, GroupConfig>,
+    registry: &EndpointRegistry,
+    errors: &mut ConfigErrors,
+) -> (Vec<Group>, HashMap<&'a str, u32>) {
+    let mut groups = Vec::with_capacity(cfg.len());
+    let mut index = HashMap::with_capacity(cfg.len());
+    for (name, g) in cfg {
+        let path = format!("groups.{name}");
+        if !valid_name(name) {
+            errors.push(&path, "group names use letters, digits, '-', '_' and '.'");
+        }
+        if g.endpoints.is_empty() {
+            errors.push(format!("{path}.endpoints"), "needs at least one endpoint");
+        }
+        let mut seen = HashSet::new();
+        let endpoints = g
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter_map(|(i, addr)| {
+                let at = format!("{path}.endpoints[{i}]");
+                if !seen.insert(addr.as_str()) {
+                    errors.push(&at, format!("{addr} is listed twice"));
+                }
+                let authority = parse_endpoint(addr, &at, errors)?;
+                Some(Endpoint {
+                    authority,
+                    state: registry.get_or_create(addr),
+                })
+            })
+            .collect();
+        index.insert(name.as_str(), groups.len() as u32);
+        groups.push(Group::new(name.as_str().into(), endpoints, g.balance, g.protocol));
+    }
+    (groups, index)
+}
+
+/// `host:port` with an explicit port and nothing else (no scheme or path).
+fn parse_endpoint(addr: &str, path: &str, errors: &mut ConfigErrors) -> Option<Authority> {
+    match addr.parse::<Authority>() {
+        Ok(a) if a.port_u16().is_some() && !a.host().is_empty() && !addr.contains('@') => Some(a),
+        _ => {
+            errors.push(path, format!("{addr:?} is not host:port (e.g. 10.0.0.5:8080)"));
+            None
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+type RouteHosts = Vec<Vec<HostPattern>>;
+
+fn compile_routes(
+    cfg: &Config,
+    groups: &HashMap<&str, u32>,
+    errors: &mut ConfigErrors,
+) -> (Vec<Rule>, Vec<Vec<PendingEntry>>, RouteHosts) {
+    let mut rules = Vec::new();
+    let mut pending = Vec::with_capacity(cfg.routes.len());
+    let mut hosts = Vec::with_capacity(cfg.routes.len());
+    let mut names = HashSet::new();
+    let mut order = 0;
+    for (ri, route) in cfg.routes.iter().enumerate() {
+        let path = format!("routes[{ri}]");
+        if !valid_name(&route.name) {
+            errors.push(format!("{path}.name"), "route names use letters, digits, '-', '_' and '.'");
+        } else if !names.insert(route.name.as_str()) {
+            errors.push(format!("{path}.name"), format!("route \"{}\" is defined twice", route.name));
+        }
+        if route.rules.is_empty() {
+            errors.push(format!("{path}.rules"), "needs at least one rule");
+        }
+        hosts.push(compile_hostnames(&route.hostnames, &path, errors));
+        let mut entries = Vec::new();
+        let mut rule_names = HashSet::new();
+        for (i, rule) in route.rules.iter().enumerate() {
+            let at = format!("{path}.rules[{i}]");
+            if !rule_names.insert(rule.name.as_str()) {
+                errors.push(format!("{at}.name"), format!("rule \"{}\" is defined twice", rule.name));
+            }
+            let Some(CompiledRule { rule, conditions }) =
+                compile_rule(&route.name, rule, &at, groups, errors)
+            else {
+                continue;
+            };
+            let idx = rules.len() as u32;
+            rules.push(rule);
+            for conditions in conditions {
+                entries.push(PendingEntry { conditions, rule: idx, order });
+                order += 1;
+            }
+        }
+        pending.push(entries);
+    }
+    (rules, pending, hosts)
+}
+
+fn compile_hostnames(names: &[String], path: &str, errors: &mut ConfigErrors) -> Vec<HostPattern> {
+    if names.is_empty() {
+        return vec![HostPattern::Any];
+    }
+    names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let lower = h.to_ascii_lowercase();
+            let (wild, rest) = match lower.strip_prefix("*.") {
+                Some(rest) => (true, rest),
+                None => (false, lower.as_str()),
+            };
+            let ok = !rest.is_empty()
+                && rest.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                errors.push(
+                    format!("{path}.hostnames[{i}]"),
+                    format!("{h:?} is not a host name (a leading \"*.\" is the only wildcard; no port)"),
+                );
+                return None;
+            }
+            Some(if wild {
+                HostPattern::Wildcard(format!(".{rest}").into())
+            } else {
+                HostPattern::Exact(rest.into())
+            })
+        })
+        .collect()
+}
+
+fn compile_listeners(
+    cfg: &Config,
+    rules: &[Rule],
+    pending: &[Vec<PendingEntry>],
+    route_hosts: &RouteHosts,
+    errors: &mut ConfigErrors,
+) -> Vec<ListenerRoutes> {
+    if cfg.listeners.is_empty() {
+        errors.push("listeners", "needs at least one listener");
+    }
+    let route_index: HashMap<&str, usize> = cfg
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.as_str(), i))
+        .collect();
+    let mut names = HashSet::new();
+    let mut addresses = HashSet::new();
+    let mut shadowing = Shadowing::default();
+    let mut out = Vec::with_capacity(cfg.listeners.len());
+    for (li, l) in cfg.listeners.iter().enumerate() {
+        let path = format!("listeners[{li}]");
+        if !names.insert(l.name.as_str()) || !valid_name(&l.name) {
+            errors.push(format!("{path}.name"), format!("{:?} is empty, invalid or used twice", l.name));
+        }
+        let Some(address) = parse_listen_address(l, &path, &mut addresses, errors) else {
+            continue;
+        };
+        let routes = served_routes(l, &route_index, &path, errors);
+        let (hosts, vhosts) = build_vhosts(&routes, pending, route_hosts);
+        for vhost in &vhosts {
+            shadowing.record(vhost);
+        }
+        out.push(ListenerRoutes::new(l.name.as_str().into(), address, hosts, vhosts));
+    }
+    shadowing.report(rules, cfg, errors);
+    out
+}
+
+fn parse_listen_address(
+    l: &ListenerConfig,
+    path: &str,
+    seen: &mut HashSet<SocketAddr>,
+    errors: &mut ConfigErrors,
+) -> Option<SocketAddr> {
+    match l.address.parse::<SocketAddr>() {
+        Ok(a) => {
+            if a.port() != 0 && !seen.insert(a) {
+                errors.push(format!("{path}.address"), format!("{a} is used by another listener"));
+            }
+            Some(a)
+        }
+        Err(_) => {
+            errors.push(
+                format!("{path}.address"),
+                format!("{:?} is not ip:port (e.g. 0.0.0.0:8080 or [::]:8080)", l.address),
+            );
+            None
+        }
+    }
+}
+
+fn served_routes(
+    l: &ListenerConfig,
+    index: &HashMap<&str, usize>,
+    path: &str,
+    errors: &mut ConfigErrors,
+) -> Vec<usize> {
+    if l.routes.is_empty() {
+        let mut all: Vec<usize> = index.values().copied().collect();
+        all.sort_unstable();
+        return all;
+    }
+    l.routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            let found = index.get(name.as_str()).copied();
+            if found.is_none() {
+                errors.push(format!("{path}.routes[{i}]"), format!("unknown route \"{name}\""));
+            }
+            found
+        })
+        .collect()
+}
+
+/// Groups the entries of the served routes by hostname pattern, each group
+/// sorted by precedence.
+fn build_vhosts(
+    routes: &[usize],
+    pending: &[Vec<PendingEntry>],
+    route_hosts: &RouteHosts,
+) -> (Vec<(HostPattern, u32)>, Vec<VirtualHost>) {
+    let mut by_host: Vec<(HostPattern, Vec<&PendingEntry>)> = Vec::new();
+    for &r in routes {
+        let (Some(hosts), Some(entries)) = (route_hosts.get(r), pending.get(r)) else {
+            continue;
+        };
+        for host in hosts {
+            let slot = match by_host.iter().position(|(h, _)| h == host) {
+                Some(i) => i,
+                None => {
+                    by_host.push((host.clone(), Vec::new()));
+                    by_host.len() - 1
+                }
+            };
+            by_host[slot].1.extend(entries.iter());
+        }
+    }
+    let mut hosts = Vec::with_capacity(by_host.len());
+    let mut vhosts = Vec::with_capacity(by_host.len());
+    for (i, (host, mut entries)) in by_host.into_iter().enumerate() {
+        entries.sort_by_key(|e| e.conditions.precedence(e.order));
+        let entries = entries
+            .into_iter()
+            .map(|e| Entry {
+                conditions: e.conditions.clone(),
+                rule: e.rule,
+            })
+            .collect();
+        hosts.push((host, i as u32));
+        vhosts.push(VirtualHost::new(entries));
+    }
+    (hosts, vhosts)
+}
+
+/// Tracks, per rule, whether each of its appearances is reachable. A rule
+/// every appearance of which is covered by a higher-precedence entry can never
+/// match and is rejected, naming the rule that hides it.
+#[derive(Default)]
+struct Shadowing {
+    /// rule -> (appearances, shadowed appearances, first shadowing rule)
+    seen: HashMap<u32, (usize, usize, Option<u32>)>,
+}
+
+impl Shadowing {
+    fn record(&mut self, vhost: &VirtualHost) {
+        let mut per_rule: HashMap<u32, (bool, Option<u32>)> = HashMap::new();
+        for (i, e) in vhost.entries().iter().enumerate() {
+            let by = vhost.shadowed_by(i).map(|s| vhost.entries()[s].rule);
+            let slot = per_rule.entry(e.rule).or_insert((true, None));
+            match by {
+                Some(r) if r != e.rule => slot.1 = slot.1.or(Some(r)),
+                Some(_) => {}
+                None => slot.0 = false,
+            }
+        }
+        for (rule, (all_shadowed, by)) in per_rule {
+            let slot = self.seen.entry(rule).or_insert((0, 0, None));
+            slot.0 += 1;
+            if all_shadowed && by.is_some() {
+                slot.1 += 1;
+                slot.2 = slot.2.or(by);
+            }
+        }
+    }
+
+    fn report(&self, rules: &[Rule], cfg: &Config, errors: &mut ConfigErrors) {
+        let mut hidden: Vec<(u32, u32)> = self
+            .seen
+            .iter()
+            .filter(|(_, &(n, shadowed, _))| n > 0 && n == shadowed)
+            .filter_map(|(&rule, &(_, _, by))| Some((rule, by?)))
+            .collect();
+        hidden.sort_unstable();
+        for (rule, by) in hidden {
+            let (r, b) = (&rules[rule as usize], &rules[by as usize]);
+            errors.push(
+                rule_path(cfg, &r.route, &r.name),
+                format!(
+                    "rule \"{}\" can never match: every request it matches is taken first by rule \"{}\" of route \"{}\" (higher Gateway API precedence)",
+                    r.name, b.name, b.route
+                ),
+            );
+        }
+    }
+}
+
+fn rule_path(cfg: &Config, route: &str, rule: &str) -> String {
+    cfg.routes
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.name == route)
+        .and_then(|(ri, r)| {
+            let i = r.rules.iter().position(|x| x.name == rule)?;
+            Some(format!("routes[{ri}].rules[{i}]"))
+        })
+        .unwrap_or_else(|| format!("routes.{route}.rules.{rule}"))
+}

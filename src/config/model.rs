@@ -1,0 +1,253 @@
+//! The YAML configuration as the user writes it: plain serde types, no logic.
+//!
+//! Shapes follow Kubernetes Gateway API `HTTPRoute` (matches, backends, header
+//! modifiers) so that people and controllers who know Gateway API know this.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file. Unknown fields are errors so that a typo never silently
+/// changes routing.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where traffic enters: each listener serves a set of routes.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// Upstream groups (versions) by name: `stable`, `canary`, `blue`, ...
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupConfig>,
+    /// Routes: hostnames plus ordered rules.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One listening socket (HTTP/1.1 and h2c on the same port).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name used in logs and errors.
+    pub name: String,
+    /// `ip:port` to bind, e.g. `0.0.0.0:8080` or `[::1]:8080`.
+    pub address: String,
+    /// Names of the routes this listener serves; empty means every route.
+    #[serde(default)]
+    pub routes: Vec<String>,
+}
+
+/// A set of interchangeable endpoints running one version of a service.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// `host:port` of each endpoint; host names are resolved by DNS on connect.
+    pub endpoints: Vec<String>,
+    /// How an endpoint is chosen inside the group.
+    #[serde(default)]
+    pub balance: Balance,
+    /// Protocol spoken to the endpoints.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+}
+
+/// Endpoint load-balancing policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each endpoint in turn.
+    #[default]
+    RoundRobin,
+    /// Power of two random choices on in-flight requests.
+    LeastRequest,
+    /// Rendezvous hash of the rule's sticky key: one user stays on one pod.
+    Hash,
+}
+
+/// Upstream protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext (prior knowledge), multiplexed.
+    H2,
+}
+
+/// A named set of rules for some hostnames.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique route name, used by logs, metrics and the control API.
+    pub name: String,
+    /// Host names (`example.com`, `*.example.com`); empty matches any host.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// The rules; precedence between them is Gateway API's, not list order.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// Conditions plus where matching requests go.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Unique name within the route.
+    pub name: String,
+    /// Alternatives (OR); a request matching any of them takes this rule.
+    /// None means "every request" (path prefix `/`).
+    #[serde(default)]
+    pub matches: Vec<MatchConfig>,
+    /// Groups with proportional weights.
+    pub backends: Vec<BackendConfig>,
+    /// Keep one user on one group (and, with `balance: hash`, on one pod).
+    #[serde(default)]
+    pub sticky: Option<StickyConfig>,
+    /// Header edits on the way to the upstream.
+    #[serde(default)]
+    pub request_header_modifier: Option<HeaderModifierConfig>,
+    /// Header edits on the way back to the client.
+    #[serde(default)]
+    pub response_header_modifier: Option<HeaderModifierConfig>,
+}
+
+/// One alternative: every condition given must hold (AND).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Path condition; absent means prefix `/`.
+    #[serde(default)]
+    pub path: Option<PathMatchConfig>,
+    /// Header conditions.
+    #[serde(default)]
+    pub headers: Vec<HeaderMatchConfig>,
+    /// Query parameter conditions.
+    #[serde(default)]
+    pub query_params: Vec<QueryMatchConfig>,
+    /// HTTP method, e.g. `GET`.
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+/// Path condition kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum PathMatchType {
+    /// The whole path, byte for byte.
+    Exact,
+    /// Whole path segments: `/api` matches `/api` and `/api/x`, not `/apix`.
+    PathPrefix,
+    /// A regular expression matched against the whole path.
+    RegularExpression,
+}
+
+/// A path condition.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathMatchConfig {
+    /// Kind of match; default `PathPrefix`.
+    #[serde(rename = "type", default = "default_path_type")]
+    pub kind: PathMatchType,
+    /// Path or pattern.
+    pub value: String,
+}
+
+fn default_path_type() -> PathMatchType {
+    PathMatchType::PathPrefix
+}
+
+/// Header and query value condition kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum ValueMatchType {
+    /// Equal, case-sensitive.
+    Exact,
+    /// A regular expression matched against the whole value.
+    RegularExpression,
+    /// The header is present, whatever its value (cutover extension).
+    Present,
+}
+
+/// A header condition, e.g. `x-canary: always`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatchConfig {
+    /// Kind of match; default `Exact`.
+    #[serde(rename = "type", default = "default_value_type")]
+    pub kind: ValueMatchType,
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// Expected value or pattern; not used by `Present`.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// A query parameter condition.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryMatchConfig {
+    /// Kind of match; default `Exact`.
+    #[serde(rename = "type", default = "default_value_type")]
+    pub kind: ValueMatchType,
+    /// Parameter name (case-sensitive).
+    pub name: String,
+    /// Expected value or pattern; not used by `Present`.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+fn default_value_type() -> ValueMatchType {
+    ValueMatchType::Exact
+}
+
+/// A group and its share of the rule's traffic.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Name of a group from `groups`.
+    pub group: String,
+    /// Proportional weight, 0..=1,000,000; default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Where the sticky key comes from (exactly one field).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyConfig {
+    /// A request header, e.g. `x-user-id`.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A cookie, e.g. `session`.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// The client's IP address (the TCP peer): `source_ip: true`.
+    #[serde(default)]
+    pub source_ip: bool,
+}
+
+/// Gateway API `HTTPHeaderFilter`: set replaces, add appends, remove deletes.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderModifierConfig {
+    /// Headers to set, replacing any existing value.
+    #[serde(default)]
+    pub set: Vec<HeaderValueConfig>,
+    /// Headers to append.
+    #[serde(default)]
+    pub add: Vec<HeaderValueConfig>,
+    /// Header names to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// A header name and value.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderValueConfig {
+    /// Header name.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+}

@@ -1,0 +1,31 @@
+//! cutover: an L7 proxy that splits traffic between versions of a service
+//! (stable/canary, blue/green) by weight, header or sticky hash.
+//!
+//! # Layout: the request flow
+//!
+//! ```text
+//! listener      accept loop, HTTP/1.1 + h2c, limits, drain
+//!   -> proxy    handle(): the pipeline, read it first
+//!      -> route::find          host -> virtual host -> rule (Gateway API precedence)
+//!      -> route::split         group pick: weighted ranges, sticky hash
+//!      -> upstream::balance    endpoint pick: round robin, least request, hash
+//!      -> proxy::forward       hop-by-hop stripping, X-Forwarded-*, request id
+//!      -> upstream::pool       keep-alive HTTP/1.1 and h2 connections
+//!   <- response (streamed; upgrades spliced by proxy::upgrade)
+//! ```
+//!
+//! Tables change only through [`reload::publish`]: `config` is parsed,
+//! compiled into an immutable [`route::RouteTable`] and stored in one
+//! `ArcSwap`; each request loads it once.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod listener;
+pub mod proxy;
+pub mod reload;
+pub mod route;
+pub mod upstream;

@@ -1,0 +1,118 @@
+//! Accept loop and per-connection serving: HTTP/1.1 and h2c on one port,
+//! header limits, the header-read timeout, a connection cap, and drain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::app::Shared;
+use crate::proxy::{self, ConnInfo};
+
+/// Limits applied to every downstream connection.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Time a client has to send a complete request head.
+    pub header_read_timeout: Duration,
+    /// Largest request head (HTTP/1.1) or header list (HTTP/2), in bytes.
+    pub max_header_bytes: usize,
+    /// Most request headers (HTTP/1.1).
+    pub max_headers: usize,
+    /// Most open connections per listener; more wait in the kernel backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// hyper's HTTP/1 and HTTP/2 settings from the limits. The timer matters:
+/// without one hyper silently disables its header-read timeout.
+pub fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Accepts until `shutdown` turns true, then returns; connections already
+/// accepted drain on their own tasks (see [`serve_connection`]).
+pub async fn accept_loop(
+    listener: TcpListener,
+    index: usize,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(http_builder(&shared.limits));
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let conn = ConnInfo { peer, listener: index, proto: "http" };
+        let (shared, builder, shutdown) = (Arc::clone(&shared), Arc::clone(&builder), shutdown.clone());
+        tokio::spawn(async move {
+            serve_connection(stream, conn, shared, &builder, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Serves one connection until it closes. On shutdown it finishes the request
+/// in flight, then closes politely (HTTP/1.1 `Connection: close`, HTTP/2
+/// GOAWAY).
+async fn serve_connection(
+    stream: TcpStream,
+    conn: ConnInfo,
+    shared: Arc<Shared>,
+    builder: &auto::Builder<TokioExecutor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), conn, req));
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        r = connection.as_mut() => r,
+        _ = shutdown.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = %conn.peer, error = %e, "connection ended with an error");
+    }
+}

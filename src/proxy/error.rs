@@ -1,0 +1,80 @@
+//! Every way the proxy itself answers a request, with its status and reason.
+//! One enum so the pipeline, the logs and (later) metrics agree on names.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::ProxyBody;
+
+/// Why the proxy answered instead of an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// Ambiguous or invalid framing; the connection is closed after the reply.
+    BadRequest(&'static str),
+    /// No route rule matches the request.
+    NoRoute,
+    /// The rule's backends all have weight 0.
+    NoBackend,
+    /// The chosen group has no endpoint.
+    NoEndpoints,
+    /// No connection could be made to the endpoint.
+    ConnectFailed,
+    /// The endpoint failed mid-exchange (reset, protocol error).
+    UpstreamFailed,
+    /// The endpoint answered 101 to a request that did not ask to upgrade.
+    UnexpectedUpgrade,
+}
+
+impl ProxyError {
+    /// HTTP status of the local reply.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoBackend | ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ConnectFailed
+            | ProxyError::UpstreamFailed
+            | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Stable snake_case name for logs and metric labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::NoRoute => "no_route",
+            ProxyError::NoBackend => "no_backend",
+            ProxyError::NoEndpoints => "no_endpoints",
+            ProxyError::ConnectFailed => "connect_failed",
+            ProxyError::UpstreamFailed => "upstream_failed",
+            ProxyError::UnexpectedUpgrade => "unexpected_upgrade",
+        }
+    }
+
+    /// One line for the client, naming the reason.
+    pub fn message(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(why) => why,
+            ProxyError::NoRoute => "no route matches this request",
+            ProxyError::NoBackend => "every backend of the matched rule has weight 0",
+            ProxyError::NoEndpoints => "the chosen upstream group has no endpoint",
+            ProxyError::ConnectFailed => "could not connect to the upstream",
+            ProxyError::UpstreamFailed => "the upstream connection failed",
+            ProxyError::UnexpectedUpgrade => "the upstream switched protocols unasked",
+        }
+    }
+
+    /// The plain-text local reply. Bad framing also closes the connection:
+    /// after it, the byte stream cannot be trusted.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let body = format!("cutover: {}\n", self.message());
+        let mut resp = Response::new(ProxyBody::local(Bytes::from(body)));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if matches!(self, ProxyError::BadRequest(_)) {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}

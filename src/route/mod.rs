@@ -1,0 +1,308 @@
+//! The compiled, immutable routing table and `find()`: host -> virtual host ->
+//! the highest-precedence rule whose conditions hold.
+//!
+//! A table is built once by `config::compile` and published whole; requests
+//! read it through one `ArcSwap` load and never mutate it.
+
+pub mod matcher;
+pub mod split;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::upstream::Group;
+use matcher::{Conditions, PathMatch, RequestView};
+use split::{Split, StickyKey};
+
+/// Everything a request needs to be routed, at one generation.
+#[derive(Debug)]
+pub struct RouteTable {
+    /// Increases by one with every publish.
+    pub generation: u64,
+    /// Per listener, in config order (a connection knows its index).
+    pub listeners: Box<[ListenerRoutes]>,
+    /// Upstream groups; rules refer to them by index.
+    pub groups: Box<[Group]>,
+    /// Every rule of every route; entries refer to them by index.
+    pub rules: Box<[Rule]>,
+}
+
+/// The routes one listener serves, indexed by host.
+#[derive(Debug)]
+pub struct ListenerRoutes {
+    /// Listener name from the config.
+    pub name: Box<str>,
+    /// Address from the config.
+    pub address: SocketAddr,
+    exact_hosts: HashMap<Box<str>, u32>,
+    /// `(".example.com", vhost)`, longest suffix first.
+    wildcard_hosts: Box<[(Box<str>, u32)]>,
+    any_host: Option<u32>,
+    vhosts: Box<[VirtualHost]>,
+}
+
+/// The match entries of every route attached to one hostname pattern, indexed
+/// by path so a lookup checks only the entries whose path can match.
+#[derive(Debug, Default)]
+pub struct VirtualHost {
+    entries: Box<[Entry]>,
+    exact: HashMap<Box<str>, Box<[u32]>>,
+    prefix: HashMap<Box<str>, Box<[u32]>>,
+    regex: Box<[u32]>,
+}
+
+/// One `matches` alternative of one rule.
+#[derive(Debug)]
+pub struct Entry {
+    /// Its conditions.
+    pub conditions: Conditions,
+    /// Index into [`RouteTable::rules`].
+    pub rule: u32,
+}
+
+/// Where matching requests go and what is done to them on the way.
+#[derive(Debug)]
+pub struct Rule {
+    /// Route name.
+    pub route: Box<str>,
+    /// Rule name.
+    pub name: Box<str>,
+    /// Weighted groups.
+    pub split: Split,
+    /// Sticky key source, if the rule is sticky.
+    pub sticky: Option<StickyKey>,
+    /// Header edits towards the upstream.
+    pub request_headers: HeaderModifier,
+    /// Header edits towards the client.
+    pub response_headers: HeaderModifier,
+}
+
+/// Compiled Gateway API header filter.
+#[derive(Debug, Default)]
+pub struct HeaderModifier {
+    /// Replace.
+    pub set: Box<[(HeaderName, HeaderValue)]>,
+    /// Append.
+    pub add: Box<[(HeaderName, HeaderValue)]>,
+    /// Delete.
+    pub remove: Box<[HeaderName]>,
+}
+
+impl HeaderModifier {
+    /// Applies remove, then set, then add.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in self.remove.iter() {
+            headers.remove(name);
+        }
+        for (name, value) in self.set.iter() {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in self.add.iter() {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+
+    /// True when there is nothing to do (skips the call on the hot path).
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+impl RouteTable {
+    /// The rule for a request arriving on listener `listener`, with the entry
+    /// that matched; `None` means 404.
+    pub fn find(&self, listener: usize, req: &RequestView<'_>) -> Option<(&Rule, &Entry)> {
+        let vhost = self.listeners.get(listener)?.vhost_for(req.host)?;
+        let entry = vhost.find(req)?;
+        Some((&self.rules[entry.rule as usize], entry))
+    }
+}
+
+impl ListenerRoutes {
+    /// Assembles a listener's index; used by the compiler.
+    pub fn new(
+        name: Box<str>,
+        address: SocketAddr,
+        hosts: Vec<(HostPattern, u32)>,
+        vhosts: Vec<VirtualHost>,
+    ) -> Self {
+        let mut exact_hosts = HashMap::new();
+        let mut wildcard_hosts = Vec::new();
+        let mut any_host = None;
+        for (pattern, idx) in hosts {
+            match pattern {
+                HostPattern::Exact(h) => {
+                    exact_hosts.insert(h, idx);
+                }
+                HostPattern::Wildcard(suffix) => wildcard_hosts.push((suffix, idx)),
+                HostPattern::Any => any_host = Some(idx),
+            }
+        }
+        wildcard_hosts.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        ListenerRoutes {
+            name,
+            address,
+            exact_hosts,
+            wildcard_hosts: wildcard_hosts.into(),
+            any_host,
+            vhosts: vhosts.into(),
+        }
+    }
+
+    /// Most specific hostname first: exact, longest wildcard, then routes
+    /// without hostnames. Like Envoy virtual hosts, there is no fallback to a
+    /// less specific host when the chosen one has no matching rule.
+    fn vhost_for(&self, host: &str) -> Option<&VirtualHost> {
+        let idx = self.exact_hosts.get(host).copied().or_else(|| {
+            self.wildcard_hosts
+                .iter()
+                .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(&**suffix))
+                .map(|&(_, i)| i)
+                .or(self.any_host)
+        })?;
+        self.vhosts.get(idx as usize)
+    }
+
+    /// The virtual host for `host`, for `explain` and tests.
+    pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
+        self.vhost_for(host)
+    }
+}
+
+/// A parsed `hostnames` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// `example.com`.
+    Exact(Box<str>),
+    /// `*.example.com`, stored as `.example.com`.
+    Wildcard(Box<str>),
+    /// A route without hostnames.
+    Any,
+}
+
+impl VirtualHost {
+    /// Builds the path index; `entries` must be sorted by precedence.
+    pub fn new(entries: Vec<Entry>) -> Self {
+        let mut exact: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut prefix: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut regex = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let i = i as u32;
+            match &e.conditions.path {
+                PathMatch::Exact(p) => exact.entry(p.clone()).or_default().push(i),
+                PathMatch::Prefix(p) => prefix.entry(p.clone()).or_default().push(i),
+                PathMatch::Regex { .. } => regex.push(i),
+            }
+        }
+        let boxed = |m: HashMap<Box<str>, Vec<u32>>| {
+            m.into_iter()
+                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .collect()
+        };
+        VirtualHost {
+            entries: entries.into(),
+            exact: boxed(exact),
+            prefix: boxed(prefix),
+            regex: regex.into(),
+        }
+    }
+
+    /// Entries in precedence order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The first higher-precedence entry that accepts every request entry `i`
+    /// accepts, if any: then entry `i` can never match. Uses the path index,
+    /// so checking a large table stays near-linear.
+    pub fn shadowed_by(&self, i: usize) -> Option<usize> {
+        let me = &self.entries.get(i)?.conditions;
+        let earlier = |ids: &[u32]| -> Option<usize> {
+            ids.iter()
+                .map(|&j| j as usize)
+                .filter(|&j| j < i)
+                .find(|&j| self.entries[j].conditions.covers(me))
+        };
+        let path = match &me.path {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => &**p,
+            PathMatch::Regex { .. } => return earlier(&self.regex),
+        };
+        let exact = match &me.path {
+            PathMatch::Exact(p) => self.exact.get(p).and_then(|ids| earlier(ids)),
+            _ => None,
+        };
+        exact.or_else(|| earlier(&self.regex)).or_else(|| {
+            segment_prefixes(path)
+                .filter_map(|p| self.prefix.get(p))
+                .find_map(|ids| earlier(ids))
+        })
+    }
+
+    /// Walks candidates in precedence order: exact path, regex, then each
+    /// whole-segment prefix of the path from longest to `/`.
+    fn find(&self, req: &RequestView<'_>) -> Option<&Entry> {
+        let hit = |ids: &[u32]| {
+            ids.iter()
+                .map(|&i| &self.entries[i as usize])
+                .find(|e| e.conditions.matches_rest(req))
+        };
+        if let Some(e) = self.exact.get(req.path).and_then(|ids| hit(ids)) {
+            return Some(e);
+        }
+        if let Some(e) = self.regex.iter().map(|&i| &self.entries[i as usize]).find(|e| {
+            e.conditions.path.matches(req.path) && e.conditions.matches_rest(req)
+        }) {
+            return Some(e);
+        }
+        if self.prefix.is_empty() {
+            return None;
+        }
+        segment_prefixes(req.path).find_map(|p| self.prefix.get(p).and_then(|ids| hit(ids)))
+    }
+}
+
+/// `/a/b/c` -> `/a/b/c`, `/a/b`, `/a`, `/` (a trailing `/` is ignored, as in
+/// Gateway API's PathPrefix). Nothing for a path that is not origin-form.
+fn segment_prefixes(path: &str) -> impl Iterator<Item = &str> {
+    let trimmed = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let origin_form = path.starts_with('/');
+    let mut next = (origin_form && trimmed != "/").then_some(trimmed);
+    let mut root_done = !origin_form;
+    std::iter::from_fn(move || {
+        if let Some(p) = next {
+            next = match p.rfind('/') {
+                Some(pos) if pos > 0 => Some(&p[..pos]),
+                _ => None,
+            };
+            return Some(p);
+        }
+        if root_done {
+            return None;
+        }
+        root_done = true;
+        Some("/")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment_prefixes;
+
+    #[test]
+    fn prefixes_walk_segments_longest_first() {
+        let v: Vec<_> = segment_prefixes("/a/b/c").collect();
+        assert_eq!(v, ["/a/b/c", "/a/b", "/a", "/"]);
+        let v: Vec<_> = segment_prefixes("/a/").collect();
+        assert_eq!(v, ["/a", "/"]);
+        let v: Vec<_> = segment_prefixes("/").collect();
+        assert_eq!(v, ["/"]);
+        let v: Vec<_> = segment_prefixes("*").collect();
+        assert!(v.is_empty(), "asterisk-form has no path prefixes");
+    }
+}

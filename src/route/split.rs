@@ -1,0 +1,157 @@
+//! Group pick: maps a point in the 64-bit space onto a rule's groups as fixed,
+//! ordered ranges sized by weight. Pure code; the caller supplies the point
+//! (a sticky-key hash or a random number).
+//!
+//! Why fixed ranges: with a sticky key, raising the canary's weight only grows
+//! the canary's range into its neighbour's, so a user already on the canary
+//! stays there and cohorts only grow. `hash % total_weight` (Envoy) reshuffles
+//! users whenever the total changes.
+
+use std::net::IpAddr;
+
+use http::{header, HeaderMap, HeaderName};
+
+/// A rule's weighted backends, compiled to cumulative range bounds.
+#[derive(Debug, Clone)]
+pub struct Split {
+    groups: Box<[u32]>,
+    weights: Box<[u32]>,
+    /// `bounds[i]` is the exclusive upper end of backend `i`'s range.
+    bounds: Box<[u64]>,
+    last_live: Option<usize>,
+}
+
+impl Split {
+    /// Builds the ranges, in config order, for `(group index, weight)` pairs.
+    pub fn new(backends: &[(u32, u32)]) -> Split {
+        let total: u128 = backends.iter().map(|&(_, w)| u128::from(w)).sum();
+        let mut cumulative: u128 = 0;
+        let bounds = backends
+            .iter()
+            .map(|&(_, w)| {
+                cumulative += u128::from(w);
+                if total == 0 {
+                    0
+                } else if cumulative == total {
+                    u64::MAX
+                } else {
+                    ((cumulative << 64) / total) as u64
+                }
+            })
+            .collect();
+        Split {
+            groups: backends.iter().map(|&(g, _)| g).collect(),
+            weights: backends.iter().map(|&(_, w)| w).collect(),
+            bounds,
+            last_live: backends.iter().rposition(|&(_, w)| w > 0),
+        }
+    }
+
+    /// The group whose range holds `point`; `None` when every weight is 0.
+    pub fn pick(&self, point: u64) -> Option<u32> {
+        let last = self.last_live?;
+        let i = self.bounds.iter().position(|&b| point < b).unwrap_or(last);
+        Some(self.groups[i])
+    }
+
+    /// `(group index, weight)` in config order.
+    pub fn backends(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.groups.iter().copied().zip(self.weights.iter().copied())
+    }
+}
+
+/// Where a rule reads its sticky key from.
+#[derive(Debug, Clone)]
+pub enum StickyKey {
+    /// A request header's value.
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(Box<str>),
+    /// The client's IP address.
+    SourceIp,
+}
+
+impl StickyKey {
+    /// Hash of the request's key; `None` when the request carries none.
+    pub fn hash(&self, headers: &HeaderMap, client: IpAddr) -> Option<u64> {
+        match self {
+            StickyKey::Header(name) => {
+                let v = headers.get(name)?.as_bytes();
+                (!v.is_empty()).then(|| hash_key(v))
+            }
+            StickyKey::Cookie(name) => cookie_value(headers, name).map(hash_key),
+            StickyKey::SourceIp => Some(match client {
+                IpAddr::V4(ip) => hash_key(&ip.octets()),
+                IpAddr::V6(ip) => hash_key(&ip.octets()),
+            }),
+        }
+    }
+}
+
+/// The value of cookie `name` across all `Cookie` headers.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (k, v) = (&pair[..eq], &pair[eq + 1..]);
+            (k == name.as_bytes() && !v.is_empty()).then_some(v)
+        })
+}
+
+/// A stable 64-bit hash (FNV-1a, then the murmur3 finalizer for spread).
+/// Stable across processes, restarts and versions, so every replica of the
+/// proxy puts a user in the same cohort.
+pub fn hash_key(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix64(h)
+}
+
+/// murmur3's 64-bit finalizer: every input bit affects every output bit.
+pub fn mix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_map_to_ordered_ranges() {
+        let s = Split::new(&[(0, 90), (1, 10)]);
+        assert_eq!(s.pick(0), Some(0));
+        assert_eq!(s.pick(u64::MAX / 10 * 9 - 1000), Some(0));
+        assert_eq!(s.pick(u64::MAX / 10 * 9 + 1000), Some(1));
+        assert_eq!(s.pick(u64::MAX), Some(1));
+    }
+
+    #[test]
+    fn zero_weights_are_never_picked() {
+        let s = Split::new(&[(0, 0), (1, 5), (2, 0)]);
+        for p in [0, 1, u64::MAX / 2, u64::MAX] {
+            assert_eq!(s.pick(p), Some(1));
+        }
+        assert_eq!(Split::new(&[(0, 0)]).pick(7), None);
+    }
+
+    #[test]
+    fn cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1; session=abc".parse().unwrap());
+        h.append(header::COOKIE, "b=2".parse().unwrap());
+        assert_eq!(cookie_value(&h, "session"), Some(&b"abc"[..]));
+        assert_eq!(cookie_value(&h, "b"), Some(&b"2"[..]));
+        assert_eq!(cookie_value(&h, "sess"), None);
+    }
+}
