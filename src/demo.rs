@@ -118,8 +118,8 @@ Try:
   # HTTP/2 (h2c prior knowledge) on the same port
   curl -s --http2-prior-knowledge http://{addr}/
 
-  # no route: 404 with a reason (only /app and / exist... every path matches '/', so try a bad Host)
-  curl -s -i -H 'Host: bad host' http://{addr}/
+  # validate a config file: every error with its field path
+  cargo run --release -- check config/cutover.yaml
 
 Ctrl-C stops the demo."#
     )

@@ -51,9 +51,8 @@ fn compile_groups<'a>(
         if !valid_name(name) {
             errors.push(&path, "group names use letters, digits, '-', '_' and '.'");
         }
-        if g.endpoints.is_empty() {
-            errors.push(format!("{path}.endpoints"), "needs at least one endpoint");
-        }
+        // An empty group is valid (a canary scaled to zero); requests that
+        // pick it get 503 "no endpoints".
         let mut seen = HashSet::new();
         let endpoints = g
             .endpoints

@@ -1,0 +1,202 @@
+//! Test support: real hyper upstreams on port 0 that record what they receive,
+//! the proxy itself on port 0, and HTTP/1.1 and h2c clients.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use cutover::app::App;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// What an upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: http::Uri,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+    pub body_len: usize,
+}
+
+/// A running upstream that answers `<name>` and records requests.
+#[derive(Clone)]
+pub struct Upstream {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Number of requests received so far.
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// Starts an upstream that answers 200 with body `name` and header
+/// `x-upstream: name`. It drains and counts request bodies (streaming, not
+/// buffering them).
+pub async fn upstream(name: &'static str) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let up = Upstream { name, addr, seen: Arc::clone(&seen) };
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let seen = Arc::clone(&seen);
+            let service = service_fn(move |req: Request<Incoming>| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    let (parts, mut body) = req.into_parts();
+                    let mut body_len = 0;
+                    while let Some(frame) = body.frame().await {
+                        match frame {
+                            Ok(f) => body_len += f.data_ref().map_or(0, |d| d.len()),
+                            Err(_) => break,
+                        }
+                    }
+                    seen.lock().unwrap().push(Seen {
+                        method: parts.method,
+                        uri: parts.uri,
+                        version: parts.version,
+                        headers: parts.headers,
+                        body_len,
+                    });
+                    let mut resp = Response::new(Full::new(Bytes::from(name)));
+                    resp.headers_mut().insert("x-upstream", name.parse().unwrap());
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    up
+}
+
+/// The proxy under test.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub app: Arc<cutover::app::Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// `http://addr`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Starts graceful shutdown.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the proxy from YAML; its first listener must be named `public`
+/// and use address `127.0.0.1:0`.
+pub async fn proxy(yaml: &str) -> Proxy {
+    let config = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
+    let app = App::bind(&config).await.unwrap_or_else(|e| panic!("{e}"));
+    let addr = app.local_addr("public").expect("a listener named public");
+    let shared = app.shared();
+    let (tx, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(app.serve(async {
+        let _ = rx.await;
+    }));
+    Proxy { addr, app: shared, stop: Some(tx), done }
+}
+
+/// A one-route config: `rules_yaml` is the YAML list under `rules:`, indented
+/// by 6 spaces; groups are `(name, upstream)` pairs, one endpoint each.
+pub fn config(groups: &[(&str, &Upstream)], rules_yaml: &str) -> String {
+    let mut y = String::from("listeners:\n  - name: public\n    address: \"127.0.0.1:0\"\ngroups:\n");
+    for (name, up) in groups {
+        y.push_str(&format!("  {name}:\n    endpoints: [\"{}\"]\n", up.addr));
+    }
+    y.push_str("routes:\n  - name: web\n    rules:\n");
+    y.push_str(rules_yaml);
+    y
+}
+
+/// Keep-alive HTTP/1.1 client.
+pub fn http1_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// h2c (prior knowledge) client.
+pub fn h2_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+}
+
+/// A response with its body read.
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// GET `url` with extra headers.
+pub async fn get(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Got {
+    let mut b = Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(client, b.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+/// Sends a request and reads the whole response.
+pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Got {
+    let resp = client.request(req).await.expect("request failed");
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.expect("body failed").to_bytes();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// Writes raw bytes on a fresh connection and reads until the peer closes
+/// (or 3 s pass): for requests no well-behaved client would send.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
