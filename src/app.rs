@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{ConfigErrors, Config};
+use crate::config::{Config, ConfigErrors};
 use crate::listener::{self, ConnLimits};
 use crate::reload;
 use crate::route::RouteTable;
@@ -71,11 +71,13 @@ impl App {
         let table = crate::config::compile::compile(config, &endpoints, 1)?;
         let mut listeners = Vec::with_capacity(table.listeners.len());
         for l in table.listeners.iter() {
-            let socket = TcpListener::bind(l.address).await.map_err(|source| StartError::Bind {
-                name: l.name.to_string(),
-                address: l.address,
-                source,
-            })?;
+            let socket = TcpListener::bind(l.address)
+                .await
+                .map_err(|source| StartError::Bind {
+                    name: l.name.to_string(),
+                    address: l.address,
+                    source,
+                })?;
             listeners.push((l.name.to_string(), socket));
         }
         let shared = Arc::new(Shared {
@@ -115,7 +117,12 @@ impl App {
                 tracing::info!(listener = %name, %addr, "listening");
             }
             let shared = Arc::clone(&self.shared);
-            accept.spawn(listener::accept_loop(socket, index, shared, stop_rx.clone()));
+            accept.spawn(listener::accept_loop(
+                socket,
+                index,
+                shared,
+                stop_rx.clone(),
+            ));
         }
         drop(stop_rx);
         shutdown.await;

@@ -33,7 +33,9 @@ pub async fn spawn_version_server(version: &'static str) -> std::io::Result<Sock
             });
             tokio::spawn(async move {
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });

@@ -82,8 +82,13 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let conn = ConnInfo { peer, listener: index, proto: "http" };
-        let (shared, builder, shutdown) = (Arc::clone(&shared), Arc::clone(&builder), shutdown.clone());
+        let conn = ConnInfo {
+            peer,
+            listener: index,
+            proto: "http",
+        };
+        let (shared, builder, shutdown) =
+            (Arc::clone(&shared), Arc::clone(&builder), shutdown.clone());
         tokio::spawn(async move {
             serve_connection(stream, conn, shared, &builder, shutdown).await;
             drop(permit);

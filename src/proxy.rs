@@ -102,7 +102,12 @@ async fn forward_request(
     if !target.rule.request_headers.is_empty() {
         target.rule.request_headers.apply(&mut parts.headers);
     }
-    aim_at(&mut parts, target.endpoint, target.group.protocol, &raw_host)?;
+    aim_at(
+        &mut parts,
+        target.endpoint,
+        target.group.protocol,
+        &raw_host,
+    )?;
 
     let in_flight = target.endpoint.state.start();
     let sent = shared
@@ -145,7 +150,9 @@ fn choose_target<'t>(
         query: parts.uri.query(),
         headers: &parts.headers,
     };
-    let (rule, _) = table.find(conn.listener, &view).ok_or(ProxyError::NoRoute)?;
+    let (rule, _) = table
+        .find(conn.listener, &view)
+        .ok_or(ProxyError::NoRoute)?;
     let key = rule
         .sticky
         .as_ref()
@@ -209,7 +216,8 @@ fn aim_at(
     uri.scheme = Some(Scheme::HTTP);
     uri.authority = Some(endpoint.authority.clone());
     uri.path_and_query = Some(path);
-    parts.uri = Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+    parts.uri =
+        Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
     match protocol {
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;

@@ -71,7 +71,12 @@ fn compile_groups<'a>(
             })
             .collect();
         index.insert(name.as_str(), groups.len() as u32);
-        groups.push(Group::new(name.as_str().into(), endpoints, g.balance, g.protocol));
+        groups.push(Group::new(
+            name.as_str().into(),
+            endpoints,
+            g.balance,
+            g.protocol,
+        ));
     }
     (groups, index)
 }
@@ -81,7 +86,10 @@ fn parse_endpoint(addr: &str, path: &str, errors: &mut ConfigErrors) -> Option<A
     match addr.parse::<Authority>() {
         Ok(a) if a.port_u16().is_some() && !a.host().is_empty() && !addr.contains('@') => Some(a),
         _ => {
-            errors.push(path, format!("{addr:?} is not host:port (e.g. 10.0.0.5:8080)"));
+            errors.push(
+                path,
+                format!("{addr:?} is not host:port (e.g. 10.0.0.5:8080)"),
+            );
             None
         }
     }
@@ -109,9 +117,15 @@ fn compile_routes(
     for (ri, route) in cfg.routes.iter().enumerate() {
         let path = format!("routes[{ri}]");
         if !valid_name(&route.name) {
-            errors.push(format!("{path}.name"), "route names use letters, digits, '-', '_' and '.'");
+            errors.push(
+                format!("{path}.name"),
+                "route names use letters, digits, '-', '_' and '.'",
+            );
         } else if !names.insert(route.name.as_str()) {
-            errors.push(format!("{path}.name"), format!("route \"{}\" is defined twice", route.name));
+            errors.push(
+                format!("{path}.name"),
+                format!("route \"{}\" is defined twice", route.name),
+            );
         }
         if route.rules.is_empty() {
             errors.push(format!("{path}.rules"), "needs at least one rule");
@@ -122,7 +136,10 @@ fn compile_routes(
         for (i, rule) in route.rules.iter().enumerate() {
             let at = format!("{path}.rules[{i}]");
             if !rule_names.insert(rule.name.as_str()) {
-                errors.push(format!("{at}.name"), format!("rule \"{}\" is defined twice", rule.name));
+                errors.push(
+                    format!("{at}.name"),
+                    format!("rule \"{}\" is defined twice", rule.name),
+                );
             }
             let Some(CompiledRule { rule, conditions }) =
                 compile_rule(&route.name, rule, &at, groups, errors)
@@ -132,7 +149,11 @@ fn compile_routes(
             let idx = rules.len() as u32;
             rules.push(rule);
             for conditions in conditions {
-                entries.push(PendingEntry { conditions, rule: idx, order });
+                entries.push(PendingEntry {
+                    conditions,
+                    rule: idx,
+                    order,
+                });
                 order += 1;
             }
         }
@@ -161,7 +182,9 @@ fn compile_hostnames(names: &[String], path: &str, errors: &mut ConfigErrors) ->
             if !ok {
                 errors.push(
                     format!("{path}.hostnames[{i}]"),
-                    format!("{h:?} is not a host name (a leading \"*.\" is the only wildcard; no port)"),
+                    format!(
+                        "{h:?} is not a host name (a leading \"*.\" is the only wildcard; no port)"
+                    ),
                 );
                 return None;
             }
@@ -197,7 +220,10 @@ fn compile_listeners(
     for (li, l) in cfg.listeners.iter().enumerate() {
         let path = format!("listeners[{li}]");
         if !names.insert(l.name.as_str()) || !valid_name(&l.name) {
-            errors.push(format!("{path}.name"), format!("{:?} is empty, invalid or used twice", l.name));
+            errors.push(
+                format!("{path}.name"),
+                format!("{:?} is empty, invalid or used twice", l.name),
+            );
         }
         let Some(address) = parse_listen_address(l, &path, &mut addresses, errors) else {
             continue;
@@ -207,7 +233,12 @@ fn compile_listeners(
         for vhost in &vhosts {
             shadowing.record(vhost);
         }
-        out.push(ListenerRoutes::new(l.name.as_str().into(), address, hosts, vhosts));
+        out.push(ListenerRoutes::new(
+            l.name.as_str().into(),
+            address,
+            hosts,
+            vhosts,
+        ));
     }
     shadowing.report(rules, cfg, errors);
     out
@@ -222,14 +253,20 @@ fn parse_listen_address(
     match l.address.parse::<SocketAddr>() {
         Ok(a) => {
             if a.port() != 0 && !seen.insert(a) {
-                errors.push(format!("{path}.address"), format!("{a} is used by another listener"));
+                errors.push(
+                    format!("{path}.address"),
+                    format!("{a} is used by another listener"),
+                );
             }
             Some(a)
         }
         Err(_) => {
             errors.push(
                 format!("{path}.address"),
-                format!("{:?} is not ip:port (e.g. 0.0.0.0:8080 or [::]:8080)", l.address),
+                format!(
+                    "{:?} is not ip:port (e.g. 0.0.0.0:8080 or [::]:8080)",
+                    l.address
+                ),
             );
             None
         }
@@ -253,7 +290,10 @@ fn served_routes(
         .filter_map(|(i, name)| {
             let found = index.get(name.as_str()).copied();
             if found.is_none() {
-                errors.push(format!("{path}.routes[{i}]"), format!("unknown route \"{name}\""));
+                errors.push(
+                    format!("{path}.routes[{i}]"),
+                    format!("unknown route \"{name}\""),
+                );
             }
             found
         })

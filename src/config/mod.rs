@@ -2,9 +2,9 @@
 //! and compilation into a validated [`crate::route::RouteTable`] ([`compile`]).
 
 pub mod compile;
-mod rules;
 pub mod error;
 pub mod model;
+mod rules;
 
 use std::path::Path;
 
@@ -38,7 +38,10 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(ConfigErrors::one(
             "",
-            format!("{name} is {} bytes; the limit is {MAX_CONFIG_BYTES}", meta.len()),
+            format!(
+                "{name} is {} bytes; the limit is {MAX_CONFIG_BYTES}",
+                meta.len()
+            ),
         ));
     }
     let text = std::fs::read_to_string(path)

@@ -159,10 +159,7 @@ fn compile_sticky(s: &StickyConfig, path: &str, errors: &mut ConfigErrors) -> Op
         + usize::from(s.cookie.is_some())
         + usize::from(s.source_ip);
     if given != 1 {
-        errors.push(
-            path,
-            "set exactly one of header, cookie or source_ip: true",
-        );
+        errors.push(path, "set exactly one of header, cookie or source_ip: true");
         return None;
     }
     if let Some(h) = &s.header {
@@ -170,7 +167,10 @@ fn compile_sticky(s: &StickyConfig, path: &str, errors: &mut ConfigErrors) -> Op
     }
     if let Some(c) = &s.cookie {
         if c.is_empty() || c.contains([';', '=', ' ']) {
-            errors.push(format!("{path}.cookie"), format!("invalid cookie name {c:?}"));
+            errors.push(
+                format!("{path}.cookie"),
+                format!("invalid cookie name {c:?}"),
+            );
             return None;
         }
         return Some(StickyKey::Cookie(c.as_str().into()));
@@ -189,7 +189,10 @@ fn compile_match(m: &MatchConfig, path: &str, errors: &mut ConfigErrors) -> Opti
         match Method::from_bytes(s.as_bytes()) {
             Ok(m) if ok => Some(m),
             _ => {
-                errors.push(format!("{path}.method"), format!("invalid method {s:?} (use e.g. GET)"));
+                errors.push(
+                    format!("{path}.method"),
+                    format!("invalid method {s:?} (use e.g. GET)"),
+                );
                 None
             }
         }
@@ -203,7 +206,10 @@ fn compile_match(m: &MatchConfig, path: &str, errors: &mut ConfigErrors) -> Opti
             let at = format!("{path}.headers[{i}]");
             let hm = compile_header_match(h, &at, errors)?;
             if !names.insert(hm.name.clone()) {
-                errors.push(format!("{at}.name"), format!("header {} is matched twice", hm.name));
+                errors.push(
+                    format!("{at}.name"),
+                    format!("header {} is matched twice", hm.name),
+                );
             }
             Some(hm)
         })
@@ -252,8 +258,16 @@ fn anchored_regex(pattern: &str, path: &str, errors: &mut ConfigErrors) -> Optio
     {
         Ok(re) => Some(re),
         Err(e) => {
-            let reason = e.to_string().lines().last().unwrap_or("invalid").to_string();
-            errors.push(path, format!("invalid regular expression {pattern:?}: {reason}"));
+            let reason = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("invalid")
+                .to_string();
+            errors.push(
+                path,
+                format!("invalid regular expression {pattern:?}: {reason}"),
+            );
             None
         }
     }
@@ -360,7 +374,10 @@ fn compile_modifier(
 fn modifiable_name(name: &str, path: &str, errors: &mut ConfigErrors) -> Option<HeaderName> {
     let n = header_name(name, path, errors)?;
     if is_hop_by_hop(&n) {
-        errors.push(path, format!("{n} is a hop-by-hop header and cannot be modified"));
+        errors.push(
+            path,
+            format!("{n} is a hop-by-hop header and cannot be modified"),
+        );
         return None;
     }
     Some(n)

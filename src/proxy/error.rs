@@ -71,7 +71,10 @@ impl ProxyError {
         let mut resp = Response::new(ProxyBody::local(Bytes::from(body)));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         if matches!(self, ProxyError::BadRequest(_)) {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

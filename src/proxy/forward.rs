@@ -141,7 +141,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -184,6 +187,9 @@ mod tests {
         let id = ensure_request_id(&mut h, &mut SmallRng::seed_from_u64(7));
         assert_eq!(id.len(), 36);
         assert_eq!(id.to_str().unwrap().as_bytes()[14], b'4');
-        assert_eq!(ensure_request_id(&mut h, &mut SmallRng::seed_from_u64(8)), id);
+        assert_eq!(
+            ensure_request_id(&mut h, &mut SmallRng::seed_from_u64(8)),
+            id
+        );
     }
 }

@@ -59,7 +59,11 @@ mod tests {
         assert!(check(&req(&[("host", "a"), ("transfer-encoding", "chunked")])).is_ok());
         assert!(check(&req(&[])).is_err());
         assert!(check(&req(&[("host", "a"), ("host", "b")])).is_err());
-        let both = [("host", "a"), ("transfer-encoding", "chunked"), ("content-length", "3")];
+        let both = [
+            ("host", "a"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "3"),
+        ];
         assert!(check(&req(&both)).is_err());
         let twice = [("host", "a"), ("transfer-encoding", "chunked, chunked")];
         assert!(check(&req(&twice)).is_err());

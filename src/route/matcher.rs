@@ -88,7 +88,14 @@ pub struct Conditions {
 /// Sort key: smaller sorts first and wins. Gateway API order: exact path, then
 /// (cutover's choice for the implementation-specific case) regex, then the
 /// longest prefix; then method, most headers, most query params, config order.
-pub type PrecedenceKey = (u8, Reverse<usize>, u8, Reverse<usize>, Reverse<usize>, usize);
+pub type PrecedenceKey = (
+    u8,
+    Reverse<usize>,
+    u8,
+    Reverse<usize>,
+    Reverse<usize>,
+    usize,
+);
 
 impl ValueMatch {
     /// Whether `value` satisfies the condition.
@@ -128,9 +135,8 @@ impl HeaderMatch {
 impl QueryMatch {
     fn matches(&self, query: Option<&str>) -> bool {
         let Some(query) = query else { return false };
-        query_pairs(query).any(|(name, value)| {
-            name == &*self.name && self.value.matches(&percent_decode(value))
-        })
+        query_pairs(query)
+            .any(|(name, value)| name == &*self.name && self.value.matches(&percent_decode(value)))
     }
 }
 

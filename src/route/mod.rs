@@ -140,7 +140,7 @@ impl ListenerRoutes {
                 HostPattern::Any => any_host = Some(idx),
             }
         }
-        wildcard_hosts.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        wildcard_hosts.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         ListenerRoutes {
             name,
             address,
@@ -251,9 +251,12 @@ impl VirtualHost {
         if let Some(e) = self.exact.get(req.path).and_then(|ids| hit(ids)) {
             return Some(e);
         }
-        if let Some(e) = self.regex.iter().map(|&i| &self.entries[i as usize]).find(|e| {
-            e.conditions.path.matches(req.path) && e.conditions.matches_rest(req)
-        }) {
+        if let Some(e) = self
+            .regex
+            .iter()
+            .map(|&i| &self.entries[i as usize])
+            .find(|e| e.conditions.path.matches(req.path) && e.conditions.matches_rest(req))
+        {
             return Some(e);
         }
         if self.prefix.is_empty() {

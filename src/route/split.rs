@@ -56,7 +56,10 @@ impl Split {
 
     /// `(group index, weight)` in config order.
     pub fn backends(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.groups.iter().copied().zip(self.weights.iter().copied())
+        self.groups
+            .iter()
+            .copied()
+            .zip(self.weights.iter().copied())
     }
 }
 

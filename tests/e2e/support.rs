@@ -56,10 +56,16 @@ pub async fn upstream(name: &'static str) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let up = Upstream { name, addr, seen: Arc::clone(&seen) };
+    let up = Upstream {
+        name,
+        addr,
+        seen: Arc::clone(&seen),
+    };
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let seen = Arc::clone(&seen);
             let service = service_fn(move |req: Request<Incoming>| {
                 let seen = Arc::clone(&seen);
@@ -80,7 +86,8 @@ pub async fn upstream(name: &'static str) -> Upstream {
                         body_len,
                     });
                     let mut resp = Response::new(Full::new(Bytes::from(name)));
-                    resp.headers_mut().insert("x-upstream", name.parse().unwrap());
+                    resp.headers_mut()
+                        .insert("x-upstream", name.parse().unwrap());
                     Ok::<_, Infallible>(resp)
                 }
             });
@@ -133,13 +140,19 @@ pub async fn proxy(yaml: &str) -> Proxy {
     let done = tokio::spawn(app.serve(async {
         let _ = rx.await;
     }));
-    Proxy { addr, app: shared, stop: Some(tx), done }
+    Proxy {
+        addr,
+        app: shared,
+        stop: Some(tx),
+        done,
+    }
 }
 
 /// A one-route config: `rules_yaml` is the YAML list under `rules:`, indented
 /// by 6 spaces; groups are `(name, upstream)` pairs, one endpoint each.
 pub fn config(groups: &[(&str, &Upstream)], rules_yaml: &str) -> String {
-    let mut y = String::from("listeners:\n  - name: public\n    address: \"127.0.0.1:0\"\ngroups:\n");
+    let mut y =
+        String::from("listeners:\n  - name: public\n    address: \"127.0.0.1:0\"\ngroups:\n");
     for (name, up) in groups {
         y.push_str(&format!("  {name}:\n    endpoints: [\"{}\"]\n", up.addr));
     }
@@ -155,7 +168,9 @@ pub fn http1_client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// h2c (prior knowledge) client.
 pub fn h2_client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).http2_only(true).build_http()
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
 }
 
 /// A response with its body read.
