@@ -21,8 +21,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod app;
 pub mod config;
+pub mod ctl;
 pub mod demo;
 pub mod listener;
 pub mod proxy;

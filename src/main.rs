@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cutover::app::App;
+use cutover::admin::AdminOptions;
+use cutover::app::{App, Options};
 use cutover::config;
 
 /// cutover: split HTTP traffic between versions of a service (canary,
@@ -20,20 +21,23 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve traffic with a config file.
-    Run {
-        /// Path to the YAML config.
-        #[arg(short, long, default_value = "config/cutover.yaml")]
-        config: PathBuf,
-        /// Worker threads (default: one per CPU). 1 runs a single-threaded
-        /// runtime, the cheapest per request.
-        #[arg(long)]
-        workers: Option<usize>,
-    },
+    Run(RunArgs),
     /// Validate config files and print every error with its field path.
     Check {
         /// Config files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Talk to a running proxy's control API.
+    Ctl {
+        /// Admin API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:9901", global = true)]
+        admin: String,
+        /// File holding the bearer token (else $CUTOVER_ADMIN_TOKEN).
+        #[arg(long, global = true)]
+        token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: CtlCommand,
     },
     /// Start demo upstreams (stable, canary) and the proxy in front of them.
     Demo {
@@ -43,12 +47,95 @@ enum Command {
     },
 }
 
+/// `cutover run` flags.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Path to the YAML config; watched and hot-reloaded on change.
+    #[arg(short, long, default_value = "config/cutover.yaml")]
+    config: PathBuf,
+    /// Worker threads (default: one per CPU). 1 runs a single-threaded
+    /// runtime, the cheapest per request.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Admin listener (probes and control API). Loopback unless a token is set.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// Run without the admin listener.
+    #[arg(long)]
+    no_admin: bool,
+    /// File holding the control API bearer token (else $CUTOVER_ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Directory where control API changes are persisted and restored from.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Weights, observed split and generation per rule.
+    Status,
+    /// Print the live config (JSON) with its API overrides.
+    Config,
+    /// Set weights: ctl weights ROUTE RULE stable=90 canary=10
+    Weights {
+        /// Route name.
+        route: String,
+        /// Rule name.
+        rule: String,
+        /// group=weight pairs.
+        #[arg(required = true)]
+        weights: Vec<String>,
+        /// Apply only if the live generation is this one (else 409).
+        #[arg(long)]
+        if_match: Option<u64>,
+    },
+    /// Send 100% of a rule to one group.
+    Promote {
+        /// Route name.
+        route: String,
+        /// Rule name.
+        rule: String,
+        /// Group to promote.
+        group: String,
+    },
+    /// Restore a rule's weights from before its last change.
+    Rollback {
+        /// Route name.
+        route: String,
+        /// Rule name.
+        rule: String,
+    },
+    /// Blue/green: send every rule of a route to one group.
+    Switch {
+        /// Route name.
+        route: String,
+        /// Group to switch to.
+        to: String,
+    },
+    /// Dry-run a config file against the running proxy's validator.
+    Validate {
+        /// YAML file.
+        file: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files } => check(&files),
-        Command::Run { config, workers } => serve(workers, run(config)),
+        Command::Run(args) => serve(args.workers, run(args)),
+        Command::Ctl {
+            admin,
+            token_file,
+            action,
+        } => {
+            let target = cutover::ctl::Target { admin, token_file };
+            serve(Some(1), async move {
+                cutover::ctl::run(&target, ctl_action(action)).await
+            })
+        }
         Command::Demo { listen } => serve(Some(1), async move {
             cutover::demo::run(listen).await.map_err(|e| e.to_string())
         }),
@@ -95,12 +182,63 @@ fn check(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-async fn run(path: PathBuf) -> Result<(), String> {
-    let cfg = config::load_file(&path)
+fn ctl_action(c: CtlCommand) -> cutover::ctl::Action {
+    use cutover::ctl::Action;
+    match c {
+        CtlCommand::Status => Action::Status,
+        CtlCommand::Config => Action::Config,
+        CtlCommand::Weights {
+            route,
+            rule,
+            weights,
+            if_match,
+        } => Action::Weights {
+            route,
+            rule,
+            weights,
+            if_match,
+        },
+        CtlCommand::Promote { route, rule, group } => Action::Promote { route, rule, group },
+        CtlCommand::Rollback { route, rule } => Action::Rollback { route, rule },
+        CtlCommand::Switch { route, to } => Action::Switch { route, to },
+        CtlCommand::Validate { file } => Action::Validate { file },
+    }
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    let path = args.config;
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let cfg = config::parse_yaml(&text)
         .map_err(|e| format!("{}: invalid config:\n{e}", path.display()))?;
-    let app = App::bind(&cfg).await.map_err(|e| e.to_string())?;
+    let token = admin_token(args.admin_token_file.as_deref())?;
+    let options = Options {
+        admin: (!args.no_admin).then_some(AdminOptions {
+            address: args.admin,
+            token,
+        }),
+        config_hash: Some(cutover::reload::watch::content_hash(&bytes)),
+        config_file: Some(path),
+        state_dir: args.state_dir,
+        ..Options::default()
+    };
+    let app = App::start(&cfg, options).await.map_err(|e| e.to_string())?;
     app.serve(shutdown_signal()).await;
     Ok(())
+}
+
+/// The control API token: from the file, else `$CUTOVER_ADMIN_TOKEN`.
+fn admin_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    let token = match file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("admin token file {}: {e}", f.display()))?,
+        ),
+        None => std::env::var("CUTOVER_ADMIN_TOKEN").ok(),
+    };
+    Ok(token
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
 }
 
 async fn shutdown_signal() {

@@ -25,6 +25,7 @@ use rand::{Rng, SeedableRng};
 use crate::app::Shared;
 use crate::config::model::UpstreamProtocol;
 use crate::route::matcher::RequestView;
+use crate::route::observed;
 use crate::route::{RouteTable, Rule};
 use crate::upstream::pool::SendError;
 use crate::upstream::{balance, Endpoint, Group};
@@ -159,8 +160,9 @@ fn choose_target<'t>(
         .and_then(|s| s.hash(&parts.headers, conn.peer.ip()));
     with_rng(|rng| {
         let point = key.unwrap_or_else(|| rng.random());
-        let group_idx = rule.split.pick(point).ok_or(ProxyError::NoBackend)?;
-        let group = &table.groups[group_idx as usize];
+        let slot = rule.split.pick_slot(point).ok_or(ProxyError::NoBackend)?;
+        rule.observed[slot].record(observed::now_secs());
+        let group = &table.groups[rule.split.group_at(slot) as usize];
         let endpoint = balance::pick(group, key, rng).ok_or(ProxyError::NoEndpoints)?;
         forward::ensure_request_id(&mut parts.headers, rng);
         Ok(Target {

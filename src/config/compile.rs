@@ -29,7 +29,7 @@ pub fn compile(
 ) -> Result<RouteTable, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let (groups, group_index) = compile_groups(&cfg.groups, registry, &mut errors);
-    let (rules, pending, route_hosts) = compile_routes(cfg, &group_index, &mut errors);
+    let (rules, pending, route_hosts) = compile_routes(cfg, &group_index, registry, &mut errors);
     let listeners = compile_listeners(cfg, &rules, &pending, &route_hosts, &mut errors);
     errors.into_result(RouteTable {
         generation,
@@ -107,6 +107,7 @@ type RouteHosts = Vec<Vec<HostPattern>>;
 fn compile_routes(
     cfg: &Config,
     groups: &HashMap<&str, u32>,
+    registry: &EndpointRegistry,
     errors: &mut ConfigErrors,
 ) -> (Vec<Rule>, Vec<Vec<PendingEntry>>, RouteHosts) {
     let mut rules = Vec::new();
@@ -142,7 +143,7 @@ fn compile_routes(
                 );
             }
             let Some(CompiledRule { rule, conditions }) =
-                compile_rule(&route.name, rule, &at, groups, errors)
+                compile_rule(&route.name, rule, &at, groups, registry, errors)
             else {
                 continue;
             };

@@ -25,7 +25,11 @@ pub fn parse_yaml(text: &str) -> Result<Config, ConfigErrors> {
     });
     parsed.map_err(|e| {
         let path = track.path().to_string();
-        let path = if path == "." { String::new() } else { path };
+        let path = if path == "." || path == "?" {
+            String::new()
+        } else {
+            path
+        };
         ConfigErrors::one(path, e.to_string())
     })
 }

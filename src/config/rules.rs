@@ -15,6 +15,7 @@ use crate::proxy::forward::is_hop_by_hop;
 use crate::route::matcher::{Conditions, HeaderMatch, PathMatch, QueryMatch, ValueMatch};
 use crate::route::split::{Split, StickyKey};
 use crate::route::{HeaderModifier, Rule};
+use crate::upstream::EndpointRegistry;
 
 /// Largest weight; Gateway API's limit.
 pub const MAX_WEIGHT: u32 = 1_000_000;
@@ -36,6 +37,7 @@ pub fn compile_rule(
     rule: &RuleConfig,
     path: &str,
     groups: &HashMap<&str, u32>,
+    registry: &EndpointRegistry,
     errors: &mut ConfigErrors,
 ) -> Option<CompiledRule> {
     let before = errors.0.len();
@@ -77,6 +79,11 @@ pub fn compile_rule(
             sticky,
             request_headers,
             response_headers,
+            observed: rule
+                .backends
+                .iter()
+                .map(|b| registry.split_counter(route, &rule.name, &b.group))
+                .collect(),
         },
         conditions,
     })

@@ -149,7 +149,7 @@ fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// Decodes `%XX` and `+`; borrows when there is nothing to decode.
-fn percent_decode(raw: &str) -> std::borrow::Cow<'_, str> {
+pub fn percent_decode(raw: &str) -> std::borrow::Cow<'_, str> {
     if !raw.contains(['%', '+']) {
         return std::borrow::Cow::Borrowed(raw);
     }

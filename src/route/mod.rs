@@ -5,6 +5,7 @@
 //! read it through one `ArcSwap` load and never mutate it.
 
 pub mod matcher;
+pub mod observed;
 pub mod split;
 
 use std::collections::HashMap;
@@ -77,6 +78,8 @@ pub struct Rule {
     pub request_headers: HeaderModifier,
     /// Header edits towards the client.
     pub response_headers: HeaderModifier,
+    /// Requests sent per backend (same order as the split), last minute.
+    pub observed: Box<[std::sync::Arc<observed::SplitCounter>]>,
 }
 
 /// Compiled Gateway API header filter.

@@ -49,9 +49,18 @@ impl Split {
 
     /// The group whose range holds `point`; `None` when every weight is 0.
     pub fn pick(&self, point: u64) -> Option<u32> {
+        self.pick_slot(point).map(|i| self.groups[i])
+    }
+
+    /// Like [`Split::pick`], but the backend's position in the rule.
+    pub fn pick_slot(&self, point: u64) -> Option<usize> {
         let last = self.last_live?;
-        let i = self.bounds.iter().position(|&b| point < b).unwrap_or(last);
-        Some(self.groups[i])
+        Some(self.bounds.iter().position(|&b| point < b).unwrap_or(last))
+    }
+
+    /// Group index of the backend at `slot`.
+    pub fn group_at(&self, slot: usize) -> u32 {
+        self.groups[slot]
     }
 
     /// `(group index, weight)` in config order.

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use http::uri::Authority;
 
 use crate::config::model::{Balance, UpstreamProtocol};
+use crate::route::observed::SplitCounter;
 
 /// One version of a service: endpoints plus how to reach them.
 #[derive(Debug)]
@@ -78,6 +79,8 @@ impl Drop for InFlight {
 #[derive(Debug, Default)]
 pub struct EndpointRegistry {
     by_address: Mutex<HashMap<Box<str>, Weak<EndpointState>>>,
+    /// Observed-split counters by `route/rule/group`, carried over the same way.
+    split_counters: Mutex<HashMap<String, Weak<SplitCounter>>>,
 }
 
 impl EndpointRegistry {
@@ -98,6 +101,24 @@ impl EndpointRegistry {
         });
         map.insert(address.into(), Arc::downgrade(&state));
         state
+    }
+}
+
+impl EndpointRegistry {
+    /// The observed-split counter of `group` in `route/rule`.
+    pub fn split_counter(&self, route: &str, rule: &str, group: &str) -> Arc<SplitCounter> {
+        let key = format!("{route}/{rule}/{group}");
+        let mut map = self
+            .split_counters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(c) = map.get(&key).and_then(Weak::upgrade) {
+            return c;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let c = Arc::new(SplitCounter::default());
+        map.insert(key, Arc::downgrade(&c));
+        c
     }
 }
 

@@ -1,0 +1,228 @@
+//! The admin listener: probes (`/live`, `/ready`) and the control API
+//! (`/v1/*`, JSON). Loopback by default; a bearer token is required to bind
+//! anywhere else.
+
+
+// Handlers return a ready error response as their `Err`: the admin path is
+// not hot, and a boxed response would only add noise.
+#![allow(clippy::result_large_err)]
+
+mod api;
+mod json;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::Shared;
+use json::{error, text};
+
+/// Largest control API request body.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Admin listener settings.
+#[derive(Clone)]
+pub struct AdminOptions {
+    /// Where to listen; default `127.0.0.1:9901`.
+    pub address: SocketAddr,
+    /// Bearer token required on `/v1/*`; probes never need it.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminOptions")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl AdminOptions {
+    /// Refuses to expose the control API beyond loopback without a token.
+    pub fn check_safe(&self) -> Result<(), String> {
+        if self.token.is_none() && !self.address.ip().is_loopback() {
+            return Err(format!(
+                "refusing to serve the control API on {} without a token: set --admin-token-file or CUTOVER_ADMIN_TOKEN, or bind to 127.0.0.1",
+                self.address
+            ));
+        }
+        if self.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err("the admin token must be at least 16 characters".into());
+        }
+        Ok(())
+    }
+}
+
+/// Serves the admin API until shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    options: AdminOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, auth = options.token.is_some(), "admin API listening");
+    }
+    let options = Arc::new(options);
+    loop {
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let (shared, options) = (Arc::clone(&shared), Arc::clone(&options));
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let (shared, options) = (Arc::clone(&shared), Arc::clone(&options));
+                async move { Ok::<_, Infallible>(route(&shared, &options, req).await) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn route(
+    shared: &Shared,
+    options: &AdminOptions,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (&method, path.as_str()) {
+        (&Method::GET, "/live") => return text(StatusCode::OK, "live\n"),
+        (&Method::GET, "/ready") => return ready(shared),
+        _ => {}
+    }
+    if let Err(resp) = authorize(options, &req) {
+        return resp;
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    let if_match = match if_match(&req) {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let resp = api::dispatch(shared, &method, &path, &query, if_match, &body);
+    tracing::info!(%method, path, status = resp.status().as_u16(), "control API");
+    resp
+}
+
+fn ready(shared: &Shared) -> Response<Full<Bytes>> {
+    if shared.draining.load(Ordering::Relaxed) {
+        text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        text(StatusCode::OK, "ready\n")
+    }
+}
+
+/// 401 without a token, 403 with a wrong one; constant-time comparison.
+fn authorize(options: &AdminOptions, req: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
+    let Some(expected) = &options.token else {
+        return Ok(());
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => {
+            let mut resp = error(StatusCode::UNAUTHORIZED, "missing bearer token");
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            Err(resp)
+        }
+        Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(error(StatusCode::FORBIDDEN, "wrong bearer token")),
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal a prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+/// `If-Match: 7` or `If-Match: "7"` -> generation 7.
+fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, Response<Full<Bytes>>> {
+    let Some(v) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|s| s.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "If-Match must be a generation number",
+            )
+        })
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body over {MAX_BODY} bytes or unreadable"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret-token-123", b"secret-token-123"));
+        assert!(!constant_time_eq(b"secret-token-123", b"secret-token-124"));
+        assert!(!constant_time_eq(b"secret", b"secret-token-123"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn exposed_admin_needs_a_token() {
+        let open = AdminOptions {
+            address: "0.0.0.0:9901".parse().unwrap(),
+            token: None,
+        };
+        assert!(open.check_safe().is_err());
+        let local = AdminOptions {
+            address: "127.0.0.1:9901".parse().unwrap(),
+            token: None,
+        };
+        assert!(local.check_safe().is_ok());
+    }
+}

@@ -1,0 +1,252 @@
+//! `cutover ctl`: a client for the control API, with readable output.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// Where the admin API is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Base URL, e.g. `http://127.0.0.1:9901`.
+    pub admin: String,
+    /// Bearer token file, if the API needs one.
+    pub token_file: Option<PathBuf>,
+}
+
+/// One `ctl` action.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Weights, observed split and generation per rule.
+    Status,
+    /// The live config as JSON.
+    Config,
+    /// Set weights: `route rule group=weight...`.
+    Weights {
+        /// Route name.
+        route: String,
+        /// Rule name.
+        rule: String,
+        /// `group=weight` pairs.
+        weights: Vec<String>,
+        /// Only apply if the live generation is this one.
+        if_match: Option<u64>,
+    },
+    /// 100% to a group.
+    Promote {
+        /// Route name.
+        route: String,
+        /// Rule name.
+        rule: String,
+        /// Group to promote.
+        group: String,
+    },
+    /// Back to the weights before the last change.
+    Rollback {
+        /// Route name.
+        route: String,
+        /// Rule name.
+        rule: String,
+    },
+    /// Blue/green cutover of a whole route.
+    Switch {
+        /// Route name.
+        route: String,
+        /// Group to switch to.
+        to: String,
+    },
+    /// Dry-run a config file.
+    Validate {
+        /// YAML file.
+        file: PathBuf,
+    },
+}
+
+/// Runs `action` and prints the result; `Err` carries a one-line message.
+pub async fn run(target: &Target, action: Action) -> Result<(), String> {
+    let (method, path, body) = request_for(&action)?;
+    let (status, value) = call(target, method, &path, body, if_match(&action)).await?;
+    if !status.is_success() {
+        return Err(describe_error(status, &value));
+    }
+    match action {
+        Action::Status => print_status(&value),
+        Action::Config => println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        ),
+        Action::Validate { file } => println!("{}: valid", file.display()),
+        _ => println!(
+            "applied: generation {}",
+            value.get("generation").cloned().unwrap_or(Value::Null)
+        ),
+    }
+    Ok(())
+}
+
+fn if_match(action: &Action) -> Option<u64> {
+    match action {
+        Action::Weights { if_match, .. } => *if_match,
+        _ => None,
+    }
+}
+
+fn request_for(action: &Action) -> Result<(Method, String, Option<Bytes>), String> {
+    let body = |v: Value| Some(Bytes::from(v.to_string()));
+    Ok(match action {
+        Action::Status => (Method::GET, "/v1/status".into(), None),
+        Action::Config => (Method::GET, "/v1/config".into(), None),
+        Action::Weights {
+            route,
+            rule,
+            weights,
+            ..
+        } => {
+            let mut map = serde_json::Map::new();
+            for pair in weights {
+                let (g, w) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("{pair:?}: expected group=weight"))?;
+                let w: u32 = w
+                    .parse()
+                    .map_err(|_| format!("{pair:?}: weight must be a whole number"))?;
+                map.insert(g.to_string(), Value::from(w));
+            }
+            (
+                Method::PATCH,
+                format!("/v1/routes/{route}/rules/{rule}/weights"),
+                body(Value::Object(map)),
+            )
+        }
+        Action::Promote { route, rule, group } => (
+            Method::POST,
+            format!("/v1/routes/{route}/rules/{rule}/promote"),
+            body(serde_json::json!({ "group": group })),
+        ),
+        Action::Rollback { route, rule } => (
+            Method::POST,
+            format!("/v1/routes/{route}/rules/{rule}/rollback"),
+            None,
+        ),
+        Action::Switch { route, to } => (
+            Method::POST,
+            format!("/v1/routes/{route}/switch"),
+            body(serde_json::json!({ "to": to })),
+        ),
+        Action::Validate { file } => {
+            let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            (
+                Method::POST,
+                "/v1/config/validate".into(),
+                Some(Bytes::from(text)),
+            )
+        }
+    })
+}
+
+async fn call(
+    target: &Target,
+    method: Method,
+    path: &str,
+    body: Option<Bytes>,
+    if_match: Option<u64>,
+) -> Result<(StatusCode, Value), String> {
+    let url = format!("{}{}", target.admin.trim_end_matches('/'), path);
+    let mut req = Request::builder().method(method).uri(&url);
+    if let Some(file) = &target.token_file {
+        let token = std::fs::read_to_string(file)
+            .map_err(|e| format!("token file {}: {e}", file.display()))?;
+        req = req.header(header::AUTHORIZATION, format!("Bearer {}", token.trim()));
+    } else if let Ok(token) = std::env::var("CUTOVER_ADMIN_TOKEN") {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {}", token.trim()));
+    }
+    if let Some(g) = if_match {
+        req = req.header(header::IF_MATCH, g.to_string());
+    }
+    let req = req
+        .body(Full::new(body.unwrap_or_default()))
+        .map_err(|e| format!("{url}: {e}"))?;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| format!("cannot reach the admin API at {url}: {e}"))?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, value))
+}
+
+fn describe_error(status: StatusCode, value: &Value) -> String {
+    let mut msg = format!(
+        "{status}: {}",
+        value
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("request failed")
+    );
+    if let Some(errors) = value.get("errors").and_then(Value::as_array) {
+        for e in errors {
+            let path = e.get("path").and_then(Value::as_str).unwrap_or("");
+            let m = e.get("message").and_then(Value::as_str).unwrap_or("");
+            msg.push_str(&format!("\n  {path}: {m}"));
+        }
+    }
+    msg
+}
+
+fn print_status(v: &Value) {
+    println!(
+        "generation {}   reload errors {}   {}",
+        v["generation"],
+        v["reload_errors"],
+        if v["draining"] == Value::Bool(true) {
+            "DRAINING"
+        } else {
+            "serving"
+        }
+    );
+    println!();
+    println!(
+        "{:<16} {:<16} {:<12} {:>8} {:>10} {:>9}",
+        "ROUTE", "RULE", "GROUP", "WEIGHT", "OBSERVED", "REQ/1MIN"
+    );
+    for route in v["routes"].as_array().into_iter().flatten() {
+        for rule in route["rules"].as_array().into_iter().flatten() {
+            let weights = rule["desired_weights"].as_object();
+            let total: u64 = weights
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, w)| w.as_u64())
+                .sum();
+            for (group, w) in weights.into_iter().flatten() {
+                let w = w.as_u64().unwrap_or(0);
+                let pct = if total == 0 {
+                    0.0
+                } else {
+                    w as f64 * 100.0 / total as f64
+                };
+                let obs = &rule["observed_last_minute"][group];
+                println!(
+                    "{:<16} {:<16} {:<12} {:>7.1}% {:>9.1}% {:>9}",
+                    route["route"].as_str().unwrap_or(""),
+                    rule["rule"].as_str().unwrap_or(""),
+                    group,
+                    pct,
+                    obs["share"].as_f64().unwrap_or(0.0) * 100.0,
+                    obs["requests"].as_u64().unwrap_or(0),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! File source: watches the config file's directory (so editors' write-and-
+//! rename and Kubernetes ConfigMap `..data` symlink swaps are seen), debounces
+//! bursts, and re-publishes when the content changed. SIGHUP forces a check.
+//! An invalid file logs one line and changes nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::{change, BaseOrigin};
+use crate::app::Shared;
+use crate::config::parse_yaml;
+use crate::route::split::hash_key;
+
+/// Quiet time after the last event before the file is read.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Keeps the watcher alive; dropping it stops watching.
+pub struct FileWatch {
+    _watcher: notify::RecommendedWatcher,
+}
+
+/// Hex content hash, to skip no-op events and to detect changes across a
+/// restart.
+pub fn content_hash(bytes: &[u8]) -> String {
+    format!("{:016x}", hash_key(bytes))
+}
+
+/// Starts watching `path`. The returned handle must be kept.
+pub fn spawn(shared: Arc<Shared>, path: PathBuf) -> notify::Result<FileWatch> {
+    let (tx, rx) = mpsc::channel::<()>(1);
+    let events = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Reads (ours included) are not changes; anything else in the
+        // directory (write, create, rename, symlink swap) is worth a look.
+        if res.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            let _ = events.try_send(());
+        }
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    spawn_sighup(tx);
+    tokio::spawn(reload_loop(shared, path, rx));
+    Ok(FileWatch { _watcher: watcher })
+}
+
+#[cfg(unix)]
+fn spawn_sighup(tx: mpsc::Sender<()>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: checking the config file");
+            if tx.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_tx: mpsc::Sender<()>) {}
+
+async fn reload_loop(shared: Arc<Shared>, path: PathBuf, mut rx: mpsc::Receiver<()>) {
+    while rx.recv().await.is_some() {
+        // Debounce: wait until events stop for DEBOUNCE.
+        while tokio::time::timeout(DEBOUNCE, rx.recv())
+            .await
+            .is_ok_and(|e| e.is_some())
+        {}
+        reload_file(&shared, &path);
+    }
+}
+
+/// Reads `path` and publishes it as the new base config if its content
+/// changed. Returns the new generation, if one was published.
+pub fn reload_file(shared: &Shared, path: &Path) -> Option<u64> {
+    let shown = path.display();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            // During a ConfigMap swap the file can be briefly missing; the
+            // next event retries.
+            reject(shared, format_args!("{shown}: cannot read: {e}"));
+            return None;
+        }
+    };
+    let hash = content_hash(&bytes);
+    if current_file_hash(shared).as_deref() == Some(hash.as_str()) {
+        return None;
+    }
+    {
+        // An invalid file is reported once, not at every event until fixed.
+        let mut last = shared
+            .last_rejected_file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.as_deref() == Some(hash.as_str()) {
+            return None;
+        }
+        *last = Some(hash.clone());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let config = match parse_yaml(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            reject(
+                shared,
+                format_args!("{shown}: {}", one_line(&e.to_string())),
+            );
+            return None;
+        }
+    };
+    let origin = BaseOrigin::File {
+        path: shown.to_string(),
+        hash,
+    };
+    let result = change(shared, None, "file", |d| {
+        if matches!(d.base_origin, BaseOrigin::Api { .. }) {
+            tracing::warn!("{shown} changed: it replaces the config PUT through the API");
+        }
+        d.base = config;
+        d.base_origin = origin;
+        Ok(())
+    });
+    match result {
+        Ok(generation) => Some(generation),
+        Err(e) => {
+            reject(
+                shared,
+                format_args!("{shown}: {}", one_line(&e.to_string())),
+            );
+            None
+        }
+    }
+}
+
+fn current_file_hash(shared: &Shared) -> Option<String> {
+    let desired = shared
+        .desired
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match &desired.base_origin {
+        BaseOrigin::File { hash, .. } => Some(hash.clone()),
+        _ => None,
+    }
+}
+
+fn reject(shared: &Shared, msg: std::fmt::Arguments<'_>) {
+    shared.reload_errors.fetch_add(1, Ordering::Relaxed);
+    tracing::error!("config reload rejected, still serving the previous table: {msg}");
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().collect::<Vec<_>>().join("; ")
+}
