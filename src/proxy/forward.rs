@@ -2,6 +2,7 @@
 //! including every header the `Connection` header names) and the
 //! `X-Forwarded-*` / `x-request-id` headers a proxy adds.
 
+use std::io::Write;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -84,13 +85,17 @@ pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Appends the client to `X-Forwarded-For`, sets `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` (the host the client asked for).
 pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: &str) {
-    let client = client.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => HeaderValue::try_from(format!("{prev}, {client}")),
-        _ => HeaderValue::try_from(client),
-    };
-    if let Ok(v) = xff {
-        // Several XFF lines are folded into the single one set here.
+    // Every earlier hop, from every X-Forwarded-For line, then this client.
+    let mut list = Vec::with_capacity(64);
+    for v in headers.get_all(&X_FORWARDED_FOR) {
+        let v = v.as_bytes().trim_ascii();
+        if !v.is_empty() {
+            list.extend_from_slice(v);
+            list.extend_from_slice(b", ");
+        }
+    }
+    let _ = write!(list, "{client}");
+    if let Ok(v) = HeaderValue::from_bytes(&list) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));

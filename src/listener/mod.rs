@@ -10,6 +10,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+mod preface;
+
 use crate::app::Shared;
 use crate::proxy::{self, ConnInfo};
 
@@ -107,6 +109,7 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let stream = preface::FirstBytesDeadline::new(stream, shared.limits.header_read_timeout);
     let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), conn, req));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
