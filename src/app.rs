@@ -18,7 +18,6 @@ use crate::config::{Config, ConfigErrors};
 use crate::listener::{self, ConnLimits};
 use crate::reload::{self, BaseOrigin, Desired};
 use crate::route::RouteTable;
-use crate::upstream::pool::UpstreamPool;
 use crate::upstream::EndpointRegistry;
 
 /// State shared by every connection: the published routing table plus the
@@ -29,8 +28,8 @@ pub struct Shared {
     pub routes: ArcSwap<RouteTable>,
     /// Per-endpoint state by address, carried across tables.
     pub endpoints: EndpointRegistry,
-    /// Upstream connection pools.
-    pub pool: UpstreamPool,
+    /// Announces each published generation (health checks follow it).
+    pub published: watch::Sender<u64>,
     /// Downstream connection limits.
     pub limits: ConnLimits,
     /// What the operator asked for (base config + API overrides); its lock
@@ -133,7 +132,7 @@ impl App {
         let shared = Arc::new(Shared {
             routes: ArcSwap::from_pointee(table),
             endpoints,
-            pool: UpstreamPool::new(),
+            published: watch::Sender::new(1),
             limits: options.limits,
             desired: Mutex::new(Desired {
                 base: config.clone(),
@@ -205,6 +204,7 @@ impl App {
             tokio::spawn(admin::serve(socket, shared, options, stop_rx.clone()));
         }
         let _watch = self.watch;
+        tokio::spawn(crate::upstream::health::supervise(Arc::clone(&self.shared)));
         drop(stop_rx);
         shutdown.await;
         self.shared.draining.store(true, Ordering::Relaxed);

@@ -29,5 +29,6 @@ pub mod demo;
 pub mod listener;
 pub mod proxy;
 pub mod reload;
+pub mod retry;
 pub mod route;
 pub mod upstream;

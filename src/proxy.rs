@@ -6,12 +6,13 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod framing;
+pub mod request_body;
 pub mod upgrade;
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,18 +20,18 @@ use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use crate::app::Shared;
 use crate::config::model::UpstreamProtocol;
+use crate::retry;
 use crate::route::matcher::RequestView;
 use crate::route::observed;
 use crate::route::{RouteTable, Rule};
-use crate::upstream::pool::SendError;
-use crate::upstream::{balance, Endpoint, Group};
+use crate::upstream::Endpoint;
 pub use body::ProxyBody;
 pub use error::ProxyError;
+use request_body::{BodyError, PreparedBody};
 
 /// What the pipeline knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -41,15 +42,6 @@ pub struct ConnInfo {
     pub listener: usize,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
-}
-
-thread_local! {
-    /// Per-thread RNG: fast, no lock, seeded once from the OS.
-    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
-}
-
-fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
-    RNG.with(|r| f(&mut r.borrow_mut()))
 }
 
 /// Serves one request. Reads the routing table once; the request finishes on
@@ -63,7 +55,7 @@ pub async fn handle(
     let table = shared.routes.load_full();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let result = forward_request(&shared, &table, conn, req).await;
+    let result = forward_request(&table, conn, req).await;
     Ok(result.unwrap_or_else(|e| {
         tracing::warn!(
             status = e.status().as_u16(),
@@ -78,15 +70,14 @@ pub async fn handle(
     }))
 }
 
-/// The chosen destination of one request.
-struct Target<'t> {
+/// What routing decided for a request.
+struct Decision<'t> {
     rule: &'t Rule,
-    group: &'t Group,
-    endpoint: &'t Endpoint,
+    key: Option<u64>,
+    slot: usize,
 }
 
 async fn forward_request(
-    shared: &Shared,
     table: &RouteTable,
     conn: ConnInfo,
     mut req: Request<Incoming>,
@@ -96,27 +87,27 @@ async fn forward_request(
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let raw_host = raw_host(&parts).unwrap_or_default().to_owned();
-    let target = choose_target(table, conn, &mut parts, &raw_host)?;
+    let decision = decide(table, conn, &mut parts, &raw_host)?;
+    let rule = decision.rule;
 
     forward::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
     forward::add_forwarded(&mut parts.headers, conn.peer.ip(), conn.proto, &raw_host);
-    if !target.rule.request_headers.is_empty() {
-        target.rule.request_headers.apply(&mut parts.headers);
+    if !rule.request_headers.is_empty() {
+        rule.request_headers.apply(&mut parts.headers);
     }
-    aim_at(
-        &mut parts,
-        target.endpoint,
-        target.group.protocol,
-        &raw_host,
-    )?;
-
-    let in_flight = target.endpoint.state.start();
-    let sent = shared
-        .pool
-        .send(target.group.protocol, Request::from_parts(parts, body))
-        .await;
-    drop(in_flight);
-    let mut resp = sent.map_err(|e| upstream_error(e, target.endpoint))?;
+    let body = prepare_body(table, conn, rule, body).await?;
+    let answer = retry::exchange(retry::Exchange {
+        table,
+        rule,
+        key: decision.key,
+        first_slot: decision.slot,
+        parts,
+        raw_host: &raw_host,
+        body,
+        upgrade: upgrade.is_some(),
+    })
+    .await?;
+    let mut resp = answer.response;
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let kept_upgrade = match (switching, client_upgrade) {
@@ -129,20 +120,42 @@ async fn forward_request(
     };
     let (mut rparts, rbody) = resp.into_parts();
     forward::strip_hop_by_hop(&mut rparts.headers, kept_upgrade);
-    if !target.rule.response_headers.is_empty() {
-        target.rule.response_headers.apply(&mut rparts.headers);
+    if !rule.response_headers.is_empty() {
+        rule.response_headers.apply(&mut rparts.headers);
     }
     Ok(Response::from_parts(rparts, ProxyBody::Upstream(rbody)))
 }
 
-/// Route match, group pick and endpoint pick: the pure decisions, taken
-/// before the first await (the thread-local RNG never crosses one).
-fn choose_target<'t>(
+/// Reads a small body so it can be replayed, or sets up streaming; enforces
+/// the listener's body limit (413).
+async fn prepare_body(
+    table: &RouteTable,
+    conn: ConnInfo,
+    rule: &Rule,
+    body: Incoming,
+) -> Result<PreparedBody, ProxyError> {
+    let max_body = table
+        .listeners
+        .get(conn.listener)
+        .map_or(u64::MAX, |l| l.max_request_body);
+    let replay = rule.policy.retry.replay_buffer.0;
+    let too_large = Arc::new(AtomicBool::new(false));
+    PreparedBody::prepare(body, replay, max_body, too_large)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => ProxyError::BodyTooLarge,
+            BodyError::Client(_) => ProxyError::ClientBodyFailed,
+        })
+}
+
+/// Route match and group pick: pure decisions, taken before the first await
+/// (the thread-local RNG never crosses one).
+fn decide<'t>(
     table: &'t RouteTable,
     conn: ConnInfo,
     parts: &mut Parts,
     raw_host: &str,
-) -> Result<Target<'t>, ProxyError> {
+) -> Result<Decision<'t>, ProxyError> {
     let host = normalize_host(raw_host);
     let view = RequestView {
         method: &parts.method,
@@ -158,18 +171,12 @@ fn choose_target<'t>(
         .sticky
         .as_ref()
         .and_then(|s| s.hash(&parts.headers, conn.peer.ip()));
-    with_rng(|rng| {
+    retry::with_rng(|rng| {
         let point = key.unwrap_or_else(|| rng.random());
-        let slot = rule.split.pick_slot(point).ok_or(ProxyError::NoBackend)?;
+        let slot = retry::first_slot(rule, table, point)?;
         rule.observed[slot].record(observed::now_secs());
-        let group = &table.groups[rule.split.group_at(slot) as usize];
-        let endpoint = balance::pick(group, key, rng).ok_or(ProxyError::NoEndpoints)?;
         forward::ensure_request_id(&mut parts.headers, rng);
-        Ok(Target {
-            rule,
-            group,
-            endpoint,
-        })
+        Ok(Decision { rule, key, slot })
     })
 }
 
@@ -203,7 +210,7 @@ fn normalize_host(raw: &str) -> Cow<'_, str> {
 /// h2 upstreams get `:authority` = the endpoint and no Host header (two
 /// differing authorities are invalid in HTTP/2); the client's host is still in
 /// `X-Forwarded-Host`.
-fn aim_at(
+pub fn aim_at(
     parts: &mut Parts,
     endpoint: &Endpoint,
     protocol: UpstreamProtocol,
@@ -235,19 +242,6 @@ fn aim_at(
         }
     }
     Ok(())
-}
-
-fn upstream_error(e: SendError, endpoint: &Endpoint) -> ProxyError {
-    match e {
-        SendError::Connect(e) => {
-            tracing::debug!(endpoint = &*endpoint.state.address, error = %e, "connect failed");
-            ProxyError::ConnectFailed
-        }
-        SendError::Exchange(e) => {
-            tracing::debug!(endpoint = &*endpoint.state.address, error = %e, "upstream failed");
-            ProxyError::UpstreamFailed
-        }
-    }
 }
 
 #[cfg(test)]

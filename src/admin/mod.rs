@@ -2,7 +2,6 @@
 //! (`/v1/*`, JSON). Loopback by default; a bearer token is required to bind
 //! anywhere else.
 
-
 // Handlers return a ready error response as their `Err`: the admin path is
 // not hot, and a boxed response would only add noise.
 #![allow(clippy::result_large_err)]

@@ -71,11 +71,14 @@ fn compile_groups<'a>(
             })
             .collect();
         index.insert(name.as_str(), groups.len() as u32);
-        groups.push(Group::new(
+        let policy = super::policy::group_policy(g, &path, errors);
+        groups.push(Group::with_policy(
             name.as_str().into(),
             endpoints,
             g.balance,
             g.protocol,
+            policy,
+            registry,
         ));
     }
     (groups, index)

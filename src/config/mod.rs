@@ -4,6 +4,8 @@
 pub mod compile;
 pub mod error;
 pub mod model;
+mod policy;
+pub mod resilience;
 mod rules;
 
 use std::path::Path;

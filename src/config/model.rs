@@ -7,6 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::resilience::{
+    BackoffConfig, BudgetConfig, Dur, Fallback, HealthCheckConfig, LimitsConfig,
+    OnGroupUnavailable, OutlierConfig, RetryConfig, RetryOn, Size, TimeoutsConfig,
+};
+
 /// The whole file. Unknown fields are errors so that a typo never silently
 /// changes routing.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -34,6 +39,20 @@ pub struct ListenerConfig {
     /// Names of the routes this listener serves; empty means every route.
     #[serde(default)]
     pub routes: Vec<String>,
+    /// Most open client connections; more wait in the kernel backlog. Default 10000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Largest request body; larger gets 413. Default 1GiB.
+    #[serde(default = "default_max_body")]
+    pub max_request_body: Size,
+}
+
+fn default_max_connections() -> u32 {
+    10_000
+}
+
+fn default_max_body() -> Size {
+    Size(1 << 30)
 }
 
 /// A set of interchangeable endpoints running one version of a service.
@@ -48,6 +67,22 @@ pub struct GroupConfig {
     /// Protocol spoken to the endpoints.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
+    /// Time to establish a connection. Default 1s.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Passive outlier ejection (on by default).
+    #[serde(default)]
+    pub outlier: OutlierConfig,
+    /// Circuit breaking.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Active health checking (off unless set).
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+fn default_connect_timeout() -> Dur {
+    Dur::secs(1)
 }
 
 /// Endpoint load-balancing policy.
@@ -64,7 +99,7 @@ pub enum Balance {
 }
 
 /// Upstream protocol.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
     /// HTTP/1.1 with pooled keep-alive connections.
@@ -108,6 +143,15 @@ pub struct RuleConfig {
     /// Header edits on the way back to the client.
     #[serde(default)]
     pub response_header_modifier: Option<HeaderModifierConfig>,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// Retries, fallback to other groups, retry budget.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// When a chosen group has no healthy endpoint.
+    #[serde(default)]
+    pub on_group_unavailable: OnGroupUnavailable,
 }
 
 /// One alternative: every condition given must hold (AND).

@@ -68,6 +68,7 @@ pub fn compile_rule(
         &format!("{path}.response_header_modifier"),
         errors,
     );
+    let policy = super::policy::rule_policy(rule, path, errors);
     if errors.0.len() > before {
         return None;
     }
@@ -84,6 +85,8 @@ pub fn compile_rule(
                 .iter()
                 .map(|b| registry.split_counter(route, &rule.name, &b.group))
                 .collect(),
+            policy,
+            budget: registry.budget(route),
         },
         conditions,
     })

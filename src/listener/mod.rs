@@ -65,7 +65,13 @@ pub async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let builder = Arc::new(http_builder(&shared.limits));
-    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+    let max_connections = shared
+        .routes
+        .load()
+        .listeners
+        .get(index)
+        .map_or(shared.limits.max_connections, |l| l.max_connections);
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },

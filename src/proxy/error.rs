@@ -7,7 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use super::body::ProxyBody;
 
 /// Why the proxy answered instead of an upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyError {
     /// Ambiguous or invalid framing; the connection is closed after the reply.
     BadRequest(&'static str),
@@ -23,6 +23,20 @@ pub enum ProxyError {
     UpstreamFailed,
     /// The endpoint answered 101 to a request that did not ask to upgrade.
     UnexpectedUpgrade,
+    /// `timeouts.request` fired before a response head arrived.
+    RequestTimeout,
+    /// `timeouts.per_try` fired on the last attempt.
+    PerTryTimeout,
+    /// Every endpoint of the chosen groups is ejected or failing health checks.
+    NoHealthyEndpoints,
+    /// `limits.max_pending` of the group is reached.
+    OverflowPending,
+    /// `limits.max_connections` of the endpoint is reached.
+    OverflowConnections,
+    /// The request body is over the listener's `max_request_body`.
+    BodyTooLarge,
+    /// The client's connection failed while its body was read.
+    ClientBodyFailed,
 }
 
 impl ProxyError {
@@ -31,10 +45,17 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoBackend | ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoBackend
+            | ProxyError::NoEndpoints
+            | ProxyError::NoHealthyEndpoints
+            | ProxyError::OverflowPending
+            | ProxyError::OverflowConnections => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ConnectFailed
             | ProxyError::UpstreamFailed
             | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
+            ProxyError::RequestTimeout | ProxyError::PerTryTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBodyFailed => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -48,6 +69,13 @@ impl ProxyError {
             ProxyError::ConnectFailed => "connect_failed",
             ProxyError::UpstreamFailed => "upstream_failed",
             ProxyError::UnexpectedUpgrade => "unexpected_upgrade",
+            ProxyError::RequestTimeout => "request_timeout",
+            ProxyError::PerTryTimeout => "per_try_timeout",
+            ProxyError::NoHealthyEndpoints => "no_healthy_endpoints",
+            ProxyError::OverflowPending => "overflow_max_pending",
+            ProxyError::OverflowConnections => "overflow_max_connections",
+            ProxyError::BodyTooLarge => "body_too_large",
+            ProxyError::ClientBodyFailed => "client_body_failed",
         }
     }
 
@@ -61,6 +89,19 @@ impl ProxyError {
             ProxyError::ConnectFailed => "could not connect to the upstream",
             ProxyError::UpstreamFailed => "the upstream connection failed",
             ProxyError::UnexpectedUpgrade => "the upstream switched protocols unasked",
+            ProxyError::RequestTimeout => "request timeout (timeouts.request) fired",
+            ProxyError::PerTryTimeout => "per-try timeout (timeouts.per_try) fired",
+            ProxyError::NoHealthyEndpoints => {
+                "no healthy endpoint: every candidate is ejected or failing health checks"
+            }
+            ProxyError::OverflowPending => {
+                "circuit breaker: limits.max_pending of the group reached"
+            }
+            ProxyError::OverflowConnections => {
+                "circuit breaker: limits.max_connections of the endpoint reached"
+            }
+            ProxyError::BodyTooLarge => "request body over max_request_body",
+            ProxyError::ClientBodyFailed => "the request body could not be read",
         }
     }
 
@@ -75,7 +116,10 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if matches!(self, ProxyError::BadRequest(_)) {
+        if matches!(
+            self,
+            ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::ClientBodyFailed
+        ) {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp

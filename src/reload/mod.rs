@@ -161,6 +161,7 @@ pub fn change(
         state::save(dir, &next).map_err(|e| ChangeError::Persist(e.to_string()))?;
     }
     shared.routes.store(Arc::new(table));
+    shared.published.send_replace(generation);
     *desired = next;
     drop(desired);
     for (o, why) in dropped {

@@ -37,6 +37,10 @@ pub struct ListenerRoutes {
     pub name: Box<str>,
     /// Address from the config.
     pub address: SocketAddr,
+    /// Largest request body (413 above).
+    pub max_request_body: u64,
+    /// Most open client connections.
+    pub max_connections: usize,
     exact_hosts: HashMap<Box<str>, u32>,
     /// `(".example.com", vhost)`, longest suffix first.
     wildcard_hosts: Box<[(Box<str>, u32)]>,
@@ -80,6 +84,21 @@ pub struct Rule {
     pub response_headers: HeaderModifier,
     /// Requests sent per backend (same order as the split), last minute.
     pub observed: Box<[std::sync::Arc<observed::SplitCounter>]>,
+    /// Timeouts, retries, group-unavailability handling.
+    pub policy: RulePolicy,
+    /// Retry budget shared by the route's rules.
+    pub budget: std::sync::Arc<crate::retry::budget::RetryBudget>,
+}
+
+/// A rule's resilience settings (validated config values).
+#[derive(Debug, Clone, Default)]
+pub struct RulePolicy {
+    /// Request and per-try timeouts.
+    pub timeouts: crate::config::model::TimeoutsConfig,
+    /// Retry policy.
+    pub retry: crate::config::model::RetryConfig,
+    /// What to do when a chosen group has no healthy endpoint.
+    pub on_unavailable: crate::config::model::OnGroupUnavailable,
 }
 
 /// Compiled Gateway API header filter.
@@ -147,6 +166,8 @@ impl ListenerRoutes {
         ListenerRoutes {
             name,
             address,
+            max_request_body: u64::MAX,
+            max_connections: 10_000,
             exact_hosts,
             wildcard_hosts: wildcard_hosts.into(),
             any_host,
@@ -166,6 +187,13 @@ impl ListenerRoutes {
                 .or(self.any_host)
         })?;
         self.vhosts.get(idx as usize)
+    }
+
+    /// Sets the listener's limits; used by the compiler.
+    pub fn with_limits(mut self, max_request_body: u64, max_connections: usize) -> Self {
+        self.max_request_body = max_request_body;
+        self.max_connections = max_connections;
+        self
     }
 
     /// The virtual host for `host`, for `explain` and tests.

@@ -58,6 +58,41 @@ impl Split {
         Some(self.bounds.iter().position(|&b| point < b).unwrap_or(last))
     }
 
+    /// Like [`Split::pick_slot`], with only the backends `eligible` accepts
+    /// sharing the space by weight (used when a group is unavailable, and for
+    /// fallback). Keeps the backends' order, so sticky users of the remaining
+    /// groups mostly stay put.
+    pub fn pick_slot_among(&self, point: u64, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        let total: u128 = (0..self.weights.len())
+            .filter(|&i| eligible(i))
+            .map(|i| u128::from(self.weights[i]))
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let target = (u128::from(point) * total) >> 64;
+        let mut cumulative = 0u128;
+        let mut last = None;
+        for i in (0..self.weights.len()).filter(|&i| eligible(i) && self.weights[i] > 0) {
+            cumulative += u128::from(self.weights[i]);
+            last = Some(i);
+            if target < cumulative {
+                return Some(i);
+            }
+        }
+        last
+    }
+
+    /// Number of backends.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// True when the rule has no backend.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
     /// Group index of the backend at `slot`.
     pub fn group_at(&self, slot: usize) -> u32 {
         self.groups[slot]
@@ -155,6 +190,19 @@ mod tests {
             assert_eq!(s.pick(p), Some(1));
         }
         assert_eq!(Split::new(&[(0, 0)]).pick(7), None);
+    }
+
+    #[test]
+    fn unavailable_backends_share_goes_to_the_others() {
+        let s = Split::new(&[(0, 80), (1, 10), (2, 10)]);
+        let mut counts = [0u32; 3];
+        for i in 0..10_000u64 {
+            let p = mix64(i);
+            counts[s.pick_slot_among(p, |slot| slot != 0).unwrap()] += 1;
+        }
+        assert_eq!(counts[0], 0);
+        assert!((4_500..5_500).contains(&counts[1]), "{counts:?}");
+        assert_eq!(s.pick_slot_among(7, |_| false), None);
     }
 
     #[test]

@@ -12,41 +12,66 @@ use crate::route::split::mix64;
 /// Chooses an endpoint; `None` when the group has none. `key` is the rule's
 /// sticky-key hash; without one, `hash` behaves as round robin.
 pub fn pick<'g, R: Rng>(group: &'g Group, key: Option<u64>, rng: &mut R) -> Option<&'g Endpoint> {
+    pick_where(group, key, rng, |_| true)
+}
+
+/// Like [`pick`], among the endpoints `eligible` accepts (available, not
+/// already failed for this request); `None` when it accepts none.
+pub fn pick_where<'g, R: Rng>(
+    group: &'g Group,
+    key: Option<u64>,
+    rng: &mut R,
+    eligible: impl Fn(&Endpoint) -> bool,
+) -> Option<&'g Endpoint> {
     let endpoints = &group.endpoints;
-    match endpoints.len() {
-        0 => return None,
-        1 => return endpoints.first(),
-        _ => {}
+    if endpoints.len() == 1 {
+        return endpoints.first().filter(|e| eligible(e));
     }
     match (group.balance, key) {
-        (Balance::Hash, Some(key)) => rendezvous(endpoints, key),
-        (Balance::LeastRequest, _) => Some(two_choices(endpoints, rng)),
+        (Balance::Hash, Some(key)) => rendezvous(endpoints, key, eligible),
+        (Balance::LeastRequest, _) => two_choices(endpoints, rng, eligible),
         _ => {
-            let i = group.cursor.fetch_add(1, Ordering::Relaxed);
-            endpoints.get(i % endpoints.len())
+            let start = group.cursor.fetch_add(1, Ordering::Relaxed);
+            (0..endpoints.len())
+                .map(|i| &endpoints[(start + i) % endpoints.len()])
+                .find(|e| eligible(e))
         }
     }
 }
 
 /// Power of two random choices on in-flight requests: near-optimal load
-/// spread without scanning every endpoint.
-fn two_choices<'g, R: Rng>(endpoints: &'g [Endpoint], rng: &mut R) -> &'g Endpoint {
+/// spread without scanning every endpoint (a scan only when the random picks
+/// are not eligible).
+fn two_choices<'g, R: Rng>(
+    endpoints: &'g [Endpoint],
+    rng: &mut R,
+    eligible: impl Fn(&Endpoint) -> bool,
+) -> Option<&'g Endpoint> {
     let n = endpoints.len();
     let a = rng.random_range(0..n);
     let b = (a + rng.random_range(1..n)) % n;
     let (ea, eb) = (&endpoints[a], &endpoints[b]);
-    if eb.state.in_flight() < ea.state.in_flight() {
-        eb
-    } else {
-        ea
+    match (eligible(ea), eligible(eb)) {
+        (true, true) if eb.state.in_flight() < ea.state.in_flight() => Some(eb),
+        (true, _) => Some(ea),
+        (false, true) => Some(eb),
+        (false, false) => endpoints
+            .iter()
+            .filter(|e| eligible(e))
+            .min_by_key(|e| e.state.in_flight()),
     }
 }
 
 /// Highest random weight: each endpoint scores `mix(key ^ hash(address))`.
 /// Removing an endpoint moves only the keys that were on it.
-fn rendezvous(endpoints: &[Endpoint], key: u64) -> Option<&Endpoint> {
+fn rendezvous(
+    endpoints: &[Endpoint],
+    key: u64,
+    eligible: impl Fn(&Endpoint) -> bool,
+) -> Option<&Endpoint> {
     endpoints
         .iter()
+        .filter(|e| eligible(e))
         .max_by_key(|e| mix64(key ^ e.state.address_hash))
 }
 

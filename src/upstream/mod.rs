@@ -1,20 +1,30 @@
 //! Upstream groups (versions) and their endpoints.
 //!
 //! A [`Group`] belongs to one table generation. The mutable per-endpoint state
-//! ([`EndpointState`]: in-flight count, later outlier state) does not: it lives
-//! in the [`EndpointRegistry`], keyed by address, so it survives a reload.
+//! ([`EndpointState`]: in-flight count, outlier and health state) does not: it
+//! lives in the [`EndpointRegistry`], keyed by address, so it survives a
+//! reload; so do connection pools, admission limits and retry budgets.
 
 pub mod balance;
+pub mod health;
+pub mod limits;
+pub mod outlier;
 pub mod pool;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use http::uri::Authority;
 
-use crate::config::model::{Balance, UpstreamProtocol};
+use crate::config::model::{
+    Balance, Dur, HealthCheckConfig, LimitsConfig, OutlierConfig, UpstreamProtocol,
+};
+use crate::retry::budget::RetryBudget;
 use crate::route::observed::SplitCounter;
+use limits::Admission;
+use outlier::OutlierState;
+use pool::Client;
 
 /// One version of a service: endpoints plus how to reach them.
 #[derive(Debug)]
@@ -29,6 +39,25 @@ pub struct Group {
     pub protocol: UpstreamProtocol,
     /// Round-robin cursor; restarting it on reload is harmless.
     pub(crate) cursor: AtomicUsize,
+    /// Resilience settings.
+    pub policy: GroupPolicy,
+    /// Connection pool for this group's protocol and connect timeout.
+    pub client: Client,
+    /// `max_requests` / `max_pending` admission, shared across reloads.
+    pub admission: Arc<Admission>,
+}
+
+/// A group's resilience settings, compiled.
+#[derive(Debug, Clone, Default)]
+pub struct GroupPolicy {
+    /// Passive ejection; `None` when disabled.
+    pub outlier: Option<OutlierConfig>,
+    /// Circuit-breaking limits.
+    pub limits: LimitsConfig,
+    /// Active health check, if configured.
+    pub health_check: Option<HealthCheckConfig>,
+    /// Connect timeout.
+    pub connect_timeout: Option<Dur>,
 }
 
 /// One upstream address, as a table sees it.
@@ -48,12 +77,24 @@ pub struct EndpointState {
     /// Hash of the address, for rendezvous hashing.
     pub address_hash: u64,
     in_flight: AtomicUsize,
+    /// Passive outlier state.
+    pub outlier: OutlierState,
+    /// Result of the active health check (true until a check says otherwise).
+    pub healthy: AtomicBool,
+    /// Set while a health-check task runs for this endpoint.
+    pub(crate) checked: AtomicBool,
 }
 
 impl EndpointState {
     /// Requests currently sent to this endpoint and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the endpoint may be picked: not ejected, and not failing its
+    /// active health check.
+    pub fn available(&self, now_ms: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.outlier.available(now_ms)
     }
 
     /// Counts a request until the guard drops.
@@ -81,26 +122,45 @@ pub struct EndpointRegistry {
     by_address: Mutex<HashMap<Box<str>, Weak<EndpointState>>>,
     /// Observed-split counters by `route/rule/group`, carried over the same way.
     split_counters: Mutex<HashMap<String, Weak<SplitCounter>>>,
+    /// Connection pools by protocol and connect timeout (few, kept for good).
+    clients: Mutex<HashMap<(UpstreamProtocol, Option<Dur>), Client>>,
+    /// Admission limits by group name and limit values.
+    admissions: Mutex<HashMap<(String, u32, u32), Weak<Admission>>>,
+    /// Retry budgets by route name.
+    budgets: Mutex<HashMap<String, Weak<RetryBudget>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The live value for `key`, or a new one from `make`.
+fn shared_weak<K: std::hash::Hash + Eq, T>(
+    map: &Mutex<HashMap<K, Weak<T>>>,
+    key: K,
+    make: impl FnOnce() -> T,
+) -> Arc<T> {
+    let mut map = lock(map);
+    if let Some(v) = map.get(&key).and_then(Weak::upgrade) {
+        return v;
+    }
+    map.retain(|_, w| w.strong_count() > 0);
+    let v = Arc::new(make());
+    map.insert(key, Arc::downgrade(&v));
+    v
 }
 
 impl EndpointRegistry {
     /// The state for `address`, shared with older tables if they have it.
     pub fn get_or_create(&self, address: &str) -> Arc<EndpointState> {
-        let mut map = self
-            .by_address
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(state) = map.get(address).and_then(Weak::upgrade) {
-            return state;
-        }
-        map.retain(|_, w| w.strong_count() > 0);
-        let state = Arc::new(EndpointState {
+        shared_weak(&self.by_address, address.into(), || EndpointState {
             address: address.into(),
             address_hash: crate::route::split::hash_key(address.as_bytes()),
             in_flight: AtomicUsize::new(0),
-        });
-        map.insert(address.into(), Arc::downgrade(&state));
-        state
+            outlier: OutlierState::default(),
+            healthy: AtomicBool::new(true),
+            checked: AtomicBool::new(false),
+        })
     }
 }
 
@@ -108,34 +168,71 @@ impl EndpointRegistry {
     /// The observed-split counter of `group` in `route/rule`.
     pub fn split_counter(&self, route: &str, rule: &str, group: &str) -> Arc<SplitCounter> {
         let key = format!("{route}/{rule}/{group}");
-        let mut map = self
-            .split_counters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(c) = map.get(&key).and_then(Weak::upgrade) {
-            return c;
-        }
-        map.retain(|_, w| w.strong_count() > 0);
-        let c = Arc::new(SplitCounter::default());
-        map.insert(key, Arc::downgrade(&c));
-        c
+        shared_weak(&self.split_counters, key, SplitCounter::default)
+    }
+
+    /// The pool for `protocol` with `connect_timeout`.
+    pub fn client(&self, protocol: UpstreamProtocol, connect_timeout: Option<Dur>) -> Client {
+        lock(&self.clients)
+            .entry((protocol, connect_timeout))
+            .or_insert_with(|| pool::new_client(protocol, connect_timeout.map(|d| d.0)))
+            .clone()
+    }
+
+    /// The admission limits of group `name`.
+    pub fn admission(&self, name: &str, limits: &LimitsConfig) -> Arc<Admission> {
+        let key = (name.to_string(), limits.max_requests, limits.max_pending);
+        shared_weak(&self.admissions, key, || Admission::new(limits))
+    }
+
+    /// The retry budget shared by every rule of `route`.
+    pub fn budget(&self, route: &str) -> Arc<RetryBudget> {
+        shared_weak(&self.budgets, route.to_string(), RetryBudget::default)
     }
 }
 
 impl Group {
-    /// Assembles a group; used by the compiler.
+    /// Assembles a group with default policy; used by tests and benches.
     pub fn new(
         name: Box<str>,
         endpoints: Vec<Endpoint>,
         balance: Balance,
         protocol: UpstreamProtocol,
     ) -> Group {
+        let registry = EndpointRegistry::default();
+        Group::with_policy(
+            name,
+            endpoints,
+            balance,
+            protocol,
+            GroupPolicy::default(),
+            &registry,
+        )
+    }
+
+    /// Assembles a group; used by the compiler.
+    pub fn with_policy(
+        name: Box<str>,
+        endpoints: Vec<Endpoint>,
+        balance: Balance,
+        protocol: UpstreamProtocol,
+        policy: GroupPolicy,
+        registry: &EndpointRegistry,
+    ) -> Group {
         Group {
+            client: registry.client(protocol, policy.connect_timeout),
+            admission: registry.admission(&name, &policy.limits),
             name,
             endpoints: endpoints.into(),
             balance,
             protocol,
             cursor: AtomicUsize::new(0),
+            policy,
         }
+    }
+
+    /// Whether any endpoint may take traffic now.
+    pub fn has_available(&self, now_ms: u64) -> bool {
+        self.endpoints.iter().any(|e| e.state.available(now_ms))
     }
 }

@@ -1,78 +1,78 @@
-//! Upstream connection pools: keep-alive HTTP/1.1 and multiplexed h2c, one
-//! pool per endpoint address, shared by every table generation.
+//! Upstream connection pools (keep-alive HTTP/1.1, multiplexed h2c), one pool
+//! per endpoint address inside each client, shared by every table generation.
 
+use std::error::Error as _;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::model::UpstreamProtocol;
+use crate::proxy::request_body::UpstreamBody;
 
-/// Connect timeout until per-route timeouts exist (resilience issue).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A pooled upstream client.
+pub type Client = hyper_util::client::legacy::Client<HttpConnector, UpstreamBody>;
+
 /// Idle pooled connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why an upstream exchange failed, as far as the client can tell.
 #[derive(Debug)]
 pub enum SendError {
-    /// No connection could be made (refused, unreachable, DNS, timeout).
+    /// No connection could be made (refused, unreachable, DNS, timeout):
+    /// the upstream never saw the request.
     Connect(hyper_util::client::legacy::Error),
-    /// The connection failed after it was made (reset, protocol error).
+    /// HTTP/2 REFUSED_STREAM: the upstream did not process the request.
+    Refused(hyper_util::client::legacy::Error),
+    /// The connection failed after the request was sent (reset, close).
     Exchange(hyper_util::client::legacy::Error),
+    /// The per-try timeout fired before the response head.
+    TimedOut,
 }
 
-/// The pools for both upstream protocols.
-#[derive(Debug, Clone)]
-pub struct UpstreamPool {
-    http1: Client<HttpConnector, Incoming>,
-    h2: Client<HttpConnector, Incoming>,
-}
-
-impl Default for UpstreamPool {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl UpstreamPool {
-    /// Pools with `TCP_NODELAY` (off by default in hyper's connector) and an
-    /// idle timer (without one hyper-util never evicts idle connections).
-    pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_keepalive(Some(Duration::from_secs(30)));
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(IDLE_TIMEOUT)
-            .timer(TokioTimer::new());
-        let http1 = builder.build(connector.clone());
+/// A client with `TCP_NODELAY` (off by default in hyper's connector) and an
+/// idle timer (without one hyper-util never evicts idle connections).
+pub fn new_client(protocol: UpstreamProtocol, connect_timeout: Option<Duration>) -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(connect_timeout);
+    connector.set_keepalive(Some(Duration::from_secs(30)));
+    let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+    builder
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .timer(TokioTimer::new());
+    if protocol == UpstreamProtocol::H2 {
         builder.http2_only(true);
-        let h2 = builder.build(connector);
-        UpstreamPool { http1, h2 }
     }
+    builder.build(connector)
+}
 
-    /// Sends `req` (absolute URI, version already set for the protocol).
-    pub async fn send(
-        &self,
-        protocol: UpstreamProtocol,
-        req: Request<Incoming>,
-    ) -> Result<Response<Incoming>, SendError> {
-        let client = match protocol {
-            UpstreamProtocol::Http1 => &self.http1,
-            UpstreamProtocol::H2 => &self.h2,
-        };
-        client.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                SendError::Connect(e)
-            } else {
-                SendError::Exchange(e)
-            }
-        })
+/// Sends `req` (absolute URI, version already set for the protocol).
+pub async fn send(
+    client: &Client,
+    req: Request<UpstreamBody>,
+) -> Result<Response<Incoming>, SendError> {
+    client.request(req).await.map_err(|e| {
+        if e.is_connect() {
+            SendError::Connect(e)
+        } else if refused_stream(&e) {
+            SendError::Refused(e)
+        } else {
+            SendError::Exchange(e)
+        }
+    })
+}
+
+fn refused_stream(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = s.source();
     }
+    false
 }

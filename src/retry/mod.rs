@@ -1,0 +1,355 @@
+//! The attempt loop: endpoint pick (skipping ejected, unhealthy and already
+//! failed endpoints), circuit breaking, per-try timeout, outcome
+//! classification, outlier accounting, retry budget, full-jitter backoff and
+//! version fallback. Reads top to bottom in [`exchange`].
+
+pub mod budget;
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::model::{Fallback, RetryConfig, RetryOn};
+use crate::proxy::error::ProxyError;
+use crate::proxy::request_body::PreparedBody;
+use crate::route::observed::now_secs;
+use crate::route::{RouteTable, Rule};
+use crate::upstream::outlier::{self, now_ms, Outcome};
+use crate::upstream::pool::{self, SendError};
+use crate::upstream::{balance, Endpoint, Group};
+
+thread_local! {
+    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+}
+
+/// Runs `f` with this thread's fast RNG (never held across an await).
+pub fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
+    RNG.with(|r| f(&mut r.borrow_mut()))
+}
+
+/// Everything one request's attempts need.
+pub struct Exchange<'t> {
+    /// The table the request started on.
+    pub table: &'t RouteTable,
+    /// The matched rule.
+    pub rule: &'t Rule,
+    /// Sticky-key hash, if the request carries the key.
+    pub key: Option<u64>,
+    /// The group slot picked by the split (after redistribution).
+    pub first_slot: usize,
+    /// Request head, already cleaned; cloned per attempt.
+    pub parts: Parts,
+    /// The client's host, for the upstream `Host`.
+    pub raw_host: &'t str,
+    /// The body, replayable or not.
+    pub body: PreparedBody,
+    /// An upgrade request (never retried).
+    pub upgrade: bool,
+}
+
+/// The upstream's response and where it came from.
+pub struct Answer<'t> {
+    /// Response head and streaming body.
+    pub response: Response<Incoming>,
+    /// The group that answered.
+    pub group: &'t Group,
+    /// Attempts made (1 = no retry).
+    pub attempts: u32,
+}
+
+/// How an attempt ended.
+enum Attempt {
+    Done(Response<Incoming>),
+    Failed(Failure),
+}
+
+/// A failed attempt: what happened, and the response to return if it is
+/// not retried.
+struct Failure {
+    kind: Kind,
+    status_response: Option<Response<Incoming>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Connect,
+    Refused,
+    Reset,
+    PerTryTimeout,
+    Status(StatusCode),
+    Overflow(ProxyError),
+}
+
+/// Sends the request, retrying per the rule's policy, within the rule's
+/// request timeout.
+pub async fn exchange(x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
+    let limit = x.rule.policy.timeouts.request.0;
+    match tokio::time::timeout(limit, attempts(x)).await {
+        Ok(result) => result,
+        Err(_) => Err(ProxyError::RequestTimeout),
+    }
+}
+
+async fn attempts(mut x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
+    let policy = &x.rule.policy.retry;
+    let retries = if x.upgrade { 0 } else { policy.attempts };
+    x.rule.budget.request(now_secs());
+    let mut failed: Vec<usize> = Vec::new();
+    let mut slot = x.first_slot;
+    let mut attempt = 0u32;
+    loop {
+        let group = &x.table.groups[x.rule.split.group_at(slot) as usize];
+        let endpoint =
+            pick_endpoint(group, x.key, &failed).ok_or(ProxyError::NoHealthyEndpoints)?;
+        let result = send_once(&mut x, group, endpoint).await;
+        let failure = match result {
+            Attempt::Done(response) => {
+                return Ok(Answer {
+                    response,
+                    group,
+                    attempts: attempt + 1,
+                })
+            }
+            Attempt::Failed(f) => f,
+        };
+        let may_retry = attempt < retries
+            && x.body.is_replayable()
+            && retryable(policy, failure.kind, &x.parts.method)
+            && x.rule.budget.try_retry(&policy.budget, now_secs());
+        if !may_retry {
+            return give_up(failure, group, attempt + 1);
+        }
+        tracing::debug!(
+            route = &*x.rule.route,
+            rule = &*x.rule.name,
+            group = &*group.name,
+            endpoint = &*endpoint.state.address,
+            attempt,
+            "retrying"
+        );
+        failed.push(endpoint_id(endpoint));
+        slot = next_slot(x.rule, x.table, slot, x.key, policy.fallback);
+        backoff(policy, attempt).await;
+        attempt += 1;
+    }
+}
+
+/// One attempt: admission, per-try timeout, send, classify, outlier.
+async fn send_once(x: &mut Exchange<'_>, group: &Group, endpoint: &Endpoint) -> Attempt {
+    let limits = &group.policy.limits;
+    if group.protocol == crate::config::model::UpstreamProtocol::Http1
+        && endpoint.state.in_flight() >= limits.max_connections as usize
+    {
+        return overflow(ProxyError::OverflowConnections);
+    }
+    let Ok(_slot) = group.admission.admit().await else {
+        return overflow(ProxyError::OverflowPending);
+    };
+    let req = match request_for(x, group, endpoint) {
+        Ok(r) => r,
+        Err(e) => return overflow(e),
+    };
+    let in_flight = endpoint.state.start();
+    let sent = match x.rule.policy.timeouts.per_try {
+        Some(per_try) => tokio::time::timeout(per_try.0, pool::send(&group.client, req))
+            .await
+            .unwrap_or(Err(SendError::TimedOut)),
+        None => pool::send(&group.client, req).await,
+    };
+    drop(in_flight);
+    let (attempt, outcome) = classify(sent, &x.rule.policy.retry);
+    if let Some(cfg) = &group.policy.outlier {
+        outlier::record(group, endpoint, cfg, outcome, now_ms());
+    }
+    attempt
+}
+
+fn overflow(e: ProxyError) -> Attempt {
+    Attempt::Failed(Failure {
+        kind: Kind::Overflow(e),
+        status_response: None,
+    })
+}
+
+/// The request for one attempt: a copy of the head aimed at the endpoint.
+fn request_for(
+    x: &mut Exchange<'_>,
+    group: &Group,
+    endpoint: &Endpoint,
+) -> Result<Request<crate::proxy::request_body::UpstreamBody>, ProxyError> {
+    let mut parts = Request::new(()).into_parts().0;
+    parts.method = x.parts.method.clone();
+    parts.uri = x.parts.uri.clone();
+    parts.version = x.parts.version;
+    parts.headers = x.parts.headers.clone();
+    crate::proxy::aim_at(&mut parts, endpoint, group.protocol, x.raw_host)?;
+    Ok(Request::from_parts(parts, x.body.attempt()))
+}
+
+/// Success, or a failure with its kind; plus the outcome for outlier ejection.
+fn classify(
+    sent: Result<Response<Incoming>, SendError>,
+    policy: &RetryConfig,
+) -> (Attempt, Outcome) {
+    let failure = |kind| {
+        Attempt::Failed(Failure {
+            kind,
+            status_response: None,
+        })
+    };
+    match sent {
+        Ok(resp) => {
+            let status = resp.status();
+            let outcome = match status.as_u16() {
+                502..=504 => Outcome::GatewayFailure,
+                500..=599 => Outcome::ServerError,
+                _ => Outcome::Success,
+            };
+            if status_retryable(policy, status) {
+                let f = Failure {
+                    kind: Kind::Status(status),
+                    status_response: Some(resp),
+                };
+                (Attempt::Failed(f), outcome)
+            } else {
+                (Attempt::Done(resp), outcome)
+            }
+        }
+        Err(SendError::Connect(_)) => (failure(Kind::Connect), Outcome::GatewayFailure),
+        Err(SendError::Refused(_)) => (failure(Kind::Refused), Outcome::GatewayFailure),
+        Err(SendError::Exchange(_)) => (failure(Kind::Reset), Outcome::GatewayFailure),
+        Err(SendError::TimedOut) => (failure(Kind::PerTryTimeout), Outcome::GatewayFailure),
+    }
+}
+
+fn status_retryable(policy: &RetryConfig, status: StatusCode) -> bool {
+    let code = status.as_u16();
+    policy.on.iter().any(|on| match on {
+        RetryOn::GatewayError => (502..=504).contains(&code),
+        RetryOn::ServerError => status.is_server_error(),
+        RetryOn::RetriableStatusCodes => policy.retriable_status_codes.contains(&code),
+        _ => false,
+    })
+}
+
+/// Whether the policy retries this kind of failure for this method. A
+/// connect failure or refused stream never reached the application, so any
+/// method may be retried; anything else only for idempotent methods unless
+/// the rule opts in.
+fn retryable(policy: &RetryConfig, kind: Kind, method: &Method) -> bool {
+    let safe_method = policy.non_idempotent || is_idempotent(method);
+    let on = |o| policy.on.contains(&o);
+    match kind {
+        Kind::Connect => on(RetryOn::ConnectFailure),
+        Kind::Refused => on(RetryOn::RefusedStream),
+        Kind::Reset => safe_method && on(RetryOn::Reset),
+        Kind::PerTryTimeout => {
+            safe_method
+                && (on(RetryOn::Reset) || on(RetryOn::GatewayError) || on(RetryOn::ServerError))
+        }
+        Kind::Status(_) => safe_method,
+        Kind::Overflow(_) => false,
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The error (or the upstream's own failing response) when no retry follows.
+fn give_up(f: Failure, group: &Group, attempts: u32) -> Result<Answer<'_>, ProxyError> {
+    if let Some(response) = f.status_response {
+        return Ok(Answer {
+            response,
+            group,
+            attempts,
+        });
+    }
+    Err(match f.kind {
+        Kind::Connect => ProxyError::ConnectFailed,
+        Kind::Refused | Kind::Reset | Kind::Status(_) => ProxyError::UpstreamFailed,
+        Kind::PerTryTimeout => ProxyError::PerTryTimeout,
+        Kind::Overflow(e) => e,
+    })
+}
+
+fn endpoint_id(e: &Endpoint) -> usize {
+    std::sync::Arc::as_ptr(&e.state) as usize
+}
+
+/// An available endpoint that has not failed this request; if every
+/// available one has, any available one.
+fn pick_endpoint<'g>(group: &'g Group, key: Option<u64>, failed: &[usize]) -> Option<&'g Endpoint> {
+    let now = now_ms();
+    with_rng(|rng| {
+        balance::pick_where(group, key, rng, |e| {
+            e.state.available(now) && !failed.contains(&endpoint_id(e))
+        })
+        .or_else(|| balance::pick_where(group, key, rng, |e| e.state.available(now)))
+    })
+}
+
+/// The group slot of the next attempt, per the fallback policy.
+fn next_slot(
+    rule: &Rule,
+    table: &RouteTable,
+    failed_slot: usize,
+    key: Option<u64>,
+    fallback: Fallback,
+) -> usize {
+    let now = now_ms();
+    let usable = |slot: usize| table.groups[rule.split.group_at(slot) as usize].has_available(now);
+    let point = key.unwrap_or_else(|| with_rng(|rng| rng.random()));
+    let choice = match fallback {
+        Fallback::SameGroup => None,
+        Fallback::OtherGroups => rule
+            .split
+            .pick_slot_among(point, |s| s != failed_slot && usable(s)),
+        Fallback::Any => rule.split.pick_slot_among(point, usable),
+    };
+    choice.unwrap_or(failed_slot)
+}
+
+/// Full jitter: a random wait in [0, min(max, base * 2^attempt)].
+async fn backoff(policy: &RetryConfig, attempt: u32) {
+    let base = policy.backoff.base.0;
+    let cap = base
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(policy.backoff.max.0);
+    if cap.is_zero() {
+        return;
+    }
+    let wait = with_rng(|rng| rng.random_range(0..=cap.as_micros() as u64));
+    tokio::time::sleep(Duration::from_micros(wait)).await;
+}
+
+/// Picks the first group: the split's choice, or, when that group has no
+/// available endpoint, the others by weight (`redistribute`) or 503 (`fail`).
+pub fn first_slot(rule: &Rule, table: &RouteTable, point: u64) -> Result<usize, ProxyError> {
+    let slot = rule.split.pick_slot(point).ok_or(ProxyError::NoBackend)?;
+    let now = now_ms();
+    let group = &table.groups[rule.split.group_at(slot) as usize];
+    if group.endpoints.is_empty() {
+        return Err(ProxyError::NoEndpoints);
+    }
+    if group.has_available(now) {
+        return Ok(slot);
+    }
+    use crate::config::model::OnGroupUnavailable;
+    if rule.policy.on_unavailable == OnGroupUnavailable::Fail {
+        return Err(ProxyError::NoHealthyEndpoints);
+    }
+    rule.split
+        .pick_slot_among(point, |s| {
+            table.groups[rule.split.group_at(s) as usize].has_available(now)
+        })
+        .ok_or(ProxyError::NoHealthyEndpoints)
+}

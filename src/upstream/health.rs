@@ -1,0 +1,114 @@
+//! Active health checks: one task per checked endpoint GETs the group's
+//! `health_check.path` every `interval`; after `unhealthy_threshold` failures
+//! in a row the endpoint is not picked, after `healthy_threshold` successes it
+//! is again. Tasks follow the live table: an endpoint whose group no longer
+//! has a health check (or that left the table) stops being checked.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::app::Shared;
+use crate::config::model::HealthCheckConfig;
+use crate::upstream::EndpointState;
+
+/// Starts a checker for every endpoint of the live table whose group has a
+/// health check and that has none running yet. Called after each publish.
+pub fn ensure_checkers(shared: &Arc<Shared>) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    let table = shared.routes.load();
+    for group in table.groups.iter() {
+        if group.policy.health_check.is_none() {
+            continue;
+        }
+        for endpoint in group.endpoints.iter() {
+            if !endpoint.state.checked.swap(true, Ordering::AcqRel) {
+                let (shared, state) = (Arc::clone(shared), Arc::clone(&endpoint.state));
+                let group = group.name.to_string();
+                tokio::spawn(check_loop(shared, state, group));
+            }
+        }
+    }
+}
+
+/// Keeps checkers in step with the live table until the process ends.
+pub async fn supervise(shared: Arc<Shared>) {
+    let mut published = shared.published.subscribe();
+    loop {
+        ensure_checkers(&shared);
+        if published.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The live health-check config for `address` in group `group`, if any.
+fn current_config(shared: &Shared, group: &str, address: &str) -> Option<HealthCheckConfig> {
+    let table = shared.routes.load();
+    let g = table.groups.iter().find(|g| &*g.name == group)?;
+    g.endpoints.iter().find(|e| &*e.state.address == address)?;
+    g.policy.health_check.clone()
+}
+
+async fn check_loop(shared: Arc<Shared>, state: Arc<EndpointState>, group: String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let (mut ok_streak, mut bad_streak) = (0u32, 0u32);
+    while let Some(cfg) = current_config(&shared, &group, &state.address) {
+        let healthy = probe(&client, &state.address, &cfg).await;
+        (ok_streak, bad_streak) = if healthy {
+            (ok_streak + 1, 0)
+        } else {
+            (0, bad_streak + 1)
+        };
+        let was = state.healthy.load(Ordering::Relaxed);
+        if was && bad_streak >= cfg.unhealthy_threshold {
+            state.healthy.store(false, Ordering::Relaxed);
+            tracing::warn!(
+                group,
+                endpoint = &*state.address,
+                path = cfg.path,
+                "health check failing: endpoint out of rotation"
+            );
+        } else if !was && ok_streak >= cfg.healthy_threshold {
+            state.healthy.store(true, Ordering::Relaxed);
+            tracing::info!(
+                group,
+                endpoint = &*state.address,
+                "health check passing: endpoint back in rotation"
+            );
+        }
+        tokio::time::sleep(cfg.interval.0).await;
+    }
+    state.healthy.store(true, Ordering::Relaxed);
+    state.checked.store(false, Ordering::Release);
+}
+
+async fn probe(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    address: &str,
+    cfg: &HealthCheckConfig,
+) -> bool {
+    let Ok(req) = Request::get(format!("http://{address}{}", cfg.path))
+        .header(header::USER_AGENT, "cutover-health-check")
+        .body(Empty::new())
+    else {
+        return false;
+    };
+    let exchange = async {
+        let resp = client.request(req).await.ok()?;
+        let ok = resp.status().is_success();
+        resp.into_body().collect().await.ok()?;
+        Some(ok)
+    };
+    matches!(
+        tokio::time::timeout(cfg.timeout.0, exchange).await,
+        Ok(Some(true))
+    )
+}
