@@ -1,5 +1,6 @@
 //! End-to-end tests: real upstreams, the real proxy, real sockets.
 
+mod semantics;
 mod support;
 
 mod smoke {
@@ -22,3 +23,6 @@ mod smoke {
         assert!(stable.count() > 5 && canary.count() > 5);
     }
 }
+mod cli;
+mod routing;
+mod sticky;
