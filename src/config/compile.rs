@@ -327,18 +327,52 @@ fn build_vhosts(
             by_host[slot].1.extend(entries.iter());
         }
     }
+    // Gateway API: every route whose hostnames match the request competes on
+    // match precedence; hostname specificity only breaks ties (before config
+    // order). So each pattern's vhost also gets the entries of the less
+    // specific patterns that cover it.
+    let specificity = |h: &HostPattern| -> (u8, std::cmp::Reverse<usize>) {
+        match h {
+            HostPattern::Exact(_) => (0, std::cmp::Reverse(0)),
+            HostPattern::Wildcard(s) => (1, std::cmp::Reverse(s.len())),
+            HostPattern::Any => (2, std::cmp::Reverse(0)),
+        }
+    };
+    let covers = |wide: &HostPattern, narrow: &HostPattern| -> bool {
+        match (wide, narrow) {
+            (HostPattern::Any, HostPattern::Any) => false,
+            (HostPattern::Any, _) => true,
+            (HostPattern::Wildcard(w), HostPattern::Exact(h)) => {
+                h.len() > w.len() && h.ends_with(&**w)
+            }
+            (HostPattern::Wildcard(w), HostPattern::Wildcard(n)) => {
+                n.len() > w.len() && n.ends_with(&**w)
+            }
+            _ => false,
+        }
+    };
     let mut hosts = Vec::with_capacity(by_host.len());
     let mut vhosts = Vec::with_capacity(by_host.len());
-    for (i, (host, mut entries)) in by_host.into_iter().enumerate() {
-        entries.sort_by_key(|e| e.conditions.precedence(e.order));
+    for (i, (host, own)) in by_host.iter().enumerate() {
+        let mut entries: Vec<(&PendingEntry, (u8, std::cmp::Reverse<usize>))> =
+            own.iter().map(|&e| (e, specificity(host))).collect();
+        for (other, theirs) in &by_host {
+            if covers(other, host) {
+                entries.extend(theirs.iter().map(|&e| (e, specificity(other))));
+            }
+        }
+        entries.sort_by_key(|(e, spec)| {
+            let k = e.conditions.precedence(e.order);
+            (k.0, k.1, k.2, k.3, k.4, *spec, k.5)
+        });
         let entries = entries
             .into_iter()
-            .map(|e| Entry {
+            .map(|(e, _)| Entry {
                 conditions: e.conditions.clone(),
                 rule: e.rule,
             })
             .collect();
-        hosts.push((host, i as u32));
+        hosts.push((host.clone(), i as u32));
         vhosts.push(VirtualHost::new(entries));
     }
     (hosts, vhosts)

@@ -27,12 +27,16 @@ pub fn parse_yaml(text: &str) -> Result<Config, ConfigErrors> {
     });
     parsed.map_err(|e| {
         let path = track.path().to_string();
+        let path = path.trim_end_matches(".?").to_string();
         let path = if path == "." || path == "?" {
             String::new()
         } else {
             path
         };
-        ConfigErrors::one(path, e.to_string())
+        let message = e
+            .to_string()
+            .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+        ConfigErrors::one(path, message)
     })
 }
 

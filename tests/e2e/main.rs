@@ -1,6 +1,7 @@
 //! End-to-end tests: real upstreams, the real proxy, real sockets.
 
 mod reload;
+mod semantics;
 mod support;
 
 mod smoke {
@@ -23,3 +24,6 @@ mod smoke {
         assert!(stable.count() > 5 && canary.count() > 5);
     }
 }
+mod cli;
+mod routing;
+mod sticky;
