@@ -8,9 +8,12 @@
 //!   -> proxy    handle(): the pipeline, read it first
 //!      -> route::find          host -> virtual host -> rule (Gateway API precedence)
 //!      -> route::split         group pick: weighted ranges, sticky hash
-//!      -> upstream::balance    endpoint pick: round robin, least request, hash
 //!      -> proxy::forward       hop-by-hop stripping, X-Forwarded-*, request id
-//!      -> upstream::pool       keep-alive HTTP/1.1 and h2 connections
+//!      -> retry::exchange      attempts: timeouts, budget, backoff, fallback
+//!         -> upstream::balance endpoint pick: round robin, least request, hash
+//!            (skipping upstream::outlier ejections and health-check failures)
+//!         -> upstream::limits  circuit breaking
+//!         -> upstream::pool    keep-alive HTTP/1.1 and h2 connections
 //!   <- response (streamed; upgrades spliced by proxy::upgrade)
 //! ```
 //!
