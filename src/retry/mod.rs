@@ -337,19 +337,22 @@ pub fn first_slot(rule: &Rule, table: &RouteTable, point: u64) -> Result<usize, 
     let slot = rule.split.pick_slot(point).ok_or(ProxyError::NoBackend)?;
     let now = now_ms();
     let group = &table.groups[rule.split.group_at(slot) as usize];
-    if group.endpoints.is_empty() {
-        return Err(ProxyError::NoEndpoints);
-    }
     if group.has_available(now) {
         return Ok(slot);
     }
+    // An empty group (scaled to zero) is as unavailable as an ejected one.
+    let unavailable = if group.endpoints.is_empty() {
+        ProxyError::NoEndpoints
+    } else {
+        ProxyError::NoHealthyEndpoints
+    };
     use crate::config::model::OnGroupUnavailable;
     if rule.policy.on_unavailable == OnGroupUnavailable::Fail {
-        return Err(ProxyError::NoHealthyEndpoints);
+        return Err(unavailable);
     }
     rule.split
         .pick_slot_among(point, |s| {
             table.groups[rule.split.group_at(s) as usize].has_available(now)
         })
-        .ok_or(ProxyError::NoHealthyEndpoints)
+        .ok_or(unavailable)
 }
