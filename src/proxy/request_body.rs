@@ -43,6 +43,8 @@ pub enum PreparedBody {
     },
     /// Too large to keep: streamed once.
     Streaming(UpstreamBody),
+    /// A streamed body already handed to an attempt: it cannot be sent again.
+    Spent,
 }
 
 /// The body of one upstream attempt.
@@ -125,7 +127,7 @@ impl PreparedBody {
     }
 
     /// The body for one attempt: a cheap copy when replayable; the stream
-    /// itself (taken, leaving an empty replayable body) otherwise.
+    /// itself (taken, leaving [`PreparedBody::Spent`]) otherwise.
     pub fn attempt(&mut self) -> UpstreamBody {
         match self {
             PreparedBody::Replayable { data, trailers } => UpstreamBody {
@@ -135,17 +137,10 @@ impl PreparedBody {
                 remaining_limit: u64::MAX,
                 too_large: Arc::new(AtomicBool::new(false)),
             },
-            PreparedBody::Streaming(_) => {
-                let taken = std::mem::replace(
-                    self,
-                    PreparedBody::Replayable {
-                        data: Bytes::new(),
-                        trailers: None,
-                    },
-                );
-                match taken {
+            PreparedBody::Streaming(_) | PreparedBody::Spent => {
+                match std::mem::replace(self, PreparedBody::Spent) {
                     PreparedBody::Streaming(b) => b,
-                    PreparedBody::Replayable { .. } => UpstreamBody::empty(),
+                    _ => UpstreamBody::empty(),
                 }
             }
         }
