@@ -12,7 +12,7 @@ pub mod upgrade;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -95,7 +95,10 @@ async fn forward_request(
     if !rule.request_headers.is_empty() {
         rule.request_headers.apply(&mut parts.headers);
     }
-    let body = prepare_body(table, conn, rule, body).await?;
+    // Set when a streamed body outgrows the limit mid-exchange: the attempt
+    // then fails, and the client gets 413, not a 502.
+    let too_large = Arc::new(AtomicBool::new(false));
+    let body = prepare_body(table, conn, rule, body, Arc::clone(&too_large)).await?;
     let answer = retry::exchange(retry::Exchange {
         table,
         rule,
@@ -106,7 +109,14 @@ async fn forward_request(
         body,
         upgrade: upgrade.is_some(),
     })
-    .await?;
+    .await
+    .map_err(|e| {
+        if too_large.load(Ordering::Relaxed) {
+            ProxyError::BodyTooLarge
+        } else {
+            e
+        }
+    })?;
     let mut resp = answer.response;
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -133,13 +143,13 @@ async fn prepare_body(
     conn: ConnInfo,
     rule: &Rule,
     body: Incoming,
+    too_large: Arc<AtomicBool>,
 ) -> Result<PreparedBody, ProxyError> {
     let max_body = table
         .listeners
         .get(conn.listener)
         .map_or(u64::MAX, |l| l.max_request_body);
     let replay = rule.policy.retry.replay_buffer.0;
-    let too_large = Arc::new(AtomicBool::new(false));
     PreparedBody::prepare(body, replay, max_body, too_large)
         .await
         .map_err(|e| match e {
