@@ -68,7 +68,13 @@ impl OutlierState {
 
     /// Records an attempt's outcome and says whether to eject.
     pub fn observe(&self, cfg: &OutlierConfig, outcome: Outcome, now: u64) -> Verdict {
-        let on_probation = self.ejected_until.load(Ordering::Relaxed) != 0;
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        if now < until {
+            // Still ejected: a request sent before the ejection finished. It
+            // is not a probe and must neither end nor extend the ejection.
+            return Verdict::Unchanged;
+        }
+        let on_probation = until != 0;
         let failed = outcome != Outcome::Success;
         if let Some(v) = self.window(cfg, failed, now) {
             return v;
@@ -272,6 +278,19 @@ mod tests {
         assert_eq!(s.eject(&c, 301), Duration::from_millis(250), "capped");
         assert_eq!(s.observe(&c, Outcome::Success, 600), Verdict::Recovered);
         assert!(s.available(600));
+    }
+
+    #[test]
+    fn results_landing_during_an_ejection_are_not_probes() {
+        let (s, c) = (OutlierState::default(), cfg());
+        for _ in 0..5 {
+            s.observe(&c, Outcome::ServerError, 1);
+        }
+        s.eject(&c, 1);
+        assert_eq!(s.observe(&c, Outcome::Success, 50), Verdict::Unchanged);
+        assert_eq!(s.observe(&c, Outcome::ServerError, 60), Verdict::Unchanged);
+        assert!(!s.available(60), "still ejected");
+        assert_eq!(s.observe(&c, Outcome::Success, 101), Verdict::Recovered);
     }
 
     #[test]
