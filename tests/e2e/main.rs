@@ -1,6 +1,7 @@
 //! End-to-end tests: real upstreams, the real proxy, real sockets.
 
 mod reload;
+mod resilience;
 mod semantics;
 mod support;
 
