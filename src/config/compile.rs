@@ -237,12 +237,13 @@ fn compile_listeners(
         for vhost in &vhosts {
             shadowing.record(vhost);
         }
-        out.push(ListenerRoutes::new(
-            l.name.as_str().into(),
-            address,
-            hosts,
-            vhosts,
-        ));
+        if l.max_connections == 0 {
+            errors.push(format!("{path}.max_connections"), "must be at least 1");
+        }
+        out.push(
+            ListenerRoutes::new(l.name.as_str().into(), address, hosts, vhosts)
+                .with_limits(l.max_request_body.0, l.max_connections as usize),
+        );
     }
     shadowing.report(rules, cfg, errors);
     out

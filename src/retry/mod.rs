@@ -83,6 +83,8 @@ enum Kind {
     PerTryTimeout,
     Status(StatusCode),
     Overflow(ProxyError),
+    /// The client's body failed; the upstream is not to blame.
+    ClientBody,
 }
 
 /// Sends the request, retrying per the rule's policy, within the rule's
@@ -163,7 +165,7 @@ async fn send_once(x: &mut Exchange<'_>, group: &Group, endpoint: &Endpoint) -> 
     };
     drop(in_flight);
     let (attempt, outcome) = classify(sent, &x.rule.policy.retry);
-    if let Some(cfg) = &group.policy.outlier {
+    if let (Some(cfg), Some(outcome)) = (&group.policy.outlier, outcome) {
         outlier::record(group, endpoint, cfg, outcome, now_ms());
     }
     attempt
@@ -195,7 +197,7 @@ fn request_for(
 fn classify(
     sent: Result<Response<Incoming>, SendError>,
     policy: &RetryConfig,
-) -> (Attempt, Outcome) {
+) -> (Attempt, Option<Outcome>) {
     let failure = |kind| {
         Attempt::Failed(Failure {
             kind,
@@ -215,15 +217,16 @@ fn classify(
                     kind: Kind::Status(status),
                     status_response: Some(resp),
                 };
-                (Attempt::Failed(f), outcome)
+                (Attempt::Failed(f), Some(outcome))
             } else {
-                (Attempt::Done(resp), outcome)
+                (Attempt::Done(resp), Some(outcome))
             }
         }
-        Err(SendError::Connect(_)) => (failure(Kind::Connect), Outcome::GatewayFailure),
-        Err(SendError::Refused(_)) => (failure(Kind::Refused), Outcome::GatewayFailure),
-        Err(SendError::Exchange(_)) => (failure(Kind::Reset), Outcome::GatewayFailure),
-        Err(SendError::TimedOut) => (failure(Kind::PerTryTimeout), Outcome::GatewayFailure),
+        Err(SendError::Connect(_)) => (failure(Kind::Connect), Some(Outcome::GatewayFailure)),
+        Err(SendError::Refused(_)) => (failure(Kind::Refused), Some(Outcome::GatewayFailure)),
+        Err(SendError::Exchange(_)) => (failure(Kind::Reset), Some(Outcome::GatewayFailure)),
+        Err(SendError::ClientBody(_)) => (failure(Kind::ClientBody), None),
+        Err(SendError::TimedOut) => (failure(Kind::PerTryTimeout), Some(Outcome::GatewayFailure)),
     }
 }
 
@@ -253,7 +256,7 @@ fn retryable(policy: &RetryConfig, kind: Kind, method: &Method) -> bool {
                 && (on(RetryOn::Reset) || on(RetryOn::GatewayError) || on(RetryOn::ServerError))
         }
         Kind::Status(_) => safe_method,
-        Kind::Overflow(_) => false,
+        Kind::Overflow(_) | Kind::ClientBody => false,
     }
 }
 
@@ -278,6 +281,7 @@ fn give_up(f: Failure, group: &Group, attempts: u32) -> Result<Answer<'_>, Proxy
         Kind::Refused | Kind::Reset | Kind::Status(_) => ProxyError::UpstreamFailed,
         Kind::PerTryTimeout => ProxyError::PerTryTimeout,
         Kind::Overflow(e) => e,
+        Kind::ClientBody => ProxyError::ClientBodyFailed,
     })
 }
 

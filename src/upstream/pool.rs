@@ -30,6 +30,9 @@ pub enum SendError {
     Exchange(hyper_util::client::legacy::Error),
     /// The per-try timeout fired before the response head.
     TimedOut,
+    /// The client's body failed (over the size limit, or the client went
+    /// away): not the upstream's fault, so never counted against it.
+    ClientBody(hyper_util::client::legacy::Error),
 }
 
 /// A client with `TCP_NODELAY` (off by default in hyper's connector) and an
@@ -58,12 +61,25 @@ pub async fn send(
     client.request(req).await.map_err(|e| {
         if e.is_connect() {
             SendError::Connect(e)
+        } else if caused_by_client_body(&e) {
+            SendError::ClientBody(e)
         } else if refused_stream(&e) {
             SendError::Refused(e)
         } else {
             SendError::Exchange(e)
         }
     })
+}
+
+fn caused_by_client_body(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if s.is::<crate::proxy::request_body::BodyError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn refused_stream(e: &hyper_util::client::legacy::Error) -> bool {

@@ -160,11 +160,9 @@ async fn raw_chunked(addr: std::net::SocketAddr, total: usize) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Ignored until the listener's limits reach the table: compile_listeners()
-/// (src/config/compile.rs) never calls `ListenerRoutes::with_limits`, so a
-/// configured `max_request_body` is ignored (every body is accepted).
+/// A body over the listener's `max_request_body` gets 413, whether its
+/// Content-Length says so or a chunked body grows over it.
 #[tokio::test]
-#[ignore = "listener max_request_body is not applied by the config compiler yet"]
 async fn request_bodies_over_max_request_body_get_413() {
     // One limit above the replay buffer (64 KiB), one below it.
     for limit_kib in [100usize, 16] {
@@ -212,10 +210,8 @@ async fn request_bodies_over_max_request_body_get_413() {
     }
 }
 
-/// Ignored for the same reason as the 413 test: a configured listener
-/// `max_connections` never reaches the accept loop (it keeps 10000).
+/// A listener's `max_connections` holds further connections back.
 #[tokio::test]
-#[ignore = "listener max_connections is not applied by the config compiler yet"]
 async fn listener_max_connections_holds_further_connections_back() {
     let up = Backend::start("up").await;
     let p = proxy(&kit::config(
