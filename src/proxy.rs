@@ -24,6 +24,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::app::Shared;
 use crate::config::model::UpstreamProtocol;
+use crate::metrics::{Chosen, Exchange, Observed};
 use crate::route::matcher::RequestView;
 use crate::route::observed;
 use crate::route::{RouteTable, Rule};
@@ -53,18 +54,19 @@ fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
 }
 
 /// Serves one request. Reads the routing table once; the request finishes on
-/// that snapshot even if a new table is published meanwhile.
+/// that snapshot even if a new table is published meanwhile. The exchange
+/// records metrics and the access log line when the response body ends.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: ConnInfo,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> Result<Response<Observed>, Infallible> {
     let started = Instant::now();
-    let table = shared.routes.load_full();
+    let mut ex = Exchange::start(shared.routes.load_full(), &req, started);
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let result = forward_request(&shared, &table, conn, req).await;
-    Ok(result.unwrap_or_else(|e| {
+    let result = forward_request(&shared, &ex.table, conn, req, &mut ex.chosen).await;
+    let resp = result.unwrap_or_else(|e| {
         tracing::warn!(
             status = e.status().as_u16(),
             reason = e.label(),
@@ -74,8 +76,10 @@ pub async fn handle(
             elapsed_us = started.elapsed().as_micros() as u64,
             "local reply"
         );
+        ex.local_reply(&e);
         e.into_response()
-    }))
+    });
+    Ok(ex.finish(resp))
 }
 
 /// The chosen destination of one request.
@@ -90,13 +94,14 @@ async fn forward_request(
     table: &RouteTable,
     conn: ConnInfo,
     mut req: Request<Incoming>,
+    chosen: &mut Chosen,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     framing::check(&req)?;
     let upgrade = forward::requested_upgrade(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let raw_host = raw_host(&parts).unwrap_or_default().to_owned();
-    let target = choose_target(table, conn, &mut parts, &raw_host)?;
+    let target = choose_target(table, conn, &mut parts, &raw_host, chosen)?;
 
     forward::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
     forward::add_forwarded(&mut parts.headers, conn.peer.ip(), conn.proto, &raw_host);
@@ -142,6 +147,7 @@ fn choose_target<'t>(
     conn: ConnInfo,
     parts: &mut Parts,
     raw_host: &str,
+    chosen: &mut Chosen,
 ) -> Result<Target<'t>, ProxyError> {
     let host = normalize_host(raw_host);
     let view = RequestView {
@@ -151,9 +157,10 @@ fn choose_target<'t>(
         query: parts.uri.query(),
         headers: &parts.headers,
     };
-    let (rule, _) = table
+    let (rule, entry) = table
         .find(conn.listener, &view)
         .ok_or(ProxyError::NoRoute)?;
+    chosen.rule = Some(entry.rule);
     let key = rule
         .sticky
         .as_ref()
@@ -162,9 +169,15 @@ fn choose_target<'t>(
         let point = key.unwrap_or_else(|| rng.random());
         let slot = rule.split.pick_slot(point).ok_or(ProxyError::NoBackend)?;
         rule.observed[slot].record(observed::now_secs());
+        chosen.backend = u32::try_from(slot).ok();
         let group = &table.groups[rule.split.group_at(slot) as usize];
         let endpoint = balance::pick(group, key, rng).ok_or(ProxyError::NoEndpoints)?;
-        forward::ensure_request_id(&mut parts.headers, rng);
+        chosen.endpoint = group
+            .endpoints
+            .iter()
+            .position(|e| std::ptr::eq(e, endpoint))
+            .and_then(|i| u32::try_from(i).ok());
+        chosen.request_id = Some(forward::ensure_request_id(&mut parts.headers, rng));
         Ok(Target {
             rule,
             group,

@@ -84,6 +84,11 @@ pub fn compile_rule(
                 .iter()
                 .map(|b| registry.split_counter(route, &rule.name, &b.group))
                 .collect(),
+            metrics: registry.metrics.series.rule(
+                route,
+                &rule.name,
+                rule.backends.iter().map(|b| b.group.as_str()),
+            ),
         },
         conditions,
     })

@@ -28,6 +28,8 @@ pub struct RouteTable {
     pub groups: Box<[Group]>,
     /// Every rule of every route; entries refer to them by index.
     pub rules: Box<[Rule]>,
+    /// Metrics switch, unmatched-request series and access log setting.
+    pub observe: crate::metrics::TableMetrics,
 }
 
 /// The routes one listener serves, indexed by host.
@@ -80,6 +82,8 @@ pub struct Rule {
     pub response_headers: HeaderModifier,
     /// Requests sent per backend (same order as the split), last minute.
     pub observed: Box<[std::sync::Arc<observed::SplitCounter>]>,
+    /// Metric handles: per backend (split order), per route.
+    pub metrics: crate::metrics::RuleMetrics,
 }
 
 /// Compiled Gateway API header filter.

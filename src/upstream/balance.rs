@@ -68,7 +68,13 @@ mod tests {
                 }
             })
             .collect();
-        Group::new("g".into(), eps, balance, UpstreamProtocol::Http1)
+        Group::new(
+            "g".into(),
+            eps,
+            balance,
+            UpstreamProtocol::Http1,
+            Default::default(),
+        )
     }
 
     #[test]

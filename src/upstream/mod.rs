@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use http::uri::Authority;
 
 use crate::config::model::{Balance, UpstreamProtocol};
+use crate::metrics::{GroupSeries, Metrics};
 use crate::route::observed::SplitCounter;
 
 /// One version of a service: endpoints plus how to reach them.
@@ -29,6 +30,8 @@ pub struct Group {
     pub protocol: UpstreamProtocol,
     /// Round-robin cursor; restarting it on reload is harmless.
     pub(crate) cursor: AtomicUsize,
+    /// Group-level metric handles (ejections, overflows), kept by name.
+    pub metrics: Arc<GroupSeries>,
 }
 
 /// One upstream address, as a table sees it.
@@ -81,9 +84,20 @@ pub struct EndpointRegistry {
     by_address: Mutex<HashMap<Box<str>, Weak<EndpointState>>>,
     /// Observed-split counters by `route/rule/group`, carried over the same way.
     split_counters: Mutex<HashMap<String, Weak<SplitCounter>>>,
+    /// Metric handles by config name, carried over the same way.
+    pub metrics: Arc<Metrics>,
 }
 
 impl EndpointRegistry {
+    /// A registry whose tables record into `metrics`.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Self {
+        EndpointRegistry {
+            by_address: Mutex::default(),
+            split_counters: Mutex::default(),
+            metrics,
+        }
+    }
+
     /// The state for `address`, shared with older tables if they have it.
     pub fn get_or_create(&self, address: &str) -> Arc<EndpointState> {
         let mut map = self
@@ -129,6 +143,7 @@ impl Group {
         endpoints: Vec<Endpoint>,
         balance: Balance,
         protocol: UpstreamProtocol,
+        metrics: Arc<GroupSeries>,
     ) -> Group {
         Group {
             name,
@@ -136,6 +151,7 @@ impl Group {
             balance,
             protocol,
             cursor: AtomicUsize::new(0),
+            metrics,
         }
     }
 }
