@@ -109,6 +109,31 @@ mod tests {
     }
 
     #[test]
+    fn config_reads_every_mode_and_checks_the_rate() {
+        let base = "listeners: [{name: l, address: \"127.0.0.1:0\"}]\n\
+                    groups: {g: {endpoints: [\"127.0.0.1:1\"]}}\n\
+                    routes: [{name: r, rules: [{name: x, backends: [{group: g}]}]}]\n";
+        let parse = |extra: &str| crate::config::parse_yaml(&format!("{base}{extra}"));
+        assert_eq!(parse("").unwrap().access_log, AccessLogConfig::default());
+        for (text, mode) in [
+            ("off", AccessLogMode::Off),
+            ("on", AccessLogMode::On),
+            ("sampled", AccessLogMode::Sampled),
+        ] {
+            let c = parse(&format!("access_log: {{mode: {text}}}\n")).unwrap();
+            assert_eq!(c.access_log.mode, mode, "{text}");
+        }
+        let c = parse("access_log: {mode: sampled, sample_rate: 0.5, include_query: true}\n");
+        let c = c.unwrap();
+        assert!(c.access_log.include_query && c.access_log.sample_rate == 0.5);
+        assert!(parse("access_log: {mode: loud}\n").is_err());
+        let bad = parse("access_log: {sample_rate: 2}\n").unwrap();
+        let registry = crate::upstream::EndpointRegistry::default();
+        let errors = crate::config::compile::compile(&bad, &registry, 1).unwrap_err();
+        assert_eq!(errors.0[0].path, "access_log.sample_rate");
+    }
+
+    #[test]
     fn sampling_follows_the_mode() {
         let mut c = AccessLogConfig::default();
         assert!(!sampled(&c));

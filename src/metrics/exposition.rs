@@ -23,11 +23,11 @@ impl Collector for SeriesCollector {
         durations(&mut enc, &live)?;
         resilience(&mut enc, &live)?;
         let folded = self.0.folded.load(std::sync::atomic::Ordering::Relaxed);
-        counter(
+        counter_value(
             &mut enc,
             "cutover_series_folded",
             "Config names counted under \"other\" because a series cap was reached.",
-            [([("", ""); 0], folded)],
+            folded,
         )
     }
 }
@@ -52,6 +52,18 @@ pub fn counter<L: EncodeLabelSet>(
             .encode_counter::<NoLabelSet, u64, f64>(&v, None)?;
     }
     Ok(())
+}
+
+/// A counter without labels.
+pub fn counter_value(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::Result {
+    enc.encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, u64, f64>(&v, None)
+}
+
+/// A gauge without labels.
+pub fn gauge_value(enc: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> fmt::Result {
+    enc.encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&v)
 }
 
 /// One gauge family from `(labels, value)` rows.

@@ -217,18 +217,17 @@ impl TableCollector {
 
 impl Collector for TableCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        let none: [(&str, &str); 0] = [];
-        exposition::gauge(
+        exposition::gauge_value(
             &mut enc,
             "cutover_config_generation",
             "Generation of the routing table in service.",
-            [(none, i64::try_from(self.generation).unwrap_or(i64::MAX))],
+            i64::try_from(self.generation).unwrap_or(i64::MAX),
         )?;
-        exposition::counter(
+        exposition::counter_value(
             &mut enc,
             "cutover_config_reload_errors",
             "Config file reloads rejected as invalid.",
-            [(none, self.reload_errors)],
+            self.reload_errors,
         )?;
         let rows = self.weights.iter().map(|(route, rule, group, w)| {
             let labels = [
