@@ -124,6 +124,7 @@ impl App {
         }
         let metrics = Arc::new(Metrics::new(!options.no_metrics));
         let endpoints = EndpointRegistry::with_metrics(Arc::clone(&metrics));
+        let pool = UpstreamPool::new(Arc::clone(&metrics));
         let table = crate::config::compile::compile(config, &endpoints, 1)?;
         let mut listeners = Vec::with_capacity(table.listeners.len());
         for l in table.listeners.iter() {
@@ -141,7 +142,7 @@ impl App {
             routes: ArcSwap::from_pointee(table),
             endpoints,
             metrics,
-            pool: UpstreamPool::new(),
+            pool,
             limits: options.limits,
             desired: Mutex::new(Desired {
                 base: config.clone(),

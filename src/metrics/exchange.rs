@@ -153,7 +153,10 @@ impl Exchange {
             }
         }
         if let Some(log) = self.log.take() {
-            self.write_log(&log, us);
+            // Not formatted at all when RUST_LOG turns the access log off.
+            if tracing::enabled!(target: access_log::TARGET, tracing::Level::INFO) {
+                self.write_log(&log, us);
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! in the [`EndpointRegistry`], keyed by address, so it survives a reload.
 
 pub mod balance;
+pub mod counted;
 pub mod pool;
 
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
 //! Upstream connection pools: keep-alive HTTP/1.1 and multiplexed h2c, one
 //! pool per endpoint address, shared by every table generation.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -9,7 +10,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::counted::CountingConnector;
 use crate::config::model::UpstreamProtocol;
+use crate::metrics::Metrics;
 
 /// Connect timeout until per-route timeouts exist (resilience issue).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -28,20 +31,21 @@ pub enum SendError {
 /// The pools for both upstream protocols.
 #[derive(Debug, Clone)]
 pub struct UpstreamPool {
-    http1: Client<HttpConnector, Incoming>,
-    h2: Client<HttpConnector, Incoming>,
+    http1: Client<CountingConnector, Incoming>,
+    h2: Client<CountingConnector, Incoming>,
 }
 
 impl Default for UpstreamPool {
     fn default() -> Self {
-        Self::new()
+        Self::new(Arc::default())
     }
 }
 
 impl UpstreamPool {
     /// Pools with `TCP_NODELAY` (off by default in hyper's connector) and an
     /// idle timer (without one hyper-util never evicts idle connections).
-    pub fn new() -> Self {
+    /// Open connections are counted in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -51,6 +55,7 @@ impl UpstreamPool {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .timer(TokioTimer::new());
+        let connector = CountingConnector::new(connector, metrics);
         let http1 = builder.build(connector.clone());
         builder.http2_only(true);
         let h2 = builder.build(connector);

@@ -87,6 +87,11 @@ async fn per_version_counters_and_histograms_match_the_traffic() {
     let weight = [("rule", "default"), ("group", "stable")];
     assert_eq!(h("cutover_backend_weight", &weight), Some(1.0));
     assert_eq!(h("cutover_config_generation", &[]), Some(1.0));
+    let pooled = h("cutover_upstream_connections_active", &[]).unwrap();
+    assert!(
+        pooled >= 1.0,
+        "keep-alive upstream connections are counted: {pooled}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
