@@ -212,6 +212,26 @@ fn describe_error(status: StatusCode, value: &Value) -> String {
     msg
 }
 
+/// One table row: weight, observed split, and the group's live stats.
+fn print_row(route: &Value, rule: &Value, group: &str, pct: f64, stats: &Value) {
+    let obs = &rule["observed_last_minute"][group];
+    let route_name = route["route"].as_str().unwrap_or("");
+    let s = group_stats(stats, route_name, group);
+    let stat = |f: &dyn Fn(&Value) -> Option<f64>| s.and_then(f);
+    println!(
+        "{:<16} {:<16} {:<12} {:>7.1}% {:>9.1}% {:>9} {:>7} {:>8} {:>8}",
+        route_name,
+        rule["rule"].as_str().unwrap_or(""),
+        group,
+        pct,
+        obs["share"].as_f64().unwrap_or(0.0) * 100.0,
+        obs["requests"].as_u64().unwrap_or(0),
+        cell(stat(&|s| s["error_rate"].as_f64()), 100.0),
+        cell(stat(&|s| s["latency_ms"]["p50"].as_f64()), 1.0),
+        cell(stat(&|s| s["latency_ms"]["p99"].as_f64()), 1.0),
+    );
+}
+
 /// The `/v1/stats` entry of `group` in `route`.
 fn group_stats<'v>(stats: &'v Value, route: &str, group: &str) -> Option<&'v Value> {
     stats["routes"]
@@ -259,22 +279,7 @@ fn print_status(v: &Value, stats: &Value) {
                 } else {
                     w as f64 * 100.0 / total as f64
                 };
-                let obs = &rule["observed_last_minute"][group];
-                let route_name = route["route"].as_str().unwrap_or("");
-                let s = group_stats(stats, route_name, group);
-                let stat = |f: &dyn Fn(&Value) -> Option<f64>| s.and_then(f);
-                println!(
-                    "{:<16} {:<16} {:<12} {:>7.1}% {:>9.1}% {:>9} {:>7} {:>8} {:>8}",
-                    route_name,
-                    rule["rule"].as_str().unwrap_or(""),
-                    group,
-                    pct,
-                    obs["share"].as_f64().unwrap_or(0.0) * 100.0,
-                    obs["requests"].as_u64().unwrap_or(0),
-                    cell(stat(&|s| s["error_rate"].as_f64()), 100.0),
-                    cell(stat(&|s| s["latency_ms"]["p50"].as_f64()), 1.0),
-                    cell(stat(&|s| s["latency_ms"]["p99"].as_f64()), 1.0),
-                );
+                print_row(route, rule, group, pct, stats);
             }
         }
     }

@@ -193,6 +193,10 @@ fn resilience(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
             .filter(|(l, v)| !(*v == 0 && quiet(&[l[0].1])));
         counter(enc, name, help, rows)?;
     }
+    group_counters(enc, live)
+}
+
+fn group_counters(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
     let groups: Vec<_> = live
         .groups
         .iter()

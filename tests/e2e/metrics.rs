@@ -60,7 +60,13 @@ async fn per_version_counters_and_histograms_match_the_traffic() {
         "rule default has no canary backend"
     );
 
-    let h = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
+    check_histograms_and_gauges(&text);
+}
+
+/// Histograms, attempts, weights and gauges after the traffic of
+/// `per_version_counters_and_histograms_match_the_traffic`.
+fn check_histograms_and_gauges(text: &str) {
+    let h = |name: &str, labels: &[(&str, &str)]| sample(text, name, labels);
     let canary_500 = [("group", "canary"), ("status", "500")];
     assert_eq!(
         h("http_request_duration_seconds_count", &canary_500),
@@ -146,6 +152,43 @@ async fn series_stay_bounded_under_distinct_paths_and_header_values() {
         "paths, hosts and header values never become labels"
     );
     assert!(!after.contains("/u/") && !after.contains("v9999") && !after.contains("h1.test"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_past_the_cap_fold_into_other() {
+    let stable = slow_upstream("stable", Duration::ZERO).await;
+    let mut yaml = format!(
+        "listeners: [{{name: public, address: \"127.0.0.1:0\"}}]\n\
+         groups: {{stable: {{endpoints: [\"{stable}\"]}}}}\n\
+         routes:\n  - name: web\n    rules:\n"
+    );
+    for i in 0..800 {
+        yaml.push_str(&format!(
+            "      - {{name: r{i}, matches: [{{headers: [{{name: x-n, value: \"{i}\"}}]}}], backends: [{{group: stable}}]}}\n"
+        ));
+    }
+    let p = Admin::start(&yaml).await;
+    let url = format!("http://{}/", p.public);
+    for n in ["0", "799"] {
+        assert_eq!(get(&http1_client(), &url, &[("x-n", n)]).await.status, 200);
+    }
+    let other = ["other", "other", "other"];
+    let text = p
+        .scrape_until("the late rule counted under other", |t| {
+            requests(t, other, "2xx", "") == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        requests(&text, ["web", "r0", "stable"], "2xx", ""),
+        Some(1.0)
+    );
+    assert_eq!(requests(&text, ["web", "r799", "stable"], "2xx", ""), None);
+    assert!(sample(&text, "cutover_series_folded_total", &[]).unwrap() > 0.0);
+    let rule_series = text
+        .lines()
+        .filter(|l| l.starts_with("cutover_requests_total{"))
+        .count();
+    assert!(rule_series <= 5 * 1000, "capped: {rule_series}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

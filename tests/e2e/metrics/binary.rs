@@ -70,18 +70,9 @@ async fn run(file: &std::path::Path, stderr: Arc<Mutex<Vec<String>>>) -> (Child,
     (child, public.unwrap(), admin.unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn access_log_lines_are_json_on_stdout_and_ctl_status_shows_stats() {
-    let stable = slow_upstream("stable", Duration::ZERO).await;
-    let canary = slow_upstream("canary", Duration::ZERO).await;
-    let dir = temp_dir("binary");
-    let file = dir.join("cutover.yaml");
-    let yaml = two_versions(stable, canary, "access_log: { mode: on }\n");
-    std::fs::write(&file, yaml).unwrap();
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let (mut child, public, admin) = run(&file, Arc::clone(&stderr)).await;
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-
+/// Three requests: a GET with a request id, query and `traceparent`, a POST
+/// with a 5-byte body to the canary, and one no rule matches.
+async fn traffic(public: &str) {
     let c = http1_client();
     let url = |p: &str| format!("http://{public}{p}");
     let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -97,22 +88,12 @@ async fn access_log_lines_are_json_on_stdout_and_ctl_status_shows_stats() {
         .body(Full::new(Bytes::from_static(b"12345")))
         .unwrap();
     assert_eq!(send(&c, post).await.status, 200);
-    assert_eq!(
-        get(&c, &url("/"), &[("host", "other.test")]).await.status,
-        404
-    );
+    let other = [("host", "other.test")];
+    assert_eq!(get(&c, &url("/"), &other).await.status, 404);
+}
 
-    let mut logged = Vec::new();
-    while logged.len() < 3 {
-        let line = tokio::time::timeout(Duration::from_secs(5), stdout.next_line())
-            .await
-            .expect("no access log line")
-            .unwrap()
-            .unwrap();
-        let v: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-        logged.push(v);
-    }
+/// Every field is there; the values are those of [`traffic`].
+fn check_lines(logged: &[Value], stable: &str) {
     let fields = [
         "time",
         "request_id",
@@ -129,7 +110,7 @@ async fn access_log_lines_are_json_on_stdout_and_ctl_status_shows_stats() {
         "bytes_out",
         "reason",
     ];
-    for v in &logged {
+    for v in logged {
         for f in fields {
             assert!(v.get(f).is_some(), "no {f} in {v}");
         }
@@ -138,49 +119,46 @@ async fn access_log_lines_are_json_on_stdout_and_ctl_status_shows_stats() {
         assert!(v["duration_ms"].as_f64().unwrap() > 0.0);
     }
     let (a, b, nf) = (&logged[0], &logged[1], &logged[2]);
-    assert_eq!(a["request_id"], "req-1");
+    let s = |v: &Value, f: &str| v[f].as_str().map(str::to_string);
+    let n = |v: &Value, f: &str| v[f].as_u64();
+    assert_eq!(s(a, "request_id").as_deref(), Some("req-1"));
+    assert_eq!(s(a, "path").as_deref(), Some("/hello"), "query omitted");
     assert_eq!(
-        (a["method"].as_str(), a["path"].as_str()),
-        (Some("GET"), Some("/hello")),
-        "query omitted"
+        (s(a, "method"), n(a, "status")),
+        (Some("GET".into()), Some(200))
     );
     assert_eq!(
-        (a["status"].as_u64(), a["attempts"].as_u64()),
-        (Some(200), Some(1))
+        (s(a, "route"), s(a, "rule")),
+        (Some("web".into()), Some("default".into()))
     );
     assert_eq!(
-        (a["route"].as_str(), a["rule"].as_str()),
-        (Some("web"), Some("default"))
+        (s(a, "group"), s(a, "endpoint")),
+        (Some("stable".into()), Some(stable.into()))
     );
-    assert_eq!(a["group"], "stable");
-    assert_eq!(a["endpoint"], stable.to_string());
     assert_eq!(
-        (a["bytes_in"].as_u64(), a["bytes_out"].as_u64()),
-        (Some(0), Some(6))
+        (n(a, "attempts"), n(a, "bytes_in"), n(a, "bytes_out")),
+        (Some(1), Some(0), Some(6))
     );
     assert!(a["reason"].is_null());
     assert_eq!(
-        (b["method"].as_str(), b["group"].as_str()),
-        (Some("POST"), Some("canary"))
+        (s(b, "method"), s(b, "group")),
+        (Some("POST".into()), Some("canary".into()))
     );
-    assert_eq!(b["bytes_in"], 5);
+    assert_eq!(n(b, "bytes_in"), Some(5));
     assert_eq!(
-        b["request_id"].as_str().map(str::len),
+        s(b, "request_id").map(|id| id.len()),
         Some(36),
         "generated: {b}"
     );
     assert_eq!(
-        (nf["status"].as_u64(), nf["reason"].as_str()),
-        (Some(404), Some("no_route"))
+        (n(nf, "status"), s(nf, "reason")),
+        (Some(404), Some("no_route".into()))
     );
     assert!(nf["route"].is_null() && nf["group"].is_null() && nf["attempts"] == 0);
+}
 
-    let logs = stderr.lock().unwrap().join("\n");
-    assert!(
-        logs.contains("local reply") && !logs.contains("\"request_id\""),
-        "{logs}"
-    );
-
+/// `cutover ctl status` shows error rate and quantiles per group.
+async fn check_ctl_status(admin: &str) {
     let out = Command::new(BIN)
         .args(["ctl", "--admin", &format!("http://{admin}"), "status"])
         .output()
@@ -188,10 +166,8 @@ async fn access_log_lines_are_json_on_stdout_and_ctl_status_shows_stats() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(
-        text.contains("ERR%") && text.contains("P50 ms") && text.contains("P99 ms"),
-        "{text}"
-    );
+    let header = ["ERR%", "P50 ms", "P99 ms"];
+    assert!(header.iter().all(|h| text.contains(h)), "{text}");
     let canary_row = text
         .lines()
         .find(|l| l.contains("testers") && l.contains("canary"))
@@ -201,6 +177,38 @@ async fn access_log_lines_are_json_on_stdout_and_ctl_status_shows_stats() {
         !canary_row.trim_end().ends_with('-'),
         "a p99 value: {canary_row}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_are_json_on_stdout_and_ctl_status_shows_stats() {
+    let stable = slow_upstream("stable", Duration::ZERO).await;
+    let canary = slow_upstream("canary", Duration::ZERO).await;
+    let dir = temp_dir("binary");
+    let file = dir.join("cutover.yaml");
+    let yaml = two_versions(stable, canary, "access_log: { mode: on }\n");
+    std::fs::write(&file, yaml).unwrap();
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let (mut child, public, admin) = run(&file, Arc::clone(&stderr)).await;
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+
+    traffic(&public).await;
+    let mut logged = Vec::new();
+    while logged.len() < 3 {
+        let line = tokio::time::timeout(Duration::from_secs(5), stdout.next_line())
+            .await
+            .expect("no access log line")
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+        logged.push(v);
+    }
+    check_lines(&logged, &stable.to_string());
+    let logs = stderr.lock().unwrap().join("\n");
+    let other_logs_on_stderr = logs.contains("local reply") && !logs.contains("\"request_id\"");
+    assert!(other_logs_on_stderr, "{logs}");
+
+    check_ctl_status(&admin).await;
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
