@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::admin::{self, AdminOptions};
 use crate::config::{Config, ConfigErrors};
 use crate::listener::{self, ConnLimits};
+use crate::metrics::Metrics;
 use crate::reload::{self, BaseOrigin, Desired};
 use crate::route::RouteTable;
 use crate::upstream::EndpointRegistry;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub endpoints: EndpointRegistry,
     /// Announces each published generation (health checks follow it).
     pub published: watch::Sender<u64>,
+    /// Request metrics, connection gauges, the scrape.
+    pub metrics: Arc<Metrics>,
     /// Downstream connection limits.
     pub limits: ConnLimits,
     /// What the operator asked for (base config + API overrides); its lock
@@ -82,6 +85,9 @@ pub struct Options {
     pub config_hash: Option<String>,
     /// Where API changes are persisted and restored from.
     pub state_dir: Option<PathBuf>,
+    /// Record no request metrics (`--no-metrics`): for the last percent of
+    /// throughput, or to measure what metrics cost.
+    pub no_metrics: bool,
 }
 
 /// A proxy with its listeners bound, ready to serve.
@@ -115,7 +121,8 @@ impl App {
         if let Some(admin) = &options.admin {
             admin.check_safe().map_err(StartError::Refused)?;
         }
-        let endpoints = EndpointRegistry::default();
+        let metrics = Arc::new(Metrics::new(!options.no_metrics));
+        let endpoints = EndpointRegistry::with_metrics(Arc::clone(&metrics));
         let table = crate::config::compile::compile(config, &endpoints, 1)?;
         let mut listeners = Vec::with_capacity(table.listeners.len());
         for l in table.listeners.iter() {
@@ -133,6 +140,7 @@ impl App {
             routes: ArcSwap::from_pointee(table),
             endpoints,
             published: watch::Sender::new(1),
+            metrics,
             limits: options.limits,
             desired: Mutex::new(Desired {
                 base: config.clone(),

@@ -74,7 +74,14 @@ pub async fn run(target: &Target, action: Action) -> Result<(), String> {
         return Err(describe_error(status, &value));
     }
     match action {
-        Action::Status => print_status(&value),
+        Action::Status => {
+            // Older proxies have no /v1/stats: the table then shows "-".
+            let stats = match call(target, Method::GET, "/v1/stats", None, None).await {
+                Ok((s, v)) if s.is_success() => v,
+                _ => Value::Null,
+            };
+            print_status(&value, &stats);
+        }
         Action::Config => println!(
             "{}",
             serde_json::to_string_pretty(&value).unwrap_or_default()
@@ -205,7 +212,43 @@ fn describe_error(status: StatusCode, value: &Value) -> String {
     msg
 }
 
-fn print_status(v: &Value) {
+/// One table row: weight, observed split, and the group's live stats.
+fn print_row(route: &Value, rule: &Value, group: &str, pct: f64, stats: &Value) {
+    let obs = &rule["observed_last_minute"][group];
+    let route_name = route["route"].as_str().unwrap_or("");
+    let s = group_stats(stats, route_name, group);
+    let stat = |f: &dyn Fn(&Value) -> Option<f64>| s.and_then(f);
+    println!(
+        "{:<16} {:<16} {:<12} {:>7.1}% {:>9.1}% {:>9} {:>7} {:>8} {:>8}",
+        route_name,
+        rule["rule"].as_str().unwrap_or(""),
+        group,
+        pct,
+        obs["share"].as_f64().unwrap_or(0.0) * 100.0,
+        obs["requests"].as_u64().unwrap_or(0),
+        cell(stat(&|s| s["error_rate"].as_f64()), 100.0),
+        cell(stat(&|s| s["latency_ms"]["p50"].as_f64()), 1.0),
+        cell(stat(&|s| s["latency_ms"]["p99"].as_f64()), 1.0),
+    );
+}
+
+/// The `/v1/stats` entry of `group` in `route`.
+fn group_stats<'v>(stats: &'v Value, route: &str, group: &str) -> Option<&'v Value> {
+    stats["routes"]
+        .as_array()?
+        .iter()
+        .find(|r| r["route"] == route)?["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["group"] == group)
+}
+
+/// `12.3` or `-` when there is no value.
+fn cell(v: Option<f64>, scale: f64) -> String {
+    v.map_or_else(|| "-".to_string(), |x| format!("{:.1}", x * scale))
+}
+
+fn print_status(v: &Value, stats: &Value) {
     println!(
         "generation {}   reload errors {}   {}",
         v["generation"],
@@ -218,8 +261,8 @@ fn print_status(v: &Value) {
     );
     println!();
     println!(
-        "{:<16} {:<16} {:<12} {:>8} {:>10} {:>9}",
-        "ROUTE", "RULE", "GROUP", "WEIGHT", "OBSERVED", "REQ/1MIN"
+        "{:<16} {:<16} {:<12} {:>8} {:>10} {:>9} {:>7} {:>8} {:>8}",
+        "ROUTE", "RULE", "GROUP", "WEIGHT", "OBSERVED", "REQ/1MIN", "ERR%", "P50 ms", "P99 ms"
     );
     for route in v["routes"].as_array().into_iter().flatten() {
         for rule in route["rules"].as_array().into_iter().flatten() {
@@ -236,17 +279,10 @@ fn print_status(v: &Value) {
                 } else {
                     w as f64 * 100.0 / total as f64
                 };
-                let obs = &rule["observed_last_minute"][group];
-                println!(
-                    "{:<16} {:<16} {:<12} {:>7.1}% {:>9.1}% {:>9}",
-                    route["route"].as_str().unwrap_or(""),
-                    rule["rule"].as_str().unwrap_or(""),
-                    group,
-                    pct,
-                    obs["share"].as_f64().unwrap_or(0.0) * 100.0,
-                    obs["requests"].as_u64().unwrap_or(0),
-                );
+                print_row(route, rule, group, pct, stats);
             }
         }
     }
+    println!();
+    println!("ERR% (5xx) and latency: per route and group over the last 60 s (/v1/stats)");
 }

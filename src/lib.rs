@@ -15,6 +15,8 @@
 //!         -> upstream::limits  circuit breaking
 //!         -> upstream::pool    keep-alive HTTP/1.1 and h2 connections
 //!   <- response (streamed; upgrades spliced by proxy::upgrade)
+//!   -> metrics::Exchange   at the end of the body: per-version series, live
+//!                          latency window, access log line
 //! ```
 //!
 //! Tables change only through [`reload::publish`]: `config` is parsed,
@@ -30,6 +32,7 @@ pub mod config;
 pub mod ctl;
 pub mod demo;
 pub mod listener;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod retry;

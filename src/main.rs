@@ -69,6 +69,10 @@ struct RunArgs {
     /// Directory where control API changes are persisted and restored from.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Record no request metrics or live quantiles (`/metrics` keeps the
+    /// process-level series); the access log follows the config.
+    #[arg(long)]
+    no_metrics: bool,
 }
 
 #[derive(Subcommand)]
@@ -142,12 +146,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs on stderr, the access log (target `access_log`, one JSON line per
+/// request, nothing else on the line) on stdout; `RUST_LOG` filters both
+/// (e.g. `RUST_LOG=info,access_log=off`).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{fmt, EnvFilter};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let access = |m: &tracing::Metadata<'_>| m.target() == cutover::metrics::access_log::TARGET;
+    let logs = fmt::layer()
         .with_writer(std::io::stderr)
+        .with_filter(filter_fn(move |m| !access(m)));
+    let access_log = fmt::layer()
+        .with_writer(std::io::stdout)
+        .with_ansi(false)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_filter(filter_fn(access));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(access_log)
         .init();
 }
 
@@ -220,6 +241,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         config_hash: Some(cutover::reload::watch::content_hash(&bytes)),
         config_file: Some(path),
         state_dir: args.state_dir,
+        no_metrics: args.no_metrics,
         ..Options::default()
     };
     let app = App::start(&cfg, options).await.map_err(|e| e.to_string())?;

@@ -24,6 +24,7 @@ use rand::Rng;
 
 use crate::app::Shared;
 use crate::config::model::UpstreamProtocol;
+use crate::metrics::{Chosen, Exchange, Observed};
 use crate::retry;
 use crate::route::matcher::RequestView;
 use crate::route::observed;
@@ -45,18 +46,19 @@ pub struct ConnInfo {
 }
 
 /// Serves one request. Reads the routing table once; the request finishes on
-/// that snapshot even if a new table is published meanwhile.
+/// that snapshot even if a new table is published meanwhile. The exchange
+/// records metrics and the access log line when the response body ends.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: ConnInfo,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> Result<Response<Observed>, Infallible> {
     let started = Instant::now();
-    let table = shared.routes.load_full();
+    let mut ex = Exchange::start(shared.routes.load_full(), &req, started);
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let result = forward_request(&table, conn, req).await;
-    Ok(result.unwrap_or_else(|e| {
+    let result = forward_request(&ex.table, conn, req, &mut ex.chosen).await;
+    let resp = result.unwrap_or_else(|e| {
         tracing::warn!(
             status = e.status().as_u16(),
             reason = e.label(),
@@ -66,8 +68,10 @@ pub async fn handle(
             elapsed_us = started.elapsed().as_micros() as u64,
             "local reply"
         );
+        ex.local_reply(&e);
         e.into_response()
-    }))
+    });
+    Ok(ex.finish(resp))
 }
 
 /// What routing decided for a request.
@@ -81,13 +85,14 @@ async fn forward_request(
     table: &RouteTable,
     conn: ConnInfo,
     mut req: Request<Incoming>,
+    chosen: &mut Chosen,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     framing::check(&req)?;
     let upgrade = forward::requested_upgrade(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let raw_host = raw_host(&parts).unwrap_or_default().to_owned();
-    let decision = decide(table, conn, &mut parts, &raw_host)?;
+    let decision = decide(table, conn, &mut parts, &raw_host, chosen)?;
     let rule = decision.rule;
 
     forward::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
@@ -108,6 +113,7 @@ async fn forward_request(
         raw_host: &raw_host,
         body,
         upgrade: upgrade.is_some(),
+        chosen,
     })
     .await
     .map_err(|e| {
@@ -165,6 +171,7 @@ fn decide<'t>(
     conn: ConnInfo,
     parts: &mut Parts,
     raw_host: &str,
+    chosen: &mut Chosen,
 ) -> Result<Decision<'t>, ProxyError> {
     let host = normalize_host(raw_host);
     let view = RequestView {
@@ -174,9 +181,10 @@ fn decide<'t>(
         query: parts.uri.query(),
         headers: &parts.headers,
     };
-    let (rule, _) = table
+    let (rule, entry) = table
         .find(conn.listener, &view)
         .ok_or(ProxyError::NoRoute)?;
+    chosen.rule = Some(entry.rule);
     let key = rule
         .sticky
         .as_ref()
@@ -185,7 +193,8 @@ fn decide<'t>(
         let point = key.unwrap_or_else(|| rng.random());
         let slot = retry::first_slot(rule, table, point)?;
         rule.observed[slot].record(observed::now_secs());
-        forward::ensure_request_id(&mut parts.headers, rng);
+        chosen.backend = u32::try_from(slot).ok();
+        chosen.request_id = Some(forward::ensure_request_id(&mut parts.headers, rng));
         Ok(Decision { rule, key, slot })
     })
 }

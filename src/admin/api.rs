@@ -34,6 +34,10 @@ pub fn dispatch(
         (&Method::PUT, ["v1", "config"]) => put_config(shared, if_match, body),
         (&Method::POST, ["v1", "config", "validate"]) => validate(body),
         (&Method::GET, ["v1", "status"]) => status(shared),
+        (&Method::GET, ["v1", "stats"]) => json(
+            StatusCode::OK,
+            &crate::metrics::stats::to_json(&shared.metrics.series),
+        ),
         (&Method::GET, ["v1", "explain"]) => explain(shared, query),
         (&Method::PATCH, ["v1", "weights"]) => patch_many(shared, if_match, body),
         (&Method::PATCH, ["v1", "routes", route, "rules", rule, "weights"]) => {

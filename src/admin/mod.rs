@@ -1,6 +1,7 @@
-//! The admin listener: probes (`/live`, `/ready`) and the control API
-//! (`/v1/*`, JSON). Loopback by default; a bearer token is required to bind
-//! anywhere else.
+//! The admin listener: probes (`/live`, `/ready`), the Prometheus scrape
+//! (`/metrics`) and the control API (`/v1/*`, JSON). Loopback by default; a
+//! bearer token is required to bind anywhere else (probes and `/metrics` do
+//! not need it).
 
 // Handlers return a ready error response as their `Err`: the admin path is
 // not hot, and a boxed response would only add noise.
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::Shared;
+use crate::metrics::Format;
 use json::{error, text};
 
 /// Largest control API request body.
@@ -109,6 +111,7 @@ async fn route(
     match (&method, path.as_str()) {
         (&Method::GET, "/live") => return text(StatusCode::OK, "live\n"),
         (&Method::GET, "/ready") => return ready(shared),
+        (&Method::GET, "/metrics") => return metrics(shared, &req),
         _ => {}
     }
     if let Err(resp) = authorize(options, &req) {
@@ -134,6 +137,25 @@ fn ready(shared: &Shared) -> Response<Full<Bytes>> {
     } else {
         text(StatusCode::OK, "ready\n")
     }
+}
+
+/// The scrape, in the format the client accepts (OpenMetrics for
+/// Prometheus, the classic text format otherwise).
+fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let table = shared.routes.load_full();
+    let reload_errors = shared.reload_errors.load(Ordering::Relaxed);
+    let body = shared.metrics.encode(&table, reload_errors, format);
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(format.content_type()),
+    );
+    resp
 }
 
 /// 401 without a token, 403 with a wrong one; constant-time comparison.

@@ -31,11 +31,19 @@ pub fn compile(
     let (groups, group_index) = compile_groups(&cfg.groups, registry, &mut errors);
     let (rules, pending, route_hosts) = compile_routes(cfg, &group_index, registry, &mut errors);
     let listeners = compile_listeners(cfg, &rules, &pending, &route_hosts, &mut errors);
+    let rate = cfg.access_log.sample_rate;
+    if !(0.0..=1.0).contains(&rate) {
+        errors.push(
+            "access_log.sample_rate",
+            format!("{rate} is out of range 0..=1"),
+        );
+    }
     errors.into_result(RouteTable {
         generation,
         listeners: listeners.into(),
         groups: groups.into(),
         rules: rules.into(),
+        observe: registry.metrics.for_table(cfg.access_log.clone()),
     })
 }
 

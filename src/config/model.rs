@@ -26,6 +26,52 @@ pub struct Config {
     /// Routes: hostnames plus ordered rules.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// One JSON line per request on stdout: off (default), on or sampled.
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+}
+
+/// Access log settings. Off by default: a busy proxy's log is the largest
+/// thing it writes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `off`, `on`, or `sampled` (a random `sample_rate` share of requests).
+    #[serde(default)]
+    pub mode: AccessLogMode,
+    /// Share of requests logged in `sampled` mode, 0..=1; default 0.01.
+    #[serde(default = "default_sample_rate")]
+    pub sample_rate: f64,
+    /// Log the query string too (it may carry tokens or personal data).
+    #[serde(default)]
+    pub include_query: bool,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            mode: AccessLogMode::Off,
+            sample_rate: default_sample_rate(),
+            include_query: false,
+        }
+    }
+}
+
+fn default_sample_rate() -> f64 {
+    0.01
+}
+
+/// Which requests the access log shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogMode {
+    /// None.
+    #[default]
+    Off,
+    /// Every request.
+    On,
+    /// A random `sample_rate` share.
+    Sampled,
 }
 
 /// One listening socket (HTTP/1.1 and h2c on the same port).

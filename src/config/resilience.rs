@@ -27,7 +27,7 @@ impl Dur {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 == 0 && ms > 0 {
+        if ms.is_multiple_of(1000) && ms > 0 {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
@@ -76,7 +76,7 @@ impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
         for (n, unit) in UNITS {
-            if self.0 >= n && self.0 % n == 0 {
+            if self.0 >= n && self.0.is_multiple_of(n) {
                 return write!(f, "{}{unit}", self.0 / n);
             }
         }

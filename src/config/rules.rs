@@ -87,6 +87,11 @@ pub fn compile_rule(
                 .collect(),
             policy,
             budget: registry.budget(route),
+            metrics: registry.metrics.series.rule(
+                route,
+                &rule.name,
+                rule.backends.iter().map(|b| b.group.as_str()),
+            ),
         },
         conditions,
     })

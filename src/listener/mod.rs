@@ -116,6 +116,7 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let stream = preface::FirstBytesDeadline::new(stream, shared.limits.header_read_timeout);
+    let _open = shared.metrics.downstream_connection();
     let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), conn, req));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);

@@ -15,6 +15,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::model::{Fallback, RetryConfig, RetryOn};
+use crate::metrics::{Chosen, Limit};
 use crate::proxy::error::ProxyError;
 use crate::proxy::request_body::PreparedBody;
 use crate::route::observed::now_secs;
@@ -50,6 +51,8 @@ pub struct Exchange<'t> {
     pub body: PreparedBody,
     /// An upgrade request (never retried).
     pub upgrade: bool,
+    /// Where each attempt went, for metrics and the access log.
+    pub chosen: &'t mut Chosen,
 }
 
 /// The upstream's response and where it came from.
@@ -108,6 +111,11 @@ async fn attempts(mut x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
         let group = &x.table.groups[x.rule.split.group_at(slot) as usize];
         let endpoint =
             pick_endpoint(group, x.key, &failed).ok_or(ProxyError::NoHealthyEndpoints)?;
+        let index = group
+            .endpoints
+            .iter()
+            .position(|e| std::ptr::eq(e, endpoint));
+        x.chosen.attempt(x.rule, slot, index.unwrap_or(0));
         let result = send_once(&mut x, group, endpoint).await;
         let failure = match result {
             Attempt::Done(response) => {
@@ -119,13 +127,17 @@ async fn attempts(mut x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
             }
             Attempt::Failed(f) => f,
         };
-        let may_retry = attempt < retries
+        let wants_retry = attempt < retries
             && x.body.is_replayable()
-            && retryable(policy, failure.kind, &x.parts.method)
-            && x.rule.budget.try_retry(&policy.budget, now_secs());
-        if !may_retry {
+            && retryable(policy, failure.kind, &x.parts.method);
+        if !wants_retry {
             return give_up(failure, group, attempt + 1);
         }
+        if !x.rule.budget.try_retry(&policy.budget, now_secs()) {
+            x.rule.metrics.route.budget_exhausted();
+            return give_up(failure, group, attempt + 1);
+        }
+        x.rule.metrics.route.retry();
         tracing::debug!(
             route = &*x.rule.route,
             rule = &*x.rule.name,
@@ -135,7 +147,11 @@ async fn attempts(mut x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
             "retrying"
         );
         failed.push(endpoint_id(endpoint));
+        let previous = slot;
         slot = next_slot(x.rule, x.table, slot, x.key, policy.fallback);
+        if slot != previous {
+            x.rule.metrics.route.fallback();
+        }
         backoff(policy, attempt).await;
         attempt += 1;
     }
@@ -147,9 +163,11 @@ async fn send_once(x: &mut Exchange<'_>, group: &Group, endpoint: &Endpoint) -> 
     if group.protocol == crate::config::model::UpstreamProtocol::Http1
         && endpoint.state.in_flight() >= limits.max_connections as usize
     {
+        group.metrics.overflow(Limit::MaxConnections);
         return overflow(ProxyError::OverflowConnections);
     }
     let Ok(_slot) = group.admission.admit().await else {
+        group.metrics.overflow(Limit::MaxPendingRequests);
         return overflow(ProxyError::OverflowPending);
     };
     let req = match request_for(x, group, endpoint) {

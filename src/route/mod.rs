@@ -28,6 +28,8 @@ pub struct RouteTable {
     pub groups: Box<[Group]>,
     /// Every rule of every route; entries refer to them by index.
     pub rules: Box<[Rule]>,
+    /// Metrics switch, unmatched-request series and access log setting.
+    pub observe: crate::metrics::TableMetrics,
 }
 
 /// The routes one listener serves, indexed by host.
@@ -88,6 +90,8 @@ pub struct Rule {
     pub policy: RulePolicy,
     /// Retry budget shared by the route's rules.
     pub budget: std::sync::Arc<crate::retry::budget::RetryBudget>,
+    /// Metric handles: per backend (split order), per route.
+    pub metrics: crate::metrics::RuleMetrics,
 }
 
 /// A rule's resilience settings (validated config values).

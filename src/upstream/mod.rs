@@ -6,6 +6,7 @@
 //! reload; so do connection pools, admission limits and retry budgets.
 
 pub mod balance;
+pub mod counted;
 pub mod health;
 pub mod limits;
 pub mod outlier;
@@ -20,6 +21,7 @@ use http::uri::Authority;
 use crate::config::model::{
     Balance, Dur, HealthCheckConfig, LimitsConfig, OutlierConfig, UpstreamProtocol,
 };
+use crate::metrics::{GroupSeries, Metrics};
 use crate::retry::budget::RetryBudget;
 use crate::route::observed::SplitCounter;
 use limits::Admission;
@@ -45,6 +47,8 @@ pub struct Group {
     pub client: Client,
     /// `max_requests` / `max_pending` admission, shared across reloads.
     pub admission: Arc<Admission>,
+    /// Group-level metric handles (ejections, overflows), kept by name.
+    pub metrics: Arc<GroupSeries>,
 }
 
 /// A group's resilience settings, compiled.
@@ -128,6 +132,8 @@ pub struct EndpointRegistry {
     admissions: Mutex<HashMap<(String, u32, u32), Weak<Admission>>>,
     /// Retry budgets by route name.
     budgets: Mutex<HashMap<String, Weak<RetryBudget>>>,
+    /// Metric handles by config name, carried over the same way.
+    pub metrics: Arc<Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -151,6 +157,14 @@ fn shared_weak<K: std::hash::Hash + Eq, T>(
 }
 
 impl EndpointRegistry {
+    /// A registry whose tables record into `metrics`.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Self {
+        EndpointRegistry {
+            metrics,
+            ..EndpointRegistry::default()
+        }
+    }
+
     /// The state for `address`, shared with older tables if they have it.
     pub fn get_or_create(&self, address: &str) -> Arc<EndpointState> {
         shared_weak(&self.by_address, address.into(), || EndpointState {
@@ -175,7 +189,13 @@ impl EndpointRegistry {
     pub fn client(&self, protocol: UpstreamProtocol, connect_timeout: Option<Dur>) -> Client {
         lock(&self.clients)
             .entry((protocol, connect_timeout))
-            .or_insert_with(|| pool::new_client(protocol, connect_timeout.map(|d| d.0)))
+            .or_insert_with(|| {
+                pool::new_client(
+                    protocol,
+                    connect_timeout.map(|d| d.0),
+                    Arc::clone(&self.metrics),
+                )
+            })
             .clone()
     }
 
@@ -222,6 +242,7 @@ impl Group {
         Group {
             client: registry.client(protocol, policy.connect_timeout),
             admission: registry.admission(&name, &policy.limits),
+            metrics: registry.metrics.series.group(&name),
             name,
             endpoints: endpoints.into(),
             balance,

@@ -61,6 +61,12 @@ impl OutlierState {
         until == 0 || now >= until
     }
 
+    /// Ejected before and not yet recovered (inside an ejection or on
+    /// probation after it).
+    pub fn on_probation(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) != 0
+    }
+
     /// Whether the endpoint is inside an ejection at `now`.
     pub fn is_ejected(&self, now: u64) -> bool {
         !self.available(now)
@@ -188,11 +194,14 @@ pub fn record(
     let state = &endpoint.state.outlier;
     match state.observe(cfg, outcome, now) {
         Verdict::Unchanged => {}
-        Verdict::Recovered => tracing::info!(
-            group = &*group.name,
-            endpoint = &*endpoint.state.address,
-            "outlier endpoint passed its probe and is back"
-        ),
+        Verdict::Recovered => {
+            group.metrics.ejection_ended();
+            tracing::info!(
+                group = &*group.name,
+                endpoint = &*endpoint.state.address,
+                "outlier endpoint passed its probe and is back"
+            )
+        }
         Verdict::ShouldEject(why) => {
             let ejected = group
                 .endpoints
@@ -211,7 +220,13 @@ pub fn record(
                 );
                 return;
             }
+            let re_ejection = state.on_probation();
             let time = state.eject(cfg, now);
+            group.metrics.ejection();
+            if re_ejection {
+                // A failed probe: one more ejection, but not one more active.
+                group.metrics.ejection_ended();
+            }
             tracing::warn!(
                 group = &*group.name,
                 endpoint = &*endpoint.state.address,

@@ -2,6 +2,7 @@
 //! per endpoint address inside each client, shared by every table generation.
 
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -9,11 +10,13 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::counted::CountingConnector;
 use crate::config::model::UpstreamProtocol;
+use crate::metrics::Metrics;
 use crate::proxy::request_body::UpstreamBody;
 
-/// A pooled upstream client.
-pub type Client = hyper_util::client::legacy::Client<HttpConnector, UpstreamBody>;
+/// A pooled upstream client; open connections are counted in the metrics.
+pub type Client = hyper_util::client::legacy::Client<CountingConnector, UpstreamBody>;
 
 /// Idle pooled connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -37,7 +40,11 @@ pub enum SendError {
 
 /// A client with `TCP_NODELAY` (off by default in hyper's connector) and an
 /// idle timer (without one hyper-util never evicts idle connections).
-pub fn new_client(protocol: UpstreamProtocol, connect_timeout: Option<Duration>) -> Client {
+pub fn new_client(
+    protocol: UpstreamProtocol,
+    connect_timeout: Option<Duration>,
+    metrics: Arc<Metrics>,
+) -> Client {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(connect_timeout);
@@ -50,7 +57,7 @@ pub fn new_client(protocol: UpstreamProtocol, connect_timeout: Option<Duration>)
     if protocol == UpstreamProtocol::H2 {
         builder.http2_only(true);
     }
-    builder.build(connector)
+    builder.build(CountingConnector::new(connector, metrics))
 }
 
 /// Sends `req` (absolute URI, version already set for the protocol).

@@ -1,0 +1,237 @@
+//! One request's record, from the start of `proxy::handle` to the end of the
+//! response body: what the pipeline chose, how it ended, and then (once) its
+//! metrics and access log line, also when the client leaves early.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+
+use super::access_log::{self, Line};
+use super::series::RuleGroupSeries;
+use crate::proxy::{ProxyBody, ProxyError};
+use crate::route::{RouteTable, Rule};
+
+/// Status recorded when the client went away before the response head (as
+/// nginx logs it).
+const CLIENT_CLOSED: u16 = 499;
+
+/// What the pipeline chose for one request, handed back for metrics and the
+/// access log. The pipeline fills it in as it decides; indices refer to the
+/// table the request routes on.
+#[derive(Debug, Default)]
+pub struct Chosen {
+    /// Index of the matched rule in `table.rules`.
+    pub rule: Option<u32>,
+    /// Position of the picked backend in the rule's split.
+    pub backend: Option<u32>,
+    /// Index of the endpoint in the group (the last attempt's).
+    pub endpoint: Option<u32>,
+    /// Attempts reported with [`Chosen::attempt`]; while none are, a chosen
+    /// endpoint counts as one attempt.
+    pub attempts: u32,
+    /// The `x-request-id` sent upstream.
+    pub request_id: Option<HeaderValue>,
+}
+
+impl Chosen {
+    /// Resilience: call once per attempt sent upstream, with where it went
+    /// (a retry or fallback may change backend and endpoint). Counts
+    /// `cutover_upstream_attempts_total` and the log's `attempts`.
+    pub fn attempt(&mut self, rule: &Rule, backend: usize, endpoint: usize) {
+        if let Some(s) = rule.metrics.backends.get(backend) {
+            s.route_group.upstream_attempt();
+        }
+        self.attempts += 1;
+        self.backend = u32::try_from(backend).ok();
+        self.endpoint = u32::try_from(endpoint).ok();
+    }
+}
+
+/// What the access log needs from the request head; only kept for requests
+/// that will be logged.
+#[derive(Debug)]
+struct LogStart {
+    time: SystemTime,
+    method: Method,
+    path: String,
+    bytes_in: Option<u64>,
+    request_id: Option<HeaderValue>,
+}
+
+/// A request in progress. Records itself exactly once: at the end of the
+/// response body, or when dropped (client gone, connection closed).
+#[derive(Debug)]
+pub struct Exchange {
+    /// The table the request routes on; held until the body ends so the
+    /// handles it carries stay valid.
+    pub table: Arc<RouteTable>,
+    /// Filled in by the pipeline.
+    pub chosen: Chosen,
+    started: Instant,
+    /// 0 until the response head is known.
+    status: u16,
+    reason: Option<&'static str>,
+    bytes_out: u64,
+    log: Option<Box<LogStart>>,
+    recorded: bool,
+}
+
+impl Exchange {
+    /// Starts the record of `req`, which routes on `table`.
+    pub fn start<B: Body>(table: Arc<RouteTable>, req: &Request<B>, started: Instant) -> Exchange {
+        let config = &table.observe.access_log;
+        let log = access_log::sampled(config).then(|| {
+            let uri = req.uri();
+            let path = match uri.path_and_query() {
+                Some(pq) if config.include_query => pq.as_str(),
+                _ => uri.path(),
+            };
+            Box::new(LogStart {
+                time: SystemTime::now(),
+                method: req.method().clone(),
+                path: path.to_string(),
+                bytes_in: req.body().size_hint().exact(),
+                request_id: req.headers().get("x-request-id").cloned(),
+            })
+        });
+        Exchange {
+            table,
+            chosen: Chosen::default(),
+            started,
+            status: 0,
+            reason: None,
+            bytes_out: 0,
+            log,
+            recorded: false,
+        }
+    }
+
+    /// Notes that the proxy answers itself, and why.
+    pub fn local_reply(&mut self, e: &ProxyError) {
+        self.reason = Some(e.label());
+    }
+
+    /// Attaches the record to the response; it completes with the body.
+    pub fn finish(mut self, resp: Response<ProxyBody>) -> Response<Observed> {
+        self.status = resp.status().as_u16();
+        let (parts, body) = resp.into_parts();
+        Response::from_parts(parts, Observed { body, ex: self })
+    }
+
+    /// The counters this request lands in.
+    fn series(&self) -> &RuleGroupSeries {
+        let t = &self.table;
+        let Some(rule) = self.chosen.rule.and_then(|r| t.rules.get(r as usize)) else {
+            return &t.observe.unmatched;
+        };
+        self.chosen
+            .backend
+            .and_then(|b| rule.metrics.backends.get(b as usize))
+            .unwrap_or(&rule.metrics.no_group)
+    }
+
+    fn record(&mut self) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
+        if self.status == 0 {
+            self.status = CLIENT_CLOSED;
+            self.reason = Some("client_closed");
+        }
+        let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if self.table.observe.enabled {
+            let series = self.series();
+            series.count(self.status, self.reason);
+            series.route_group.observe(self.status, us);
+            if self.chosen.attempts == 0 && self.chosen.endpoint.is_some() {
+                series.route_group.upstream_attempt();
+            }
+        }
+        if let Some(log) = self.log.take() {
+            // Not formatted at all when RUST_LOG turns the access log off.
+            if tracing::enabled!(target: access_log::TARGET, tracing::Level::INFO) {
+                self.write_log(&log, us);
+            }
+        }
+    }
+
+    fn write_log(&self, log: &LogStart, us: u64) {
+        let t = &self.table;
+        let rule = self.chosen.rule.and_then(|r| t.rules.get(r as usize));
+        let group = rule
+            .zip(self.chosen.backend)
+            .and_then(|(r, b)| r.split.backends().nth(b as usize))
+            .and_then(|(g, _)| t.groups.get(g as usize));
+        let endpoint = group
+            .zip(self.chosen.endpoint)
+            .and_then(|(g, e)| g.endpoints.get(e as usize));
+        let request_id = self.chosen.request_id.as_ref().or(log.request_id.as_ref());
+        Line {
+            time: access_log::rfc3339(log.time),
+            request_id: request_id.and_then(|v| v.to_str().ok()),
+            method: log.method.as_str(),
+            path: &log.path,
+            status: self.status,
+            route: rule.map(|r| &*r.route),
+            rule: rule.map(|r| &*r.name),
+            group: group.map(|g| &*g.name),
+            endpoint: endpoint.map(|e| &*e.state.address),
+            attempts: self.chosen.attempts.max(u32::from(endpoint.is_some())),
+            duration_ms: us as f64 / 1000.0,
+            bytes_in: log.bytes_in,
+            bytes_out: self.bytes_out,
+            reason: self.reason,
+        }
+        .emit();
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.record();
+    }
+}
+
+/// The response body with its request's record: counts bytes out and
+/// records the request when the body ends or is dropped.
+#[derive(Debug)]
+pub struct Observed {
+    body: ProxyBody,
+    ex: Exchange,
+}
+
+impl Body for Observed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.ex.bytes_out += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.ex.record(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

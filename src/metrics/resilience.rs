@@ -1,0 +1,109 @@
+//! Route- and group-level counters that the resilience work (retries,
+//! fallback, retry budget, outlier ejection, circuit breakers) records into:
+//! handles compiled into the table, one relaxed atomic add per event.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Route-level resilience counters.
+#[derive(Debug, Default)]
+pub struct RouteSeries {
+    retries: AtomicU64,
+    fallbacks: AtomicU64,
+    budget_exhausted: AtomicU64,
+}
+
+impl RouteSeries {
+    /// Resilience: a retry was sent -> `cutover_retries_total`.
+    pub fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Resilience: a request fell back to another group ->
+    /// `cutover_fallbacks_total`.
+    pub fn fallback(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Resilience: a retry was refused by the retry budget ->
+    /// `cutover_retry_budget_exhausted_total`.
+    pub fn budget_exhausted(&self) {
+        self.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(retries, fallbacks, budget exhausted)`.
+    pub fn values(&self) -> [u64; 3] {
+        [&self.retries, &self.fallbacks, &self.budget_exhausted].map(|a| a.load(Ordering::Relaxed))
+    }
+}
+
+/// A circuit-breaker limit, the `limit` label of `cutover_overflows_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Connections to the group's endpoints.
+    MaxConnections,
+    /// Requests waiting for a connection.
+    MaxPendingRequests,
+    /// Requests in flight.
+    MaxRequests,
+    /// Retries in flight.
+    MaxRetries,
+}
+
+impl Limit {
+    /// Every limit, in label order.
+    pub const ALL: [Limit; 4] = [
+        Limit::MaxConnections,
+        Limit::MaxPendingRequests,
+        Limit::MaxRequests,
+        Limit::MaxRetries,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::MaxConnections => "max_connections",
+            Limit::MaxPendingRequests => "max_pending_requests",
+            Limit::MaxRequests => "max_requests",
+            Limit::MaxRetries => "max_retries",
+        }
+    }
+}
+
+/// Group-level resilience counters.
+#[derive(Debug, Default)]
+pub struct GroupSeries {
+    ejections: AtomicU64,
+    ejected: AtomicI64,
+    overflows: [AtomicU64; Limit::ALL.len()],
+}
+
+impl GroupSeries {
+    /// Resilience: an endpoint of the group was ejected ->
+    /// `cutover_outlier_ejections_total` and `cutover_outlier_ejections_active` + 1.
+    pub fn ejection(&self) {
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+        self.ejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Resilience: an ejected endpoint came back ->
+    /// `cutover_outlier_ejections_active` - 1.
+    pub fn ejection_ended(&self) {
+        self.ejected.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Resilience: a request was refused by a circuit-breaker limit ->
+    /// `cutover_overflows_total{limit}`.
+    pub fn overflow(&self, limit: Limit) {
+        let i = Limit::ALL.iter().position(|&l| l == limit).unwrap_or(0);
+        self.overflows[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(ejections total, ejections active, overflows per Limit::ALL)`.
+    pub fn values(&self) -> (u64, i64, [u64; Limit::ALL.len()]) {
+        (
+            self.ejections.load(Ordering::Relaxed),
+            self.ejected.load(Ordering::Relaxed),
+            self.overflows.each_ref().map(|a| a.load(Ordering::Relaxed)),
+        )
+    }
+}
