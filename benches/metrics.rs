@@ -5,16 +5,21 @@
 //!
 //!     cargo bench --bench metrics
 
-use std::sync::Arc;
+use std::fs::OpenOptions;
+use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
+use cutover::metrics::access_log::JsonLines;
+use cutover::metrics::log_writer::NonBlocking;
 use cutover::metrics::{Exchange, Metrics};
 use cutover::proxy::ProxyBody;
 use cutover::upstream::EndpointRegistry;
 use http::{Request, Response};
 use http_body_util::Empty;
+use tracing_subscriber::fmt::MakeWriter;
 
 fn config(access_log: &str) -> cutover::config::Config {
     let yaml = format!(
@@ -50,17 +55,43 @@ fn record(c: &mut Criterion) {
         let table = Arc::new(
             cutover::config::compile::compile(&config(log), &registry, 1).expect("compiles"),
         );
-        let sink = tracing_subscriber::fmt()
-            .with_writer(std::io::sink)
-            .with_ansi(false)
-            .without_time()
-            .with_level(false)
-            .with_target(false)
-            .finish();
-        tracing::subscriber::with_default(sink, || {
+        with_access_log(io::sink, || {
             c.bench_function(name, |b| b.iter(|| one_request(&table, &req)));
         });
     }
+    // Where the line goes: /dev/null written directly (a write(2) per line on
+    // the request thread) or through the access log's writer thread.
+    let registry = EndpointRegistry::with_metrics(Arc::new(Metrics::new(true)));
+    let table =
+        Arc::new(cutover::config::compile::compile(&config("on"), &registry, 1).expect("compiles"));
+    let devnull = || {
+        OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .expect("/dev/null")
+    };
+    let direct = Mutex::new(devnull());
+    with_access_log(direct, || {
+        c.bench_function("record/access_log_direct_devnull", |b| {
+            b.iter(|| one_request(&table, &req))
+        });
+    });
+    let (queued, _flush) = NonBlocking::new(devnull()).expect("writer thread");
+    with_access_log(queued, || {
+        c.bench_function("record/access_log_queued_devnull", |b| {
+            b.iter(|| one_request(&table, &req))
+        });
+    });
+}
+
+/// Runs `f` with an access-log subscriber writing to `writer`.
+fn with_access_log<W>(writer: W, f: impl FnOnce())
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry().with(JsonLines::new(writer));
+    tracing::subscriber::with_default(subscriber, f);
 }
 
 criterion_group!(benches, record);

@@ -63,7 +63,7 @@ routes:
         backends: [{ group: stable, weight: 90 }, { group: canary, weight: 10 }]
 access_log: { mode: $mode }
 EOF
-  RUST_LOG=warn "$BIN" run -c "$DIR/$name.yaml" --workers 1 --admin "127.0.0.1:$admin" "$@" \
+  RUST_LOG=warn,access_log=info "$BIN" run -c "$DIR/$name.yaml" --workers 1 --admin "127.0.0.1:$admin" "$@" \
     >/dev/null 2>"$DIR/$name.err" &
   PIDS+=($!)
   PID[$name]=$!

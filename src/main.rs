@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use cutover::admin::AdminOptions;
 use cutover::app::{App, Options};
 use cutover::config;
+use cutover::metrics::access_log::JsonLines;
+use cutover::metrics::log_writer::{FlushGuard, NonBlocking};
 
 /// cutover: split HTTP traffic between versions of a service (canary,
 /// blue/green) by weight, header or sticky hash.
@@ -125,7 +127,7 @@ enum CtlCommand {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    let _flush = init_logging();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { files } => check(&files),
@@ -147,10 +149,12 @@ fn main() -> ExitCode {
 }
 
 /// Logs on stderr, the access log (target `access_log`, one JSON line per
-/// request, nothing else on the line) on stdout; `RUST_LOG` filters both
-/// (e.g. `RUST_LOG=info,access_log=off`).
-fn init_logging() {
+/// request, nothing else on the line) on stdout through a writer thread;
+/// `RUST_LOG` filters both (e.g. `RUST_LOG=info,access_log=off`). The guard
+/// flushes the access log at exit.
+fn init_logging() -> Option<FlushGuard> {
     use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{fmt, EnvFilter};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -158,18 +162,20 @@ fn init_logging() {
     let logs = fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter_fn(move |m| !access(m)));
-    let access_log = fmt::layer()
-        .with_writer(std::io::stdout)
-        .with_ansi(false)
-        .without_time()
-        .with_level(false)
-        .with_target(false)
-        .with_filter(filter_fn(access));
+    let (stdout, guard) = match NonBlocking::new(std::io::stdout()) {
+        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        Err(e) => {
+            eprintln!("cutover: no access log thread ({e}); writing stdout directly");
+            (BoxMakeWriter::new(std::io::stdout), None)
+        }
+    };
+    let access_log = JsonLines::new(stdout).with_filter(filter_fn(access));
     tracing_subscriber::registry()
         .with(filter)
         .with(logs)
         .with(access_log)
         .init();
+    guard
 }
 
 fn check(files: &[PathBuf]) -> ExitCode {

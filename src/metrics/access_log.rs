@@ -4,7 +4,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::io::Write;
+
 use serde::Serialize;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::model::{AccessLogConfig, AccessLogMode};
 
@@ -61,6 +64,46 @@ impl Line<'_> {
             Ok(json) => tracing::info!(target: TARGET, "{json}"),
             Err(e) => tracing::warn!(error = %e, "access log line not written"),
         }
+    }
+}
+
+/// A `tracing` layer that writes each event's message, and nothing else, as
+/// one line: the access log's output, cheaper than a general-purpose
+/// formatter (no timestamp, level or field machinery per line).
+#[derive(Debug)]
+pub struct JsonLines<W> {
+    writer: W,
+}
+
+impl<W> JsonLines<W> {
+    /// Lines go to `writer`.
+    pub fn new(writer: W) -> Self {
+        JsonLines { writer }
+    }
+}
+
+/// Collects an event's `message`.
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            use std::fmt::Write;
+            let _ = write!(self.0, "{value:?}");
+        }
+    }
+}
+
+impl<S, W> tracing_subscriber::Layer<S> for JsonLines<W>
+where
+    S: tracing::Subscriber,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut line = Message(String::with_capacity(384));
+        event.record(&mut line);
+        line.0.push('\n');
+        let _ = self.writer.make_writer().write_all(line.0.as_bytes());
     }
 }
 

@@ -28,6 +28,12 @@ impl Collector for SeriesCollector {
             "cutover_series_folded",
             "Config names counted under \"other\" because a series cap was reached.",
             folded,
+        )?;
+        counter_value(
+            &mut enc,
+            "cutover_access_log_dropped",
+            "Access log lines dropped because stdout could not keep up.",
+            super::log_writer::DROPPED.load(std::sync::atomic::Ordering::Relaxed),
         )
     }
 }

@@ -29,6 +29,7 @@ pub mod access_log;
 pub mod exchange;
 pub mod exposition;
 pub mod histogram;
+pub mod log_writer;
 pub mod resilience;
 pub mod series;
 pub mod stats;

@@ -150,7 +150,11 @@ fn shared_weak<K: std::hash::Hash + Eq, T>(
     if let Some(v) = map.get(&key).and_then(Weak::upgrade) {
         return v;
     }
-    map.retain(|_, w| w.strong_count() > 0);
+    // Sweep dead entries now and then, not on every miss: a sweep per miss
+    // made compiling a 10,000-rule table quadratic.
+    if map.len() >= 64 && map.len().is_power_of_two() {
+        map.retain(|_, w| w.strong_count() > 0);
+    }
     let v = Arc::new(make());
     map.insert(key, Arc::downgrade(&v));
     v
