@@ -18,8 +18,8 @@ pub struct Target {
     pub token_file: Option<PathBuf>,
 }
 
-/// One `ctl` action.
-#[derive(Debug, Clone)]
+/// One `ctl` action (also the `cutover ctl` subcommands).
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum Action {
     /// Weights, observed split and generation per rule.
     Status,
@@ -31,9 +31,11 @@ pub enum Action {
         route: String,
         /// Rule name.
         rule: String,
-        /// `group=weight` pairs.
+        /// `group=weight` pairs, e.g. stable=90 canary=10.
+        #[arg(required = true)]
         weights: Vec<String>,
-        /// Only apply if the live generation is this one.
+        /// Only apply if the live generation is this one (else 409).
+        #[arg(long)]
         if_match: Option<u64>,
     },
     /// 100% to a group.

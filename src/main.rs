@@ -39,7 +39,7 @@ enum Command {
         #[arg(long, global = true)]
         token_file: Option<PathBuf>,
         #[command(subcommand)]
-        action: CtlCommand,
+        action: cutover::ctl::Action,
     },
     /// Start demo upstreams (stable, canary) and the proxy in front of them.
     Demo {
@@ -77,55 +77,6 @@ struct RunArgs {
     no_metrics: bool,
 }
 
-#[derive(Subcommand)]
-enum CtlCommand {
-    /// Weights, observed split and generation per rule.
-    Status,
-    /// Print the live config (JSON) with its API overrides.
-    Config,
-    /// Set weights: ctl weights ROUTE RULE stable=90 canary=10
-    Weights {
-        /// Route name.
-        route: String,
-        /// Rule name.
-        rule: String,
-        /// group=weight pairs.
-        #[arg(required = true)]
-        weights: Vec<String>,
-        /// Apply only if the live generation is this one (else 409).
-        #[arg(long)]
-        if_match: Option<u64>,
-    },
-    /// Send 100% of a rule to one group.
-    Promote {
-        /// Route name.
-        route: String,
-        /// Rule name.
-        rule: String,
-        /// Group to promote.
-        group: String,
-    },
-    /// Restore a rule's weights from before its last change.
-    Rollback {
-        /// Route name.
-        route: String,
-        /// Rule name.
-        rule: String,
-    },
-    /// Blue/green: send every rule of a route to one group.
-    Switch {
-        /// Route name.
-        route: String,
-        /// Group to switch to.
-        to: String,
-    },
-    /// Dry-run a config file against the running proxy's validator.
-    Validate {
-        /// YAML file.
-        file: PathBuf,
-    },
-}
-
 fn main() -> ExitCode {
     let _flush = init_logging();
     let cli = Cli::parse();
@@ -138,9 +89,10 @@ fn main() -> ExitCode {
             action,
         } => {
             let target = cutover::ctl::Target { admin, token_file };
-            serve(Some(1), async move {
-                cutover::ctl::run(&target, ctl_action(action)).await
-            })
+            serve(
+                Some(1),
+                async move { cutover::ctl::run(&target, action).await },
+            )
         }
         Command::Demo { listen } => serve(Some(1), async move {
             cutover::demo::run(listen).await.map_err(|e| e.to_string())
@@ -206,29 +158,6 @@ fn check(files: &[PathBuf]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-fn ctl_action(c: CtlCommand) -> cutover::ctl::Action {
-    use cutover::ctl::Action;
-    match c {
-        CtlCommand::Status => Action::Status,
-        CtlCommand::Config => Action::Config,
-        CtlCommand::Weights {
-            route,
-            rule,
-            weights,
-            if_match,
-        } => Action::Weights {
-            route,
-            rule,
-            weights,
-            if_match,
-        },
-        CtlCommand::Promote { route, rule, group } => Action::Promote { route, rule, group },
-        CtlCommand::Rollback { route, rule } => Action::Rollback { route, rule },
-        CtlCommand::Switch { route, to } => Action::Switch { route, to },
-        CtlCommand::Validate { file } => Action::Validate { file },
     }
 }
 
