@@ -141,7 +141,7 @@ impl Exchange {
         }
         if self.status == 0 {
             self.status = CLIENT_CLOSED;
-            self.reason = Some("client_closed");
+            self.reason = Some(CLIENT_CLOSED_REASON);
         }
         let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         if self.table.observe.enabled {
@@ -197,6 +197,12 @@ impl Drop for Exchange {
     }
 }
 
+/// Reason of a response whose upstream body failed mid-stream (as
+/// `ProxyError::UpstreamFailed` names a failed exchange).
+const UPSTREAM_FAILED: &str = "upstream_failed";
+/// Reason of a request whose client left before the response ended.
+const CLIENT_CLOSED_REASON: &str = "client_closed";
+
 /// The response body with its request's record: counts bytes out and
 /// records the request when the body ends or is dropped.
 #[derive(Debug)]
@@ -221,7 +227,12 @@ impl Body for Observed {
                     this.ex.bytes_out += data.len() as u64;
                 }
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.ex.record(),
+            Poll::Ready(None) => this.ex.record(),
+            Poll::Ready(Some(Err(_))) => {
+                // The head said 200, but the body broke: count it apart.
+                this.ex.reason.get_or_insert(UPSTREAM_FAILED);
+                this.ex.record();
+            }
             Poll::Pending => {}
         }
         polled
@@ -233,5 +244,60 @@ impl Body for Observed {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl Drop for Observed {
+    /// hyper drops a body unfinished only when the client went away (a
+    /// finished body was polled to its end or says `is_end_stream`).
+    fn drop(&mut self) {
+        if !self.ex.recorded && !self.body.is_end_stream() {
+            self.ex.reason.get_or_insert(CLIENT_CLOSED_REASON);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::EndpointRegistry;
+
+    fn table() -> Arc<RouteTable> {
+        let yaml = "listeners: [{name: l, address: \"127.0.0.1:0\"}]\n\
+                    groups: {g: {endpoints: [\"127.0.0.1:1\"]}}\n\
+                    routes: [{name: r, rules: [{name: x, backends: [{group: g}]}]}]\n";
+        let cfg = crate::config::parse_yaml(yaml).unwrap();
+        Arc::new(crate::config::compile::compile(&cfg, &EndpointRegistry::default(), 1).unwrap())
+    }
+
+    fn request() -> Request<http_body_util::Empty<Bytes>> {
+        Request::new(http_body_util::Empty::new())
+    }
+
+    #[test]
+    fn a_body_dropped_unfinished_counts_as_client_closed() {
+        let t = table();
+        let ex = Exchange::start(Arc::clone(&t), &request(), Instant::now());
+        let resp = ex.finish(Response::new(ProxyBody::local(Bytes::from_static(b"hi"))));
+        drop(resp);
+        let counts = t.observe.unmatched.counts();
+        assert!(
+            counts.contains(&(Some(CLIENT_CLOSED_REASON), 1, 1)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn a_request_dropped_before_its_head_is_a_499() {
+        let t = table();
+        let mut ex = Exchange::start(Arc::clone(&t), &request(), Instant::now());
+        ex.chosen.rule = Some(0);
+        ex.chosen.backend = Some(0);
+        drop(ex);
+        let counts = t.rules[0].metrics.backends[0].counts();
+        assert!(
+            counts.contains(&(Some(CLIENT_CLOSED_REASON), 3, 1)),
+            "{counts:?}"
+        );
     }
 }

@@ -21,9 +21,11 @@
 //! | retry refused by the budget | `rule.metrics.route.budget_exhausted()` |
 //! | endpoint ejected / back | `group.metrics.ejection()` / `group.metrics.ejection_ended()` |
 //! | circuit-breaker refusal | `group.metrics.overflow(Limit::MaxRequests)` |
-//! | upstream connection open | hold `shared.metrics.upstream_connection()` while it is |
+//! | upstream connection open | counted by `upstream::counted::CountingConnector`; a hand-made pool holds `shared.metrics.upstream_connection()` per connection |
 //!
-//! Each is one relaxed atomic add on a handle the table already holds.
+//! Each is one relaxed atomic add on a handle the table already holds. New
+//! `ProxyError` variants need nothing here: the `reason` label is their
+//! `label()`, up to 12 distinct reasons per series.
 
 pub mod access_log;
 pub mod exchange;
