@@ -4,7 +4,8 @@
 //! # Layout: the request flow
 //!
 //! ```text
-//! listener      accept loop, HTTP/1.1 + h2c, limits, drain
+//! listener      accept loop, TLS handshake (tls::server: SNI, ALPN, mTLS),
+//!               HTTP/1.1 + h2 (h2c or ALPN), limits, drain
 //!   -> proxy    handle(): the pipeline, read it first
 //!      -> route::find          host -> virtual host -> rule (Gateway API precedence)
 //!      -> route::split         group pick: weighted ranges, sticky hash
@@ -13,7 +14,8 @@
 //!         -> upstream::balance endpoint pick: round robin, least request, hash
 //!            (skipping upstream::outlier ejections and health-check failures)
 //!         -> upstream::limits  circuit breaking
-//!         -> upstream::pool    keep-alive HTTP/1.1 and h2 connections
+//!         -> upstream::pool    keep-alive HTTP/1.1 and h2 connections,
+//!                              over TLS for groups with `tls` (tls::client)
 //!   <- response (streamed; upgrades spliced by proxy::upgrade)
 //!   -> metrics::Exchange   at the end of the body: per-version series, live
 //!                          latency window, access log line
@@ -21,7 +23,9 @@
 //!
 //! Tables change only through [`reload::publish`]: `config` is parsed,
 //! compiled into an immutable [`route::RouteTable`] and stored in one
-//! `ArcSwap`; each request loads it once.
+//! `ArcSwap`; each request loads it once. Certificates are read during that
+//! compile, so they reload with the table (`reload::certs` watches their
+//! files); each connection loads the table once for its TLS config.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -37,4 +41,5 @@ pub mod proxy;
 pub mod reload;
 pub mod retry;
 pub mod route;
+pub mod tls;
 pub mod upstream;

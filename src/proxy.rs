@@ -228,11 +228,13 @@ fn normalize_host(raw: &str) -> Cow<'_, str> {
 /// wants. HTTP/1.1 upstreams get the client's Host (preserved by default).
 /// h2 upstreams get `:authority` = the endpoint and no Host header (two
 /// differing authorities are invalid in HTTP/2); the client's host is still in
-/// `X-Forwarded-Host`.
+/// `X-Forwarded-Host`. TLS groups get `https://`, so the pool keys their
+/// connections apart from plaintext ones to the same address.
 pub fn aim_at(
     parts: &mut Parts,
     endpoint: &Endpoint,
     protocol: UpstreamProtocol,
+    tls: bool,
     raw_host: &str,
 ) -> Result<(), ProxyError> {
     let path = parts
@@ -241,7 +243,7 @@ pub fn aim_at(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
+    uri.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
     uri.authority = Some(endpoint.authority.clone());
     uri.path_and_query = Some(path);
     parts.uri =

@@ -248,9 +248,14 @@ fn compile_listeners(
         if l.max_connections == 0 {
             errors.push(format!("{path}.max_connections"), "must be at least 1");
         }
+        let tls = l
+            .tls
+            .as_ref()
+            .and_then(|t| crate::tls::server::build(t, &format!("{path}.tls"), errors));
         out.push(
             ListenerRoutes::new(l.name.as_str().into(), address, hosts, vhosts)
-                .with_limits(l.max_request_body.0, l.max_connections as usize),
+                .with_limits(l.max_request_body.0, l.max_connections as usize)
+                .with_tls(tls),
         );
     }
     shadowing.report(rules, cfg, errors);

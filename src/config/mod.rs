@@ -7,6 +7,7 @@ pub mod model;
 mod policy;
 pub mod resilience;
 mod rules;
+pub mod tls;
 
 use std::path::Path;
 

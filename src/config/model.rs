@@ -11,6 +11,9 @@ pub use super::resilience::{
     BackoffConfig, BudgetConfig, Dur, Fallback, HealthCheckConfig, LimitsConfig,
     OnGroupUnavailable, OutlierConfig, RetryConfig, RetryOn, Size, TimeoutsConfig,
 };
+pub use super::tls::{
+    CertificateConfig, ClientAuthConfig, GroupTlsConfig, ListenerTlsConfig, TlsVersion,
+};
 
 /// The whole file. Unknown fields are errors so that a typo never silently
 /// changes routing.
@@ -74,7 +77,7 @@ pub enum AccessLogMode {
     Sampled,
 }
 
-/// One listening socket (HTTP/1.1 and h2c on the same port).
+/// One listening socket (HTTP/1.1 and h2c on the same port, or HTTPS with `tls`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
@@ -91,6 +94,9 @@ pub struct ListenerConfig {
     /// Largest request body; larger gets 413. Default 1GiB.
     #[serde(default = "default_max_body")]
     pub max_request_body: Size,
+    /// HTTPS on this port (certificates by SNI, ALPN, mTLS); off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTlsConfig>,
 }
 
 fn default_max_connections() -> u32 {
@@ -125,6 +131,9 @@ pub struct GroupConfig {
     /// Active health checking (off unless set).
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
+    /// TLS to the endpoints (CA, SNI, client certificate); plaintext unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<GroupTlsConfig>,
 }
 
 fn default_connect_timeout() -> Dur {

@@ -125,5 +125,9 @@ pub fn group_policy(g: &GroupConfig, path: &str, errors: &mut ConfigErrors) -> G
         limits: l.clone(),
         health_check: g.health_check.clone(),
         connect_timeout: Some(g.connect_timeout),
+        tls: g
+            .tls
+            .as_ref()
+            .and_then(|t| crate::tls::client::build(t, g.protocol, &format!("{path}.tls"), errors)),
     }
 }

@@ -207,7 +207,8 @@ fn request_for(
     parts.uri = x.parts.uri.clone();
     parts.version = x.parts.version;
     parts.headers = x.parts.headers.clone();
-    crate::proxy::aim_at(&mut parts, endpoint, group.protocol, x.raw_host)?;
+    let tls = group.policy.tls.is_some();
+    crate::proxy::aim_at(&mut parts, endpoint, group.protocol, tls, x.raw_host)?;
     Ok(Request::from_parts(parts, x.body.attempt()))
 }
 

@@ -43,6 +43,8 @@ pub struct ListenerRoutes {
     pub max_request_body: u64,
     /// Most open client connections.
     pub max_connections: usize,
+    /// TLS for new connections (certificates of this table); `None` = plain.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     exact_hosts: HashMap<Box<str>, u32>,
     /// `(".example.com", vhost)`, longest suffix first.
     wildcard_hosts: Box<[(Box<str>, u32)]>,
@@ -172,6 +174,7 @@ impl ListenerRoutes {
             address,
             max_request_body: u64::MAX,
             max_connections: 10_000,
+            tls: None,
             exact_hosts,
             wildcard_hosts: wildcard_hosts.into(),
             any_host,
@@ -197,6 +200,12 @@ impl ListenerRoutes {
     pub fn with_limits(mut self, max_request_body: u64, max_connections: usize) -> Self {
         self.max_request_body = max_request_body;
         self.max_connections = max_connections;
+        self
+    }
+
+    /// Serves HTTPS with `tls` (from `tls::server::build`).
+    pub fn with_tls(mut self, tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> Self {
+        self.tls = tls;
         self
     }
 

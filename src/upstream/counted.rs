@@ -1,35 +1,63 @@
 //! An upstream connector whose connections hold the
-//! `cutover_upstream_connections_active` gauge up while they are open: the
-//! pool's clients give no other view of their connections.
+//! `cutover_upstream_connections_active` gauge up while they are open (the
+//! pool's clients give no other view of their connections), and that speaks
+//! TLS to groups that have it.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use crate::metrics::{ConnectionGuard, Metrics};
+use crate::tls::client::UpstreamTls;
 
 /// Error type of a connect attempt.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// [`HttpConnector`] plus a gauge guard per connection.
+/// [`HttpConnector`] plus a gauge guard per connection, plus TLS if set.
 #[derive(Debug, Clone)]
 pub struct CountingConnector {
     inner: HttpConnector,
-    metrics: Arc<Metrics>,
+    metrics: Option<Arc<Metrics>>,
+    tls: Option<Arc<UpstreamTls>>,
+    /// Bounds the TLS handshake like the connect timeout bounds TCP: an
+    /// endpoint that accepts but never answers must not hold a try forever.
+    handshake_timeout: Duration,
 }
 
 impl CountingConnector {
-    /// Wraps `inner`, counting into `metrics`.
-    pub fn new(inner: HttpConnector, metrics: Arc<Metrics>) -> Self {
-        CountingConnector { inner, metrics }
+    /// Wraps `inner`, counting into `metrics` (health checks pass `None`:
+    /// their connections are not traffic).
+    pub fn new(inner: HttpConnector, metrics: Option<Arc<Metrics>>) -> Self {
+        CountingConnector {
+            inner,
+            metrics,
+            tls: None,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Speaks TLS with `tls` on every connection (plain TCP when `None`).
+    pub fn with_tls(mut self, tls: Option<Arc<UpstreamTls>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets the TLS handshake deadline (default 10 s).
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
     }
 }
 
@@ -43,13 +71,31 @@ impl tower_service::Service<Uri> for CountingConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
+        let host = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string());
         let connecting = self.inner.call(uri);
-        let metrics = Arc::clone(&self.metrics);
+        let metrics = self.metrics.clone();
+        let tls = self.tls.clone();
+        let timeout = self.handshake_timeout;
         Box::pin(async move {
-            let io = connecting.await?;
+            let tcp = connecting.await?;
+            let io = match tls {
+                None => Io::Plain(tcp),
+                Some(tls) => {
+                    let name = match &tls.server_name {
+                        Some(n) => n.clone(),
+                        None => ServerName::try_from(host.unwrap_or_default())?,
+                    };
+                    let connector = TlsConnector::from(Arc::clone(&tls.config));
+                    let handshake = connector.connect(name, tcp.into_inner());
+                    let stream = tokio::time::timeout(timeout, handshake)
+                        .await
+                        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+                    Io::Tls(TokioIo::new(stream))
+                }
+            };
             Ok(Counted {
                 io,
-                _open: metrics.upstream_connection(),
+                _open: metrics.map(|m| m.upstream_connection()),
             })
         })
     }
@@ -57,14 +103,41 @@ impl tower_service::Service<Uri> for CountingConnector {
 
 /// A connection that lowers the gauge when dropped.
 pub struct Counted {
-    io: TokioIo<TcpStream>,
-    _open: ConnectionGuard,
+    io: Io,
+    _open: Option<ConnectionGuard>,
+}
+
+enum Io {
+    Plain(TokioIo<TcpStream>),
+    Tls(TokioIo<TlsStream<TcpStream>>),
 }
 
 impl Connection for Counted {
     fn connected(&self) -> Connected {
-        self.io.connected()
+        match &self.io {
+            Io::Plain(io) => io.connected(),
+            Io::Tls(io) => {
+                let (tcp, session) = io.inner().get_ref();
+                let connected = tcp.connected();
+                // Tells hyper-util to speak h2 on this connection.
+                if session.alpn_protocol() == Some(b"h2") {
+                    connected.negotiated_h2()
+                } else {
+                    connected
+                }
+            }
+        }
     }
+}
+
+/// Calls `$method` on whichever stream the connection holds.
+macro_rules! delegate {
+    ($self:ident, $io:ident => $call:expr) => {
+        match &mut $self.io {
+            Io::Plain($io) => $call,
+            Io::Tls($io) => $call,
+        }
+    };
 }
 
 impl Read for Counted {
@@ -73,7 +146,7 @@ impl Read for Counted {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        delegate!(self, io => Pin::new(io).poll_read(cx, buf))
     }
 }
 
@@ -83,19 +156,22 @@ impl Write for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        delegate!(self, io => Pin::new(io).poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        delegate!(self, io => Pin::new(io).poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        delegate!(self, io => Pin::new(io).poll_shutdown(cx))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        match &self.io {
+            Io::Plain(io) => io.is_write_vectored(),
+            Io::Tls(io) => io.is_write_vectored(),
+        }
     }
 
     fn poll_write_vectored(
@@ -103,6 +179,6 @@ impl Write for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        delegate!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
     }
 }

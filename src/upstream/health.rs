@@ -15,7 +15,18 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::app::Shared;
 use crate::config::model::HealthCheckConfig;
+use crate::tls::client::UpstreamTls;
+use crate::upstream::counted::CountingConnector;
 use crate::upstream::EndpointState;
+
+/// Speaks the group's TLS (if any); its connections are not counted as
+/// upstream traffic.
+type ProbeClient = Client<CountingConnector, Empty<Bytes>>;
+
+fn probe_client(tls: Option<Arc<UpstreamTls>>) -> ProbeClient {
+    let connector = CountingConnector::new(super::pool::tcp_connector(None), None).with_tls(tls);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
 
 /// Starts a checker for every endpoint of the live table whose group has a
 /// health check and that has none running yet. Called after each publish.
@@ -49,19 +60,30 @@ pub async fn supervise(shared: Arc<Shared>) {
     }
 }
 
-/// The live health-check config for `address` in group `group`, if any.
-fn current_config(shared: &Shared, group: &str, address: &str) -> Option<HealthCheckConfig> {
+/// The live health-check config for `address` in group `group`, if any,
+/// with the group's TLS settings.
+fn current_config(
+    shared: &Shared,
+    group: &str,
+    address: &str,
+) -> Option<(HealthCheckConfig, Option<Arc<UpstreamTls>>)> {
     let table = shared.routes.load();
     let g = table.groups.iter().find(|g| &*g.name == group)?;
     g.endpoints.iter().find(|e| &*e.state.address == address)?;
-    g.policy.health_check.clone()
+    Some((g.policy.health_check.clone()?, g.policy.tls.clone()))
 }
 
 async fn check_loop(shared: Arc<Shared>, state: Arc<EndpointState>, group: String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    // Rebuilt when the group's TLS settings or files change.
+    let mut client: Option<(Option<u64>, ProbeClient)> = None;
     let (mut ok_streak, mut bad_streak) = (0u32, 0u32);
-    while let Some(cfg) = current_config(&shared, &group, &state.address) {
-        let healthy = probe(&client, &state.address, &cfg).await;
+    while let Some((cfg, tls)) = current_config(&shared, &group, &state.address) {
+        let fingerprint = tls.as_ref().map(|t| t.fingerprint);
+        let (_, probe_with) = match client.take() {
+            Some((f, c)) if f == fingerprint => client.insert((f, c)),
+            _ => client.insert((fingerprint, probe_client(tls))),
+        };
+        let healthy = probe(probe_with, fingerprint.is_some(), &state.address, &cfg).await;
         (ok_streak, bad_streak) = if healthy {
             (ok_streak + 1, 0)
         } else {
@@ -90,12 +112,9 @@ async fn check_loop(shared: Arc<Shared>, state: Arc<EndpointState>, group: Strin
     state.checked.store(false, Ordering::Release);
 }
 
-async fn probe(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
-    address: &str,
-    cfg: &HealthCheckConfig,
-) -> bool {
-    let Ok(req) = Request::get(format!("http://{address}{}", cfg.path))
+async fn probe(client: &ProbeClient, tls: bool, address: &str, cfg: &HealthCheckConfig) -> bool {
+    let scheme = if tls { "https" } else { "http" };
+    let Ok(req) = Request::get(format!("{scheme}://{address}{}", cfg.path))
         .header(header::USER_AGENT, "cutover-health-check")
         .body(Empty::new())
     else {

@@ -24,6 +24,7 @@ use crate::config::model::{
 use crate::metrics::{GroupSeries, Metrics};
 use crate::retry::budget::RetryBudget;
 use crate::route::observed::SplitCounter;
+use crate::tls::client::UpstreamTls;
 use limits::Admission;
 use outlier::OutlierState;
 use pool::Client;
@@ -62,6 +63,8 @@ pub struct GroupPolicy {
     pub health_check: Option<HealthCheckConfig>,
     /// Connect timeout.
     pub connect_timeout: Option<Dur>,
+    /// TLS to the endpoints, if the group has a `tls` block.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// One upstream address, as a table sees it.
@@ -126,8 +129,9 @@ pub struct EndpointRegistry {
     by_address: Mutex<HashMap<Box<str>, Weak<EndpointState>>>,
     /// Observed-split counters by `route/rule/group`, carried over the same way.
     split_counters: Mutex<HashMap<String, Weak<SplitCounter>>>,
-    /// Connection pools by protocol and connect timeout (few, kept for good).
-    clients: Mutex<HashMap<(UpstreamProtocol, Option<Dur>), Client>>,
+    /// Connection pools by protocol, connect timeout and TLS fingerprint
+    /// (few, kept for good; a rotated certificate adds one).
+    clients: Mutex<HashMap<(UpstreamProtocol, Option<Dur>, Option<u64>), Client>>,
     /// Admission limits by group name and limit values.
     admissions: Mutex<HashMap<(String, u32, u32), Weak<Admission>>>,
     /// Retry budgets by route name.
@@ -189,14 +193,22 @@ impl EndpointRegistry {
         shared_weak(&self.split_counters, key, SplitCounter::default)
     }
 
-    /// The pool for `protocol` with `connect_timeout`.
-    pub fn client(&self, protocol: UpstreamProtocol, connect_timeout: Option<Dur>) -> Client {
+    /// The pool for `protocol` with `connect_timeout` and `tls`. Groups with
+    /// equal settings and equal certificate files share one; changed files
+    /// make a new one, so connections made with the old ones are not reused.
+    pub fn client(
+        &self,
+        protocol: UpstreamProtocol,
+        connect_timeout: Option<Dur>,
+        tls: Option<&Arc<UpstreamTls>>,
+    ) -> Client {
         lock(&self.clients)
-            .entry((protocol, connect_timeout))
+            .entry((protocol, connect_timeout, tls.map(|t| t.fingerprint)))
             .or_insert_with(|| {
                 pool::new_client(
                     protocol,
                     connect_timeout.map(|d| d.0),
+                    tls.cloned(),
                     Arc::clone(&self.metrics),
                 )
             })
@@ -244,7 +256,7 @@ impl Group {
         registry: &EndpointRegistry,
     ) -> Group {
         Group {
-            client: registry.client(protocol, policy.connect_timeout),
+            client: registry.client(protocol, policy.connect_timeout, policy.tls.as_ref()),
             admission: registry.admission(&name, &policy.limits),
             metrics: registry.metrics.series.group(&name),
             name,

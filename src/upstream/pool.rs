@@ -1,5 +1,6 @@
-//! Upstream connection pools (keep-alive HTTP/1.1, multiplexed h2c), one pool
-//! per endpoint address inside each client, shared by every table generation.
+//! Upstream connection pools (keep-alive HTTP/1.1, multiplexed h2 over
+//! cleartext or TLS), one pool per endpoint address inside each client,
+//! shared by every table generation.
 
 use std::error::Error as _;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use super::counted::CountingConnector;
 use crate::config::model::UpstreamProtocol;
 use crate::metrics::Metrics;
 use crate::proxy::request_body::UpstreamBody;
+use crate::tls::client::UpstreamTls;
 
 /// A pooled upstream client; open connections are counted in the metrics.
 pub type Client = hyper_util::client::legacy::Client<CountingConnector, UpstreamBody>;
@@ -39,16 +41,15 @@ pub enum SendError {
 }
 
 /// A client with `TCP_NODELAY` (off by default in hyper's connector) and an
-/// idle timer (without one hyper-util never evicts idle connections).
+/// idle timer (without one hyper-util never evicts idle connections); with
+/// `tls`, every connection is TLS (see [`tcp_connector`]).
 pub fn new_client(
     protocol: UpstreamProtocol,
     connect_timeout: Option<Duration>,
+    tls: Option<Arc<UpstreamTls>>,
     metrics: Arc<Metrics>,
 ) -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(connect_timeout);
-    connector.set_keepalive(Some(Duration::from_secs(30)));
+    let connector = tcp_connector(connect_timeout);
     let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
     builder
         .pool_timer(TokioTimer::new())
@@ -57,7 +58,23 @@ pub fn new_client(
     if protocol == UpstreamProtocol::H2 {
         builder.http2_only(true);
     }
-    builder.build(CountingConnector::new(connector, metrics))
+    builder.build(
+        CountingConnector::new(connector, Some(metrics))
+            .with_tls(tls)
+            .with_handshake_timeout(connect_timeout.unwrap_or(Duration::from_secs(10))),
+    )
+}
+
+/// The TCP part of every upstream connection. It accepts `https://` URIs:
+/// whether to speak TLS is the [`CountingConnector`]'s setting, not the
+/// scheme's.
+pub fn tcp_connector(connect_timeout: Option<Duration>) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(connect_timeout);
+    connector.set_keepalive(Some(Duration::from_secs(30)));
+    connector.enforce_http(false);
+    connector
 }
 
 /// Sends `req` (absolute URI, version already set for the protocol).
