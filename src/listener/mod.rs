@@ -1,5 +1,6 @@
-//! Accept loop and per-connection serving: HTTP/1.1 and h2c on one port,
-//! header limits, the header-read timeout, a connection cap, and drain.
+//! Accept loop and per-connection serving: HTTP/1.1 and h2c on one port (or
+//! HTTPS with ALPN `h2`/`http/1.1`), header limits, the header-read timeout,
+//! a connection cap, and drain.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,10 +8,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 mod preface;
+mod tls;
 
 use crate::app::Shared;
 use crate::proxy::{self, ConnInfo};
@@ -56,6 +59,33 @@ pub fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// The builder per negotiated ALPN: TLS clients said which protocol they
+/// speak, so only cleartext (and TLS without ALPN) connections are sniffed.
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &ConnLimits) -> Self {
+        let auto = http_builder(limits);
+        Builders {
+            http1: auto.clone().http1_only(),
+            h2: auto.clone().http2_only(),
+            auto,
+        }
+    }
+
+    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+        match alpn {
+            Some(b"h2") => &self.h2,
+            Some(b"http/1.1") => &self.http1,
+            _ => &self.auto,
+        }
+    }
+}
+
 /// Accepts until `shutdown` turns true, then returns; connections already
 /// accepted drain on their own tasks (see [`serve_connection`]).
 pub async fn accept_loop(
@@ -64,7 +94,7 @@ pub async fn accept_loop(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(http_builder(&shared.limits));
+    let builders = Arc::new(Builders::new(&shared.limits));
     let max_connections = shared
         .routes
         .load()
@@ -95,28 +125,62 @@ pub async fn accept_loop(
             listener: index,
             proto: "http",
         };
-        let (shared, builder, shutdown) =
-            (Arc::clone(&shared), Arc::clone(&builder), shutdown.clone());
+        let (shared, builders, shutdown) =
+            (Arc::clone(&shared), Arc::clone(&builders), shutdown.clone());
         tokio::spawn(async move {
-            serve_connection(stream, conn, shared, &builder, shutdown).await;
+            accept_connection(stream, conn, shared, &builders, shutdown).await;
             drop(permit);
         });
     }
 }
 
+/// Does the TLS handshake if the listener has TLS in the live table (so a new
+/// connection gets the newest certificates), then serves the connection.
+async fn accept_connection(
+    stream: TcpStream,
+    mut conn: ConnInfo,
+    shared: Arc<Shared>,
+    builders: &Builders,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let _open = shared.metrics.downstream_connection();
+    let (tls, name) = {
+        let table = shared.routes.load();
+        match table.listeners.get(conn.listener) {
+            Some(l) => (l.tls.clone(), l.name.clone()),
+            None => (None, Box::from("")),
+        }
+    };
+    let Some(config) = tls else {
+        return serve_connection(stream, conn, shared, &builders.auto, shutdown).await;
+    };
+    let timeout = shared.limits.header_read_timeout;
+    let handshake = tls::handshake(stream, config, timeout, conn.peer, &name, &shared.metrics);
+    let mut stop = shutdown.clone();
+    let stream = tokio::select! {
+        s = handshake => s,
+        _ = stop.changed() => None,
+    };
+    let Some(stream) = stream else { return };
+    conn.proto = "https";
+    let builder = builders.for_alpn(stream.get_ref().1.alpn_protocol());
+    serve_connection(stream, conn, shared, builder, shutdown).await;
+}
+
 /// Serves one connection until it closes. On shutdown it finishes the request
 /// in flight, then closes politely (HTTP/1.1 `Connection: close`, HTTP/2
 /// GOAWAY).
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     conn: ConnInfo,
     shared: Arc<Shared>,
     builder: &auto::Builder<TokioExecutor>,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let stream = preface::FirstBytesDeadline::new(stream, shared.limits.header_read_timeout);
-    let _open = shared.metrics.downstream_connection();
     let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), conn, req));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);

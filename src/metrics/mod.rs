@@ -43,6 +43,8 @@ use std::sync::Arc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -61,6 +63,8 @@ pub struct Metrics {
     registry: Registry,
     downstream: Gauge,
     upstream: Gauge,
+    /// By `listener` (config name) and `reason` (a fixed set): bounded.
+    tls_failures: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -136,12 +140,19 @@ impl Metrics {
             "Open upstream connections",
             upstream.clone(),
         );
+        let tls_failures = Family::default();
+        registry.register(
+            "cutover_tls_handshake_failures",
+            "Client TLS handshakes that failed, by listener and reason",
+            tls_failures.clone(),
+        );
         Metrics {
             enabled,
             series,
             registry,
             downstream,
             upstream,
+            tls_failures,
         }
     }
 
@@ -158,6 +169,17 @@ impl Metrics {
     pub fn downstream_connection(&self) -> ConnectionGuard {
         self.downstream.inc();
         ConnectionGuard(self.downstream.clone())
+    }
+
+    /// Counts a failed client TLS handshake; `reason` is one of a fixed set
+    /// (see `listener::tls`), so the series stay few.
+    pub fn tls_handshake_failed(&self, listener: &str, reason: &'static str) {
+        self.tls_failures
+            .get_or_create(&vec![
+                ("listener".to_string(), listener.to_string()),
+                ("reason".to_string(), reason.to_string()),
+            ])
+            .inc();
     }
 
     /// Counts an upstream connection until the guard drops.
