@@ -96,6 +96,7 @@ pub struct App {
     listeners: Vec<(String, TcpListener)>,
     admin: Option<(TcpListener, AdminOptions)>,
     watch: Option<reload::watch::FileWatch>,
+    certs: reload::certs::CertWatch,
     drain_timeout: Duration,
 }
 
@@ -164,11 +165,13 @@ impl App {
                 }
             }
         });
+        let certs = reload::certs::spawn(&shared);
         Ok(App {
             shared,
             listeners,
             admin,
             watch,
+            certs,
             drain_timeout: Duration::from_secs(30),
         })
     }
@@ -212,6 +215,7 @@ impl App {
             tokio::spawn(admin::serve(socket, shared, options, stop_rx.clone()));
         }
         let _watch = self.watch;
+        let _certs = self.certs;
         tokio::spawn(crate::upstream::health::supervise(Arc::clone(&self.shared)));
         drop(stop_rx);
         shutdown.await;

@@ -1,9 +1,11 @@
 //! The one path by which a routing table changes, whatever the source (file,
 //! control API, SIGHUP): edit a copy of the desired state -> compile and
 //! validate the whole table -> persist (with `--state-dir`) -> one `ArcSwap`
-//! store. Any error changes nothing. Changes are serialised by one mutex that
+//! store. Any error changes nothing. Certificate files are read by that
+//! compile, so they reload the same way ([`certs`] watches them). Changes are serialised by one mutex that
 //! the request path never takes.
 
+pub mod certs;
 pub mod overrides;
 pub mod state;
 pub mod watch;

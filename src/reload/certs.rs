@@ -1,0 +1,213 @@
+//! Certificate source: watches the directories of every certificate, key and
+//! CA file the live config names (Kubernetes Secret mounts swap a `..data`
+//! symlink there, like ConfigMaps) and, when their content changes or on
+//! SIGHUP, republishes the unchanged desired state through [`change`], so the
+//! table and its TLS configs are recompiled from the new files. A bad file is
+//! rejected like a bad config: one log line naming the field, file and
+//! reason, `reload_errors` + 1, the old certificates keep serving.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{change, snapshot, ChangeError};
+use crate::app::Shared;
+use crate::config::Config;
+use crate::route::split::hash_key;
+
+/// Quiet time after the last event before the files are read: a cert and its
+/// key replaced one after the other are read together.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Stops the watcher task when dropped.
+pub struct CertWatch {
+    _stop: oneshot::Sender<()>,
+}
+
+/// Starts following the TLS files of the live config. No watcher exists (and
+/// SIGHUP is not taken) until the config names a TLS file.
+pub fn spawn(shared: &Arc<Shared>) -> CertWatch {
+    let (stop, stopped) = oneshot::channel();
+    let mut published = shared.published.subscribe();
+    published.mark_unchanged();
+    tokio::spawn(run(Arc::downgrade(shared), published, stopped));
+    CertWatch { _stop: stop }
+}
+
+/// What woke the task: a file event, or SIGHUP (a forced re-read).
+type Wake = bool;
+
+async fn run(
+    shared: Weak<Shared>,
+    mut published: tokio::sync::watch::Receiver<u64>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Wake>(1);
+    let mut watcher: Option<notify::RecommendedWatcher> = None;
+    let mut watched = BTreeSet::new();
+    // Content of the files when they were last compiled by this task (or at
+    // start): an event that changes nothing publishes nothing.
+    let mut last = None;
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let config = snapshot(&s).2;
+        if last.is_none() {
+            last = Some(content(&config));
+        }
+        sync_watches(&config, &mut watcher, &mut watched, &tx);
+        drop(s);
+        let forced = tokio::select! {
+            _ = &mut stopped => return,
+            r = published.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                continue;
+            }
+            wake = rx.recv() => match wake {
+                Some(forced) => forced,
+                None => return,
+            },
+        };
+        let mut forced = forced;
+        while let Ok(Some(f)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+            forced |= f;
+        }
+        let Some(s) = shared.upgrade() else { return };
+        let now = content(&snapshot(&s).2);
+        if forced || last != Some(now) {
+            last = Some(now);
+            refresh(&s);
+        }
+    }
+}
+
+/// Recompiles and publishes the live desired state with the files as they
+/// are now.
+fn refresh(shared: &Shared) {
+    match change(shared, None, "certificates", |_| Ok(())) {
+        Ok(generation) => {
+            tracing::info!(generation, "TLS files changed: certificates reloaded");
+        }
+        Err(e) => {
+            shared.reload_errors.fetch_add(1, Ordering::Relaxed);
+            let why = match e {
+                ChangeError::Invalid(errors) => errors.to_string(),
+                other => other.to_string(),
+            };
+            let why = why.lines().collect::<Vec<_>>().join("; ");
+            tracing::error!(
+                "certificate reload rejected, still serving the previous certificates: {why}"
+            );
+        }
+    }
+}
+
+/// Every TLS file the config names.
+fn tls_files(config: &Config) -> Vec<&str> {
+    let mut files = Vec::new();
+    for l in &config.listeners {
+        let Some(t) = &l.tls else { continue };
+        for c in &t.certificates {
+            files.extend([c.cert.as_str(), c.key.as_str()]);
+        }
+        if let Some(a) = &t.client_auth {
+            files.push(a.ca.as_str());
+        }
+    }
+    for g in config.groups.values() {
+        let Some(t) = &g.tls else { continue };
+        files.extend([&t.ca, &t.cert, &t.key].into_iter().flatten().map(String::as_str));
+    }
+    files
+}
+
+/// A hash of the files' names and content (or read errors).
+fn content(config: &Config) -> u64 {
+    let mut all = Vec::new();
+    for f in tls_files(config) {
+        all.extend_from_slice(f.as_bytes());
+        match std::fs::read(f) {
+            Ok(b) => all.extend_from_slice(&b),
+            Err(e) => all.extend_from_slice(e.to_string().as_bytes()),
+        }
+        all.push(0);
+    }
+    hash_key(&all)
+}
+
+/// Watches exactly the directories of the config's TLS files.
+fn sync_watches(
+    config: &Config,
+    watcher: &mut Option<notify::RecommendedWatcher>,
+    watched: &mut BTreeSet<PathBuf>,
+    tx: &mpsc::Sender<Wake>,
+) {
+    let wanted: BTreeSet<PathBuf> = tls_files(config).into_iter().map(dir_of).collect();
+    if wanted == *watched {
+        return;
+    }
+    if watcher.is_none() {
+        let events = tx.clone();
+        let made = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+                let _ = events.try_send(false);
+            }
+        });
+        match made {
+            Ok(w) => *watcher = Some(w),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch certificate files; they reload only with the config");
+                return;
+            }
+        }
+        spawn_sighup(tx.clone());
+    }
+    let Some(w) = watcher.as_mut() else { return };
+    for gone in watched.difference(&wanted) {
+        let _ = w.unwatch(gone);
+    }
+    let mut failed = Vec::new();
+    for dir in wanted.difference(watched) {
+        if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a certificate directory");
+            failed.push(dir.clone());
+        }
+    }
+    *watched = wanted;
+    // Tried again at the next publish or event.
+    for dir in failed {
+        watched.remove(&dir);
+    }
+}
+
+fn dir_of(file: &str) -> PathBuf {
+    match Path::new(file).parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(unix)]
+fn spawn_sighup(tx: mpsc::Sender<Wake>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: re-reading the TLS files");
+            if tx.send(true).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_tx: mpsc::Sender<Wake>) {}
