@@ -35,38 +35,47 @@ pub fn spawn(shared: &Arc<Shared>) -> CertWatch {
     let (stop, stopped) = oneshot::channel();
     let mut published = shared.published.subscribe();
     published.mark_unchanged();
-    tokio::spawn(run(Arc::downgrade(shared), published, stopped));
+    // Watch before returning, so that no change made after the app started
+    // can be missed.
+    let (tx, rx) = mpsc::channel::<Wake>(1);
+    let mut watch = Watching {
+        tx,
+        watcher: None,
+        dirs: BTreeSet::new(),
+    };
+    let config = snapshot(shared).2;
+    watch.sync(&config);
+    let last = content(&config);
+    tokio::spawn(run(
+        Arc::downgrade(shared),
+        published,
+        stopped,
+        watch,
+        rx,
+        last,
+    ));
     CertWatch { _stop: stop }
 }
 
 /// What woke the task: a file event, or SIGHUP (a forced re-read).
 type Wake = bool;
 
+/// `last`: content of the files when they were last compiled by this task
+/// (or at start): an event that changes nothing publishes nothing.
 async fn run(
     shared: Weak<Shared>,
     mut published: tokio::sync::watch::Receiver<u64>,
     mut stopped: oneshot::Receiver<()>,
+    mut watch: Watching,
+    mut rx: mpsc::Receiver<Wake>,
+    mut last: u64,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Wake>(1);
-    let mut watcher: Option<notify::RecommendedWatcher> = None;
-    let mut watched = BTreeSet::new();
-    // Content of the files when they were last compiled by this task (or at
-    // start): an event that changes nothing publishes nothing.
-    let mut last = None;
     loop {
-        let Some(s) = shared.upgrade() else { return };
-        let config = snapshot(&s).2;
-        if last.is_none() {
-            last = Some(content(&config));
-        }
-        sync_watches(&config, &mut watcher, &mut watched, &tx);
-        drop(s);
         let forced = tokio::select! {
             _ = &mut stopped => return,
             r = published.changed() => {
-                if r.is_err() {
-                    return;
-                }
+                let Some(s) = shared.upgrade().filter(|_| r.is_ok()) else { return };
+                watch.sync(&snapshot(&s).2);
                 continue;
             }
             wake = rx.recv() => match wake {
@@ -80,8 +89,8 @@ async fn run(
         }
         let Some(s) = shared.upgrade() else { return };
         let now = content(&snapshot(&s).2);
-        if forced || last != Some(now) {
-            last = Some(now);
+        if forced || last != now {
+            last = now;
             refresh(&s);
         }
     }
@@ -122,7 +131,12 @@ fn tls_files(config: &Config) -> Vec<&str> {
     }
     for g in config.groups.values() {
         let Some(t) = &g.tls else { continue };
-        files.extend([&t.ca, &t.cert, &t.key].into_iter().flatten().map(String::as_str));
+        files.extend(
+            [&t.ca, &t.cert, &t.key]
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        );
     }
     files
 }
@@ -141,7 +155,20 @@ fn content(config: &Config) -> u64 {
     hash_key(&all)
 }
 
-/// Watches exactly the directories of the config's TLS files.
+/// The watcher (made when first needed) and what it watches.
+struct Watching {
+    tx: mpsc::Sender<Wake>,
+    watcher: Option<notify::RecommendedWatcher>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Watching {
+    /// Watches exactly the directories of the config's TLS files.
+    fn sync(&mut self, config: &Config) {
+        sync_watches(config, &mut self.watcher, &mut self.dirs, &self.tx);
+    }
+}
+
 fn sync_watches(
     config: &Config,
     watcher: &mut Option<notify::RecommendedWatcher>,

@@ -27,15 +27,14 @@ pub fn build(
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
     };
-    let builder = match ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(versions)
-    {
-        Ok(b) => b,
-        Err(e) => {
-            errors.push(format!("{path}.min_version"), e.to_string());
-            return None;
-        }
-    };
+    let builder =
+        match ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions) {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(format!("{path}.min_version"), e.to_string());
+                return None;
+            }
+        };
     let builder = match &cfg.client_auth {
         None => builder.with_no_client_auth(),
         Some(auth) => {
@@ -97,11 +96,7 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-fn resolver(
-    cfg: &ListenerTlsConfig,
-    path: &str,
-    errors: &mut ConfigErrors,
-) -> Option<SniResolver> {
+fn resolver(cfg: &ListenerTlsConfig, path: &str, errors: &mut ConfigErrors) -> Option<SniResolver> {
     if cfg.certificates.is_empty() {
         errors.push(
             format!("{path}.certificates"),
@@ -166,16 +161,15 @@ fn resolver(
 fn is_dns_name(name: &str) -> bool {
     !name.is_empty()
         && name.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
 fn alpn(names: &[String], path: &str, errors: &mut ConfigErrors) -> Vec<Vec<u8>> {
     if names.is_empty() {
-        errors.push(
-            format!("{path}.alpn"),
-            "needs at least one of h2, http/1.1",
-        );
+        errors.push(format!("{path}.alpn"), "needs at least one of h2, http/1.1");
     }
     let mut out: Vec<Vec<u8>> = Vec::with_capacity(names.len());
     for (i, n) in names.iter().enumerate() {
@@ -185,7 +179,10 @@ fn alpn(names: &[String], path: &str, errors: &mut ConfigErrors) -> Vec<Vec<u8>>
                 format!("{n:?} is not h2 or http/1.1"),
             );
         } else if out.iter().any(|o| o == n.as_bytes()) {
-            errors.push(format!("{path}.alpn[{i}]"), format!("{n:?} is listed twice"));
+            errors.push(
+                format!("{path}.alpn[{i}]"),
+                format!("{n:?} is listed twice"),
+            );
         } else {
             out.push(n.as_bytes().to_vec());
         }

@@ -131,7 +131,7 @@ pub struct EndpointRegistry {
     split_counters: Mutex<HashMap<String, Weak<SplitCounter>>>,
     /// Connection pools by protocol, connect timeout and TLS fingerprint
     /// (few, kept for good; a rotated certificate adds one).
-    clients: Mutex<HashMap<(UpstreamProtocol, Option<Dur>, Option<u64>), Client>>,
+    clients: Mutex<HashMap<ClientKey, Client>>,
     /// Admission limits by group name and limit values.
     admissions: Mutex<HashMap<(String, u32, u32), Weak<Admission>>>,
     /// Retry budgets by route name.
@@ -139,6 +139,9 @@ pub struct EndpointRegistry {
     /// Metric handles by config name, carried over the same way.
     pub metrics: Arc<Metrics>,
 }
+
+/// Protocol, connect timeout, TLS fingerprint.
+type ClientKey = (UpstreamProtocol, Option<Dur>, Option<u64>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

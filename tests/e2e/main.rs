@@ -29,3 +29,4 @@ mod smoke {
 mod cli;
 mod routing;
 mod sticky;
+mod tls;
