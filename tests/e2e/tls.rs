@@ -718,7 +718,7 @@ async fn a_bad_certificate_on_reload_is_rejected_and_the_old_one_keeps_serving()
     let ca = Ca::new("test-ca");
     let dir = TempDir::new("reload-bad");
     let old = ca.server(&["localhost"]);
-    let (p, _up) = {
+    let (p, up) = {
         let up = upstream("app").await;
         let (cert, key) = dir.pair("tls", &old);
         let tls = format!("      certificates:\n{}", certificate(&cert, &key, ""));
@@ -745,6 +745,22 @@ async fn a_bad_certificate_on_reload_is_rejected_and_the_old_one_keeps_serving()
     let new = ca.server(&["localhost"]);
     dir.pair("tls", &new);
     wait_for("the new certificate", || generation(&p) > gen).await;
+    let (_, peer) = get_once(p.addr, Some("localhost"), Arc::clone(&roots))
+        .await
+        .unwrap();
+    assert!(peer == new.der);
+    // A config change through the API validates the files the same way.
+    let gen = generation(&p);
+    let missing = dir.0.join("missing.key").display().to_string();
+    let (cert, _) = dir.pair("other", &ca.server(&["localhost"]));
+    let tls = format!("      certificates:\n{}", certificate(&cert, &missing, ""));
+    let config = cutover::config::parse_yaml(&yaml(&tls, &plain_group(up.addr))).unwrap();
+    let err = cutover::reload::publish(&p.app, &config).unwrap_err();
+    assert_eq!(err.0[0].path, "listeners[0].tls.certificates[0].key");
+    assert!(err.0[0]
+        .message
+        .starts_with(&format!("{missing}: cannot read")));
+    assert_eq!(generation(&p), gen);
     let (_, peer) = get_once(p.addr, Some("localhost"), roots).await.unwrap();
     assert!(peer == new.der);
 }
