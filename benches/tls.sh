@@ -153,12 +153,12 @@ routes:
 EOF
 }
 
-start() { # cpu, log, command...
+start() { # cpu, log, command... ; sets LAST_PID (no subshell: the trap must see every pid)
     local cpu=$1 out=$2
     shift 2
     taskset -c "$cpu" "$@" >"$out" 2>&1 &
-    STARTED_PIDS+=($!)
-    echo $!
+    LAST_PID=$!
+    STARTED_PIDS+=("$LAST_PID")
 }
 
 wait_tls() { # port
@@ -189,7 +189,10 @@ run_one() { # round, target, pid, port, kind
     local rps ok errs
     rps=$(jq -r '.summary.requestsPerSec // 0' "$out")
     ok=$(jq -r '[.statusCodeDistribution["200"] // 0] | add' "$out")
-    errs=$(jq -r '[.errorDistribution[]?] | add // 0' "$out")
+    # Requests still in flight when -z ends are "aborted due to deadline":
+    # not failures.
+    errs=$(jq -r '[.errorDistribution // {} | to_entries[]
+        | select(.key != "aborted due to deadline") | .value] | add // 0' "$out")
     printf '%s\t%s\t%s\t%.0f\t%s\t%s\t%s\n' "$round" "$target" "$kind" "$rps" "$ok" "$errs" \
         "$((after - before))" >>"$RESULTS"
     log "round $round $target $kind: $(printf '%.0f' "$rps") req/s, $errs errors"
@@ -207,10 +210,13 @@ main() {
     cutover_conf "$WORK/c.yaml" "$C_PORT" "    endpoints: [\"127.0.0.1:$UP_TLS_PORT\"]
     tls: { ca: \"$WORK/certs/ca.pem\" }"
     local a b c
-    a=$(start "$PROXY_CPU" "$WORK/direct.out" nginx -c "$WORK/direct/nginx.conf" -g 'daemon off;')
-    start "$GEN_CPU" "$WORK/up.out" nginx -c "$WORK/up/nginx.conf" -g 'daemon off;' >/dev/null
-    b=$(start "$PROXY_CPU" "$WORK/b.log" "$BIN" run -c "$WORK/b.yaml" --workers 1 --no-admin --no-metrics)
-    c=$(start "$PROXY_CPU" "$WORK/c.log" "$BIN" run -c "$WORK/c.yaml" --workers 1 --no-admin --no-metrics)
+    start "$PROXY_CPU" "$WORK/direct.out" nginx -c "$WORK/direct/nginx.conf" -g 'daemon off;'
+    a=$LAST_PID
+    start "$GEN_CPU" "$WORK/up.out" nginx -c "$WORK/up/nginx.conf" -g 'daemon off;'
+    start "$PROXY_CPU" "$WORK/b.log" "$BIN" run -c "$WORK/b.yaml" --workers 1 --no-admin --no-metrics
+    b=$LAST_PID
+    start "$PROXY_CPU" "$WORK/c.log" "$BIN" run -c "$WORK/c.yaml" --workers 1 --no-admin --no-metrics
+    c=$LAST_PID
     wait_tls "$DIRECT_PORT"
     wait_tls "$B_PORT"
     wait_tls "$C_PORT"
@@ -231,7 +237,8 @@ report() {
     column -t -s $'\t' "$RESULTS"
     echo
     echo "# medians over $ROUNDS rounds (req/s; CPU per request in us)"
-    awk -F'\t' -v tck="$(getconf CLK_TCK)" 'NR > 1 {
+    local medians
+    medians=$(awk -F'\t' -v tck="$(getconf CLK_TCK)" 'NR > 1 {
             k = $2 "\t" $3; n[k]++; rps[k, n[k]] = $4; err[k] += $6
             cpu[k, n[k]] = ($5 > 0) ? $7 / tck * 1e6 / $5 : 0
         }
@@ -247,14 +254,17 @@ report() {
                 k = ts[i] "\t" ks[j]; r[k] = median(rps, k, n[k]); c[k] = median(cpu, k, n[k])
                 printf "%s\t%.0f\t%.1f\t%d\n", k, r[k], c[k], err[k]
             }
-            printf "\n# ratios (cutover / direct nginx TLS)\n"
             for (j = 1; j <= 2; j++) {
                 kind = ks[j]
-                printf "%s: B/A req/s %.2f, C/A req/s %.2f; CPU/req B/A %.2f, C/A %.2f\n", kind,
+                printf "ratio %s: B/A req/s %.2f, C/A req/s %.2f; CPU/req B/A %.2f, C/A %.2f\n", kind,
                     r["B\t" kind] / r["A\t" kind], r["C\t" kind] / r["A\t" kind],
                     c["B\t" kind] / c["A\t" kind], c["C\t" kind] / c["A\t" kind]
             }
-        }' "$RESULTS" | column -t -s $'\t'
+        }' "$RESULTS")
+    grep -v '^ratio' <<<"$medians" | column -t -s $'\t'
+    echo
+    echo "# ratios (cutover / direct nginx TLS)"
+    grep '^ratio' <<<"$medians" | sed 's/^ratio //'
 }
 
 main "$@"

@@ -165,11 +165,16 @@ struct Watching {
 impl Watching {
     /// Watches exactly the directories of the config's TLS files.
     fn sync(&mut self, config: &Config) {
-        sync_watches(config, &mut self.watcher, &mut self.dirs, &self.tx);
+        let Watching {
+            tx,
+            watcher,
+            dirs: watched,
+        } = self;
+        sync_dirs(config, watcher, watched, tx);
     }
 }
 
-fn sync_watches(
+fn sync_dirs(
     config: &Config,
     watcher: &mut Option<notify::RecommendedWatcher>,
     watched: &mut BTreeSet<PathBuf>,
