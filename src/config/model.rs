@@ -127,6 +127,22 @@ pub struct GroupConfig {
     pub health_check: Option<HealthCheckConfig>,
 }
 
+impl GroupConfig {
+    /// A group with these endpoints and every other field at its default
+    /// (for groups made from Gateway API Service references).
+    pub fn new(endpoints: Vec<String>) -> Self {
+        GroupConfig {
+            endpoints,
+            balance: Balance::default(),
+            protocol: UpstreamProtocol::default(),
+            connect_timeout: default_connect_timeout(),
+            outlier: OutlierConfig::default(),
+            limits: LimitsConfig::default(),
+            health_check: None,
+        }
+    }
+}
+
 fn default_connect_timeout() -> Dur {
     Dur::secs(1)
 }
