@@ -245,8 +245,8 @@ async fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, StartError
 
 fn file_origin(path: &std::path::Path, hash: Option<String>) -> BaseOrigin {
     let hash = hash.unwrap_or_else(|| {
-        std::fs::read(path)
-            .map(|b| reload::watch::content_hash(&b))
+        crate::config::load::read_path(path)
+            .map(|r| r.hash)
             .unwrap_or_default()
     });
     BaseOrigin::File {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cutover::admin::AdminOptions;
-use cutover::app::{App, Options};
+use cutover::app::{App, Options, StartError};
 use cutover::config;
 use cutover::metrics::access_log::JsonLines;
 use cutover::metrics::log_writer::{FlushGuard, NonBlocking};
@@ -24,9 +24,10 @@ struct Cli {
 enum Command {
     /// Serve traffic with a config file.
     Run(RunArgs),
-    /// Validate config files and print every error with its field path.
+    /// Validate config files or directories (cutover configs and Gateway API
+    /// HTTPRoutes) and print every error with its field path.
     Check {
-        /// Config files to check.
+        /// Config files or directories to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -52,7 +53,8 @@ enum Command {
 /// `cutover run` flags.
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Path to the YAML config; watched and hot-reloaded on change.
+    /// YAML config file, or a directory of them (every *.yaml/*.yml; cutover
+    /// configs and Gateway API HTTPRoutes); watched and hot-reloaded on change.
     #[arg(short, long, default_value = "config/cutover.yaml")]
     config: PathBuf,
     /// Worker threads (default: one per CPU). 1 runs a single-threaded
@@ -133,12 +135,15 @@ fn init_logging() -> Option<FlushGuard> {
 fn check(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
-        let result = config::load_file(file).and_then(|cfg| {
+        let result = config::load_path(file).and_then(|loaded| {
             let registry = cutover::upstream::EndpointRegistry::default();
-            config::compile::compile(&cfg, &registry, 1).map(|t| {
-                let rules = t.rules.len();
-                (t.listeners.len(), cfg.routes.len(), rules, t.groups.len())
-            })
+            let cfg = &loaded.config;
+            config::compile::compile(cfg, &registry, 1)
+                .map(|t| {
+                    let rules = t.rules.len();
+                    (t.listeners.len(), cfg.routes.len(), rules, t.groups.len())
+                })
+                .map_err(|e| loaded.origins.annotate(e))
         });
         match result {
             Ok((l, r, rules, g)) => println!(
@@ -163,23 +168,33 @@ fn check(files: &[PathBuf]) -> ExitCode {
 
 async fn run(args: RunArgs) -> Result<(), String> {
     let path = args.config;
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let cfg = config::parse_yaml(&text)
+    let loaded = config::load_path(&path)
         .map_err(|e| format!("{}: invalid config:\n{e}", path.display()))?;
+    let shown = path.display().to_string();
     let token = admin_token(args.admin_token_file.as_deref())?;
     let options = Options {
         admin: (!args.no_admin).then_some(AdminOptions {
             address: args.admin,
             token,
         }),
-        config_hash: Some(cutover::reload::watch::content_hash(&bytes)),
+        config_hash: Some(loaded.hash),
         config_file: Some(path),
         state_dir: args.state_dir,
         no_metrics: args.no_metrics,
         ..Options::default()
     };
-    let app = App::start(&cfg, options).await.map_err(|e| e.to_string())?;
+    let app = App::start(&loaded.config, options)
+        .await
+        .map_err(|e| match e {
+            // Compile errors name the file and HTTPRoute they came from.
+            StartError::Config(errors) => {
+                format!(
+                    "{shown}: invalid config:\n{}",
+                    loaded.origins.annotate(errors)
+                )
+            }
+            other => other.to_string(),
+        })?;
     app.serve(shutdown_signal()).await;
     Ok(())
 }

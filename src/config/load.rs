@@ -44,8 +44,24 @@ pub enum Document {
 
 /// Reads `path`: a file, or every `*.yaml`/`*.yml` file of a directory (not
 /// recursive, by name, hidden files skipped, symlinks followed, as a
-/// Kubernetes ConfigMap mount shows them).
+/// Kubernetes ConfigMap mount shows them), and parses and merges it.
 pub fn load_path(path: &Path) -> Result<Loaded, ConfigErrors> {
+    read_path(path)?.parse()
+}
+
+/// The files of a config path, read but not parsed: the hash alone decides
+/// whether a reload has anything new to look at.
+#[derive(Debug, Clone)]
+pub struct ReadPath {
+    /// See [`Loaded::hash`].
+    pub hash: String,
+    files: Vec<PathBuf>,
+    /// (label prefixed to error paths, text) per file.
+    sources: Vec<(String, String)>,
+}
+
+/// Reads the files of `path` (see [`load_path`]).
+pub fn read_path(path: &Path) -> Result<ReadPath, ConfigErrors> {
     let name = path.display();
     let meta = std::fs::metadata(path)
         .map_err(|e| ConfigErrors::one("", format!("cannot read {name}: {e}")))?;
@@ -71,13 +87,24 @@ pub fn load_path(path: &Path) -> Result<Loaded, ConfigErrors> {
         hashed.extend_from_slice(&bytes);
         sources.push((label, String::from_utf8_lossy(&bytes).into_owned()));
     }
-    let (config, origins) = parse_sources(&sources)?;
-    Ok(Loaded {
-        config,
+    Ok(ReadPath {
         hash: content_hash(&hashed),
-        origins,
         files,
+        sources,
     })
+}
+
+impl ReadPath {
+    /// Parses and merges the files read.
+    pub fn parse(self) -> Result<Loaded, ConfigErrors> {
+        let (config, origins) = parse_sources(&self.sources)?;
+        Ok(Loaded {
+            config,
+            hash: self.hash,
+            origins,
+            files: self.files,
+        })
+    }
 }
 
 /// Parses YAML text (one or more documents) as `load_path` does a file:

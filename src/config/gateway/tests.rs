@@ -10,10 +10,6 @@ use crate::upstream::EndpointRegistry;
 
 const BASE: &str = "listeners: [{name: public, address: \"127.0.0.1:0\"}]\n";
 
-fn load(routes: &str) -> Result<Config, ConfigErrors> {
-    parse_text(&format!("{BASE}---\n{routes}")).map(|(c, _)| c)
-}
-
 /// Loads and compiles, with compile errors annotated as `check` shows them.
 fn compiled(routes: &str) -> Result<Config, ConfigErrors> {
     let (config, origins) = parse_text(&format!("{BASE}---\n{routes}"))?;
