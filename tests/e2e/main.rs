@@ -27,5 +27,6 @@ mod smoke {
     }
 }
 mod cli;
+mod gateway;
 mod routing;
 mod sticky;
