@@ -10,7 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use cutover::admin::AdminOptions;
 use cutover::app::{App, Options, Shared};
+use http::{Method, Request};
+use http_body_util::Full;
 use tokio::sync::oneshot;
 
 use crate::support::*;
@@ -116,6 +120,7 @@ status:
 /// The proxy started as `cutover run -c DIR` starts it.
 struct Running {
     public: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
@@ -127,12 +132,17 @@ impl Running {
         let options = Options {
             config_file: Some(config.to_path_buf()),
             config_hash: Some(loaded.hash.clone()),
+            admin: Some(AdminOptions {
+                address: "127.0.0.1:0".parse().unwrap(),
+                token: None,
+            }),
             ..Options::default()
         };
         let app = App::start(&loaded.config, options)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let public = app.local_addr("public").unwrap();
+        let admin = app.local_addr("admin").unwrap();
         let shared = app.shared();
         let (tx, rx) = oneshot::channel::<()>();
         let done = tokio::spawn(app.serve(async {
@@ -140,6 +150,7 @@ impl Running {
         }));
         Running {
             public,
+            admin,
             shared,
             stop: Some(tx),
             done,
@@ -365,6 +376,52 @@ async fn configmap_directory_blue_green_switch() {
     let counts = p.spread(50, &[]).await;
     assert_eq!(count(&counts, "green"), 50, "{counts:?}");
     eprintln!("ConfigMap swap published {took:?} after the ..data rename");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_config_takes_cutover_and_httproute_documents() {
+    let (primary, canary) = (upstream("stable").await, upstream("canary").await);
+    let dir = Scratch::new("put");
+    let cutover = base(&[("reviews-primary", &primary), ("reviews-canary", &canary)]);
+    std::fs::write(dir.path("cutover.yaml"), &cutover).unwrap();
+    std::fs::write(dir.path("route.yaml"), reviews_route(100, 0, "")).unwrap();
+    let p = Running::start(&dir.0).await;
+    let api = |method: Method, path: &str, body: String| {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", p.admin))
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        async move { send(&http1_client(), req).await }
+    };
+
+    let mirror = "\n    - type: RequestMirror\n      requestMirror:\n        backendRef:\n          name: reviews-shadow\n          port: 9080";
+    let bad = format!("{cutover}---\n{}", reviews_route(0, 100, mirror));
+    let got = api(Method::POST, "/v1/config/validate", bad.clone()).await;
+    assert_eq!(got.status, 400, "{}", got.body);
+    assert!(
+        got.body
+            .contains("HTTPRoute reviews: spec.rules[1].filters[1].type"),
+        "{}",
+        got.body
+    );
+    let g = p.generation();
+    assert_eq!(api(Method::PUT, "/v1/config", bad).await.status, 400);
+    assert_eq!(p.generation(), g);
+
+    let good = format!("{cutover}---\n{}", reviews_route(0, 100, ""));
+    let got = api(Method::PUT, "/v1/config", good).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let counts = p.spread(50, &[]).await;
+    assert_eq!(count(&counts, "canary"), 50, "{counts:?}");
+    // The live config shows the HTTPRoute converted to cutover's model.
+    let got = api(Method::GET, "/v1/config", String::new()).await;
+    let v: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    let rule = &v["config"]["routes"][0]["rules"][1];
+    assert_eq!(rule["name"], "rule-1", "{v}");
+    assert_eq!(rule["backends"][1]["group"], "reviews-canary", "{v}");
+    assert_eq!(rule["backends"][1]["weight"], 100, "{v}");
     p.stop().await;
 }
 
