@@ -181,17 +181,20 @@ fn parse_sources(sources: &[(String, String)]) -> Result<(Config, Origins), Conf
         for (name, g) in &c.groups {
             let at = format!("{label}groups.{name}");
             if let Some(first) = origins.groups.get(name) {
-                errors.push(&at, format!("group \"{name}\" is also defined at {first}"));
+                errors.push(
+                    &at,
+                    format!("group \"{name}\" is defined twice (first at {first})"),
+                );
                 continue;
             }
             origins.groups.insert(name.clone(), at);
             config.groups.insert(name.clone(), g.clone());
         }
         if c.access_log != AccessLogConfig::default() {
-            if let Some(first) = access_log_from {
+            if access_log_from.is_some() {
                 errors.push(
                     format!("{label}access_log"),
-                    format!("is also set in {}", first.trim_end_matches(": ")),
+                    "is set in more than one document; set it once",
                 );
             }
             access_log_from = Some(label);

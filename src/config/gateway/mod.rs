@@ -27,19 +27,6 @@ pub enum ApiVersion {
     V1beta1,
 }
 
-impl<'de> Deserialize<'de> for ApiVersion {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
-            "gateway.networking.k8s.io/v1" => Ok(ApiVersion::V1),
-            "gateway.networking.k8s.io/v1beta1" => Ok(ApiVersion::V1beta1),
-            _ => Err(serde::de::Error::custom(format!(
-                "{s:?} is not supported; cutover reads HTTPRoute from gateway.networking.k8s.io/v1 (or v1beta1), or its own config (no apiVersion)"
-            ))),
-        }
-    }
-}
-
 /// `kind` of an accepted document: only `HTTPRoute`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpRouteKind;

@@ -414,7 +414,7 @@ fn cutover_documents_merge_and_duplicates_are_errors() {
     let dup = format!("{text}---\ngroups: {{stable: {{endpoints: []}}}}\n");
     let got = parse_text(&dup).unwrap_err().to_string();
     assert!(
-        got.contains("groups.stable: group \"stable\" is also defined at groups.stable"),
+        got.contains("groups.stable: group \"stable\" is defined twice (first at groups.stable)"),
         "{got}"
     );
     // A plain single file keeps its paths exactly.
