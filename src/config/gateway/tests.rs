@@ -422,3 +422,74 @@ fn cutover_documents_merge_and_duplicates_are_errors() {
     let e = compile(&cfg, &EndpointRegistry::default(), 1).unwrap_err();
     assert_eq!(origins.annotate(e.clone()), e);
 }
+
+/// What `kubectl get httproute -o yaml` prints: server-written metadata,
+/// defaulted fields, and a status.
+#[test]
+fn kubectl_output_is_accepted() {
+    let cfg = compiled(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: |
+      {"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute"}
+  creationTimestamp: "2026-11-22T03:00:00Z"
+  generation: 3
+  name: reviews
+  namespace: bookinfo
+  ownerReferences:
+  - apiVersion: flagger.app/v1beta1
+    kind: Canary
+    name: reviews
+    uid: 0b4f2a4e-0000-0000-0000-000000000000
+    controller: true
+  resourceVersion: "123456"
+  uid: 5d0c8b7e-0000-0000-0000-000000000000
+spec:
+  parentRefs:
+  - group: gateway.networking.k8s.io
+    kind: Gateway
+    name: example-gateway
+    namespace: infra
+    sectionName: http
+  rules:
+  - matches:
+    - path:
+        type: PathPrefix
+        value: /
+    backendRefs:
+    - group: ""
+      kind: Service
+      name: reviews-primary
+      port: 9080
+      weight: 75
+    - group: ""
+      kind: Service
+      name: reviews-canary
+      port: 9080
+      weight: 25
+status:
+  parents:
+  - conditions:
+    - lastTransitionTime: "2026-11-22T03:00:00Z"
+      message: Accepted
+      observedGeneration: 3
+      reason: Accepted
+      status: "True"
+      type: Accepted
+    controllerName: example.com/gateway-controller
+    parentRef:
+      group: gateway.networking.k8s.io
+      kind: Gateway
+      name: example-gateway
+"#,
+    )
+    .unwrap();
+    let weights: Vec<u32> = cfg.routes[0].rules[0]
+        .backends
+        .iter()
+        .map(|b| b.weight)
+        .collect();
+    assert_eq!(weights, [75, 25]);
+}
