@@ -355,6 +355,8 @@ fn document_level_errors_name_kind_version_and_field() {
         got.contains("spec.rules[0].matches[0].headers[0].type: unknown variant `Present`"),
         "{got}"
     );
+    let got = one("- listeners\n");
+    assert!(got.contains("expected mapping start at line 1"), "{got}");
     // Mixing the two kinds in one document.
     let got = one("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web}\nspec: {}\nlisteners: []\n");
     assert!(
