@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve traffic with a config file.
+    /// Serve traffic with a config file or directory.
     Run(RunArgs),
     /// Validate config files or directories (cutover configs and Gateway API
     /// HTTPRoutes) and print every error with its field path.

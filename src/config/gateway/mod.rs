@@ -38,7 +38,7 @@ impl<'de> Deserialize<'de> for HttpRouteKind {
             Ok(HttpRouteKind)
         } else {
             Err(serde::de::Error::custom(format!(
-                "kind {s:?} is not supported; cutover reads HTTPRoute documents and its own config"
+                "{s:?} is not supported; cutover reads Gateway API HTTPRoute documents and its own config"
             )))
         }
     }

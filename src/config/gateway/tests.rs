@@ -331,7 +331,7 @@ fn document_level_errors_name_kind_version_and_field() {
     };
     let got = one("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: []}\n");
     assert!(got.starts_with("kind: "), "{got}");
-    assert!(got.contains("kind \"Service\" is not supported"), "{got}");
+    assert!(got.contains("kind: \"Service\" is not supported"), "{got}");
     let got = one("apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: HTTPRoute\nmetadata: {name: web}\nspec: {}\n");
     assert!(
         got.contains("apiVersion: \"gateway.networking.k8s.io/v1alpha2\" is not supported"),
