@@ -1,5 +1,6 @@
 //! End-to-end tests: real upstreams, the real proxy, real sockets.
 
+mod deploy;
 mod metrics;
 mod reload;
 mod resilience;
