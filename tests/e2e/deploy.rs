@@ -119,7 +119,10 @@ async fn get_once(addr: SocketAddr, path: &str) -> std::io::Result<(StatusCode, 
         .header("host", "app.test")
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let resp = send.send_request(req).await.map_err(std::io::Error::other)?;
+    let resp = send
+        .send_request(req)
+        .await
+        .map_err(std::io::Error::other)?;
     let connection = header(&resp, "connection");
     let status = resp.status();
     resp.into_body()
@@ -178,7 +181,11 @@ async fn h1_request(
 
 /// An h2c connection with `streams` requests in flight; the handle yields
 /// their outcomes, then whether the connection closed cleanly.
-async fn h2_in_flight(addr: SocketAddr, streams: usize, ms: u64) -> JoinHandle<(Vec<Outcome>, bool)> {
+async fn h2_in_flight(
+    addr: SocketAddr,
+    streams: usize,
+    ms: u64,
+) -> JoinHandle<(Vec<Outcome>, bool)> {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
