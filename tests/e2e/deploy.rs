@@ -77,6 +77,15 @@ impl Drop for Cutover {
 }
 
 fn start(upstream: SocketAddr, data: SocketAddr, admin: SocketAddr) -> Cutover {
+    start_with_delay(upstream, data, admin, DELAY)
+}
+
+fn start_with_delay(
+    upstream: SocketAddr,
+    data: SocketAddr,
+    admin: SocketAddr,
+    delay: Duration,
+) -> Cutover {
     let dir = std::env::temp_dir().join(format!(
         "cutover-deploy-{}-{}",
         std::process::id(),
@@ -98,7 +107,7 @@ fn start(upstream: SocketAddr, data: SocketAddr, admin: SocketAddr) -> Cutover {
         .args(["run", "-c"])
         .arg(&config)
         .args(["--admin", &admin.to_string(), "--drain-delay"])
-        .arg(format!("{}ms", DELAY.as_millis()))
+        .arg(format!("{}ms", delay.as_millis()))
         .args(["--drain-timeout", "10s", "--workers", "2"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -404,4 +413,33 @@ async fn sigint_skips_the_drain_delay() {
         start.elapsed()
     );
     assert!(log.contains("SIGINT: draining, /ready=503"), "{log}");
+}
+
+#[tokio::test]
+async fn a_second_sigterm_skips_the_rest_of_the_delay() {
+    let upstream = slow_upstream().await;
+    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut proxy = start_with_delay(upstream, data, admin, Duration::from_secs(30));
+    wait_ready(admin).await;
+    let start = Instant::now();
+    kill_term(proxy.child.id());
+    // Still serving during the (long) delay.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = get_once(data, "/fast").await;
+    assert!(matches!(got, Ok((StatusCode::OK, _))), "{got:?}");
+    kill_term(proxy.child.id());
+    let exit = loop {
+        if let Some(s) = proxy.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no exit");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let log = proxy.log();
+    assert!(exit.success(), "exit {exit}; log:\n{log}");
+    assert!(
+        log.contains("SIGTERM: skipping the rest of the drain delay"),
+        "{log}"
+    );
 }
