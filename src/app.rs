@@ -280,57 +280,8 @@ impl App {
         let health = tokio::spawn(crate::upstream::health::supervise(Arc::clone(&self.shared)));
 
         let first = next_signal(&mut signals).await;
-        let started = Instant::now();
         self.shared.draining.store(true, Ordering::Relaxed);
-        let delay = match first {
-            Signal::Terminate => self.drain.delay,
-            Signal::Interrupt => Duration::ZERO,
-        };
-        let _ = phase_tx.send(Phase::Draining);
-        if delay.is_zero() {
-            tracing::info!("{}: draining, /ready=503", first.name());
-        } else {
-            tracing::info!(
-                "{}: draining, /ready=503, still accepting for {delay:?}",
-                first.name()
-            );
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                s = next_signal(&mut signals) => {
-                    tracing::info!("{}: skipping the rest of the drain delay", s.name());
-                }
-            }
-        }
-
-        let _ = phase_tx.send(Phase::Stopped);
-        while accept.join_next().await.is_some() {}
-        // Every receiver left belongs to an open connection.
-        let open = phase_tx.receiver_count();
-        tracing::info!(
-            "stopped accepting; {open} connection(s) open, up to {:?} to finish",
-            self.drain.timeout
-        );
-        let deadline = tokio::time::sleep(self.drain.timeout);
-        tokio::pin!(deadline);
-        tokio::select! {
-            () = phase_tx.closed() => {
-                tracing::info!("drained in {:.1?}", started.elapsed());
-            }
-            () = &mut deadline => {
-                tracing::warn!(
-                    "drain deadline: closing {} connection(s)",
-                    phase_tx.receiver_count()
-                );
-            }
-            s = next_signal(&mut signals) => {
-                tracing::warn!(
-                    "{}: closing {} connection(s) now",
-                    s.name(),
-                    phase_tx.receiver_count()
-                );
-            }
-        }
-        let _ = phase_tx.send(Phase::Cut);
+        drain(self.drain, first, &mut signals, &phase_tx, accept).await;
         let _ = admin_stop.send(true);
         if let Some(admin) = admin {
             let _ = admin.await;
@@ -342,6 +293,68 @@ impl App {
     pub fn publish(&self, config: &Config) -> Result<u64, ConfigErrors> {
         reload::publish(&self.shared, config)
     }
+}
+
+/// The drain after the first signal: the delay (still accepting), then
+/// closed listeners and up to the timeout for open connections; ends with
+/// every connection gone or cut.
+async fn drain(
+    options: DrainOptions,
+    first: Signal,
+    signals: &mut mpsc::UnboundedReceiver<Signal>,
+    phase_tx: &watch::Sender<Phase>,
+    mut accept: JoinSet<()>,
+) {
+    let started = Instant::now();
+    let delay = match first {
+        Signal::Terminate => options.delay,
+        Signal::Interrupt => Duration::ZERO,
+    };
+    let _ = phase_tx.send(Phase::Draining);
+    if delay.is_zero() {
+        tracing::info!("{}: draining, /ready=503", first.name());
+    } else {
+        tracing::info!(
+            "{}: draining, /ready=503, still accepting for {delay:?}",
+            first.name()
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            s = next_signal(signals) => {
+                tracing::info!("{}: skipping the rest of the drain delay", s.name());
+            }
+        }
+    }
+
+    let _ = phase_tx.send(Phase::Stopped);
+    while accept.join_next().await.is_some() {}
+    // Every receiver left belongs to an open connection.
+    let open = phase_tx.receiver_count();
+    tracing::info!(
+        "stopped accepting; {open} connection(s) open, up to {:?} to finish",
+        options.timeout
+    );
+    let deadline = tokio::time::sleep(options.timeout);
+    tokio::pin!(deadline);
+    tokio::select! {
+        () = phase_tx.closed() => {
+            tracing::info!("drained in {:.1?}", started.elapsed());
+        }
+        () = &mut deadline => {
+            tracing::warn!(
+                "drain deadline: closing {} connection(s)",
+                phase_tx.receiver_count()
+            );
+        }
+        s = next_signal(signals) => {
+            tracing::warn!(
+                "{}: closing {} connection(s) now",
+                s.name(),
+                phase_tx.receiver_count()
+            );
+        }
+    }
+    let _ = phase_tx.send(Phase::Cut);
 }
 
 /// The next signal; a closed channel means none will come.
