@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cutover::admin::AdminOptions;
-use cutover::app::{App, Options, StartError};
+use cutover::app::{App, DrainOptions, Options, Signal, StartError};
 use cutover::config;
+use cutover::config::resilience::Dur;
 use cutover::metrics::access_log::JsonLines;
 use cutover::metrics::log_writer::{FlushGuard, NonBlocking};
 
@@ -77,6 +78,16 @@ struct RunArgs {
     /// process-level series); the access log follows the config.
     #[arg(long)]
     no_metrics: bool,
+    /// After SIGTERM: keep serving, and accepting new connections, this long
+    /// with /ready at 503, so load balancers stop sending here first.
+    /// SIGINT (Ctrl-C) skips it, and so does a second signal.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    drain_delay: Dur,
+    /// Then: longest wait for requests in flight once the listeners are
+    /// closed; connections still open after it are dropped. A further
+    /// signal drops them at once.
+    #[arg(long, default_value = "20s", value_name = "DURATION")]
+    drain_timeout: Dur,
 }
 
 fn main() -> ExitCode {
@@ -181,6 +192,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
         config_file: Some(path),
         state_dir: args.state_dir,
         no_metrics: args.no_metrics,
+        drain: DrainOptions {
+            delay: args.drain_delay.0,
+            timeout: args.drain_timeout.0,
+        },
         ..Options::default()
     };
     let app = App::start(&loaded.config, options)
@@ -195,7 +210,8 @@ async fn run(args: RunArgs) -> Result<(), String> {
             }
             other => other.to_string(),
         })?;
-    app.serve(shutdown_signal()).await;
+    let signals = shutdown_signals().map_err(|e| format!("cannot listen for signals: {e}"))?;
+    app.serve_signals(signals).await;
     Ok(())
 }
 
@@ -213,26 +229,37 @@ fn admin_token(file: Option<&std::path::Path>) -> Result<Option<String>, String>
         .filter(|t| !t.is_empty()))
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT (Ctrl-C), in the order they arrive, for as long as
+/// the runtime runs.
+fn shutdown_signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<Signal>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            loop {
+                let s = tokio::select! {
+                    Some(()) = term.recv() => Signal::Terminate,
+                    Some(()) = int.recv() => Signal::Interrupt,
+                    else => return,
+                };
+                if tx.send(s).is_err() {
+                    return;
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        });
     }
     #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(Signal::Interrupt).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// Builds the runtime and runs `main` on it.
@@ -259,7 +286,11 @@ fn serve(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(main) {
+    let result = runtime.block_on(main);
+    // Tasks still running (health checks, a lingering admin connection) must
+    // not hold the exit: the work that mattered is done.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cutover: {e}");

@@ -56,15 +56,39 @@ pub fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Accepts until `shutdown` turns true, then returns; connections already
-/// accepted drain on their own tasks (see [`serve_connection`]).
+/// Where the process is in its shutdown. The order matters: a connection
+/// shuts down gracefully at the first phase after the one it was accepted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Normal service.
+    Serving,
+    /// Shutdown began: `/ready` is 503 but listeners still accept, so clients
+    /// that have not yet seen the endpoint leave are served. Connections
+    /// opened before are asked to close (HTTP/1.1 `Connection: close` after
+    /// the request in flight, idle ones at once; HTTP/2 GOAWAY); new HTTP/1.1
+    /// connections serve one request with `Connection: close`.
+    Draining,
+    /// Listeners closed; every connection finishes what is in flight.
+    Stopped,
+    /// The drain deadline passed: remaining connections are dropped.
+    Cut,
+}
+
+/// Accepts until the phase reaches [`Phase::Stopped`], then returns;
+/// connections already accepted drain on their own tasks (see
+/// [`serve_connection`]).
 pub async fn accept_loop(
     listener: TcpListener,
     index: usize,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
 ) {
     let builder = Arc::new(http_builder(&shared.limits));
+    // While draining, an HTTP/1.1 client gets one answer and `Connection:
+    // close`, so it reconnects, by then most likely to another endpoint.
+    let mut closing = http_builder(&shared.limits);
+    closing.http1().keep_alive(false);
+    let closing = Arc::new(closing);
     let max_connections = shared
         .routes
         .load()
@@ -72,14 +96,15 @@ pub async fn accept_loop(
         .get(index)
         .map_or(shared.limits.max_connections, |l| l.max_connections);
     let slots = Arc::new(Semaphore::new(max_connections));
+    let stopped = |p: &Phase| *p >= Phase::Stopped;
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
+            _ = phase.wait_for(stopped) => return,
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.changed() => return,
+            _ = phase.wait_for(stopped) => return,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -95,24 +120,29 @@ pub async fn accept_loop(
             listener: index,
             proto: "http",
         };
-        let (shared, builder, shutdown) =
-            (Arc::clone(&shared), Arc::clone(&builder), shutdown.clone());
+        let builder = match *phase.borrow() {
+            Phase::Serving => Arc::clone(&builder),
+            _ => Arc::clone(&closing),
+        };
+        let (shared, phase) = (Arc::clone(&shared), phase.clone());
         tokio::spawn(async move {
-            serve_connection(stream, conn, shared, &builder, shutdown).await;
+            serve_connection(stream, conn, shared, &builder, phase).await;
             drop(permit);
         });
     }
 }
 
-/// Serves one connection until it closes. On shutdown it finishes the request
-/// in flight, then closes politely (HTTP/1.1 `Connection: close`, HTTP/2
-/// GOAWAY).
+/// Serves one connection until it closes. At the first phase change after it
+/// was accepted it finishes the request in flight, then closes politely
+/// (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY); at [`Phase::Cut`] (or when
+/// the phase sender is gone) it is dropped. Holding `phase` is what tells the
+/// app a connection is still open.
 async fn serve_connection(
     stream: TcpStream,
     conn: ConnInfo,
     shared: Arc<Shared>,
     builder: &auto::Builder<TokioExecutor>,
-    mut shutdown: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
 ) {
     let _ = stream.set_nodelay(true);
     let stream = preface::FirstBytesDeadline::new(stream, shared.limits.header_read_timeout);
@@ -120,11 +150,22 @@ async fn serve_connection(
     let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), conn, req));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    let accepted_in = *phase.borrow_and_update();
     let result = tokio::select! {
-        r = connection.as_mut() => r,
-        _ = shutdown.changed() => {
+        r = connection.as_mut() => Some(r),
+        _ = phase.wait_for(|p| *p > accepted_in) => None,
+    };
+    let result = match result {
+        Some(r) => r,
+        None => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            tokio::select! {
+                r = connection.as_mut() => r,
+                _ = phase.wait_for(|p| *p == Phase::Cut) => {
+                    tracing::debug!(client = %conn.peer, "drain deadline: connection closed");
+                    return;
+                }
+            }
         }
     };
     if let Err(e) = result {
