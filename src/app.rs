@@ -6,16 +6,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::admin::{self, AdminOptions};
 use crate::config::{Config, ConfigErrors};
-use crate::listener::{self, ConnLimits};
+use crate::listener::{self, ConnLimits, Phase};
 use crate::metrics::Metrics;
 use crate::reload::{self, BaseOrigin, Desired};
 use crate::route::RouteTable;
@@ -88,6 +88,50 @@ pub struct Options {
     /// Record no request metrics (`--no-metrics`): for the last percent of
     /// throughput, or to measure what metrics cost.
     pub no_metrics: bool,
+    /// How shutdown drains.
+    pub drain: DrainOptions,
+}
+
+/// The shutdown timeline: `/ready` turns 503 at once; listeners keep
+/// accepting for `delay` (load balancers and kube-proxy need time to see the
+/// endpoint leave, and until then they still send new connections here);
+/// then they close, and requests in flight get up to `timeout` to finish.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainOptions {
+    /// Time between `/ready` turning 503 and the listeners closing. The
+    /// library default is zero (tests, embedders); `cutover run` uses 5 s.
+    pub delay: Duration,
+    /// Longest wait for requests in flight once the listeners are closed;
+    /// connections still open then are dropped.
+    pub timeout: Duration,
+}
+
+impl Default for DrainOptions {
+    fn default() -> Self {
+        DrainOptions {
+            delay: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A shutdown request, as the process received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// From the orchestrator (SIGTERM): drain with the delay.
+    Terminate,
+    /// From a terminal (SIGINT, Ctrl-C): a person is waiting and no load
+    /// balancer needs time, so skip the delay.
+    Interrupt,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Terminate => "SIGTERM",
+            Signal::Interrupt => "SIGINT",
+        }
+    }
 }
 
 /// A proxy with its listeners bound, ready to serve.
@@ -97,7 +141,7 @@ pub struct App {
     admin: Option<(TcpListener, AdminOptions)>,
     watch: Option<reload::watch::FileWatch>,
     certs: reload::certs::CertWatch,
-    drain_timeout: Duration,
+    drain: DrainOptions,
 }
 
 impl App {
@@ -172,7 +216,7 @@ impl App {
             admin,
             watch,
             certs,
-            drain_timeout: Duration::from_secs(30),
+            drain: options.drain,
         })
     }
 
@@ -192,11 +236,30 @@ impl App {
         Arc::clone(&self.shared)
     }
 
-    /// Serves until `shutdown` completes: then `/ready` turns 503, listeners
-    /// stop accepting, and open connections finish for up to the drain
-    /// timeout.
+    /// Serves until `shutdown` completes, then drains as after a SIGTERM
+    /// (see [`App::serve_signals`]).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let signal = async move {
+            shutdown.await;
+            let _ = tx.send(Signal::Terminate);
+            // Keep the sender: no further signal is not "channel closed".
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = self.serve_signals(rx) => {}
+            () = signal => {}
+        }
+    }
+
+    /// Serves until the first signal, then drains: `/ready` turns 503 at
+    /// once; listeners keep accepting for the drain delay (skipped after
+    /// [`Signal::Interrupt`]); then they close and requests in flight get up
+    /// to the drain timeout. A second signal skips the rest of the delay; a
+    /// signal during the final drain drops the remaining connections. The
+    /// admin listener serves until the end, so probes see the 503.
+    pub async fn serve_signals(self, mut signals: mpsc::UnboundedReceiver<Signal>) {
+        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let mut accept = JoinSet::new();
         for (index, (name, socket)) in self.listeners.into_iter().enumerate() {
             if let Ok(addr) = socket.local_addr() {
@@ -207,33 +270,102 @@ impl App {
                 socket,
                 index,
                 shared,
-                stop_rx.clone(),
+                phase_rx.clone(),
             ));
         }
-        if let Some((socket, options)) = self.admin {
+        drop(phase_rx);
+        let (admin_stop, admin_rx) = watch::channel(false);
+        let admin = self.admin.map(|(socket, options)| {
             let shared = Arc::clone(&self.shared);
-            tokio::spawn(admin::serve(socket, shared, options, stop_rx.clone()));
-        }
+            tokio::spawn(admin::serve(socket, shared, options, admin_rx))
+        });
         let _watch = self.watch;
         let _certs = self.certs;
-        tokio::spawn(crate::upstream::health::supervise(Arc::clone(&self.shared)));
-        drop(stop_rx);
-        shutdown.await;
+        let health = tokio::spawn(crate::upstream::health::supervise(Arc::clone(&self.shared)));
+
+        let first = next_signal(&mut signals).await;
         self.shared.draining.store(true, Ordering::Relaxed);
-        tracing::info!("shutting down: no new connections, draining open ones");
-        let _ = stop_tx.send(true);
-        while accept.join_next().await.is_some() {}
-        let deadline = tokio::time::sleep(self.drain_timeout);
-        tokio::pin!(deadline);
-        tokio::select! {
-            _ = stop_tx.closed() => tracing::info!("drained"),
-            _ = &mut deadline => tracing::warn!("drain timeout; closing remaining connections"),
+        drain(self.drain, first, &mut signals, &phase_tx, accept).await;
+        let _ = admin_stop.send(true);
+        if let Some(admin) = admin {
+            let _ = admin.await;
         }
+        health.abort();
     }
 
     /// Publishes a new config through the one reload path.
     pub fn publish(&self, config: &Config) -> Result<u64, ConfigErrors> {
         reload::publish(&self.shared, config)
+    }
+}
+
+/// The drain after the first signal: the delay (still accepting), then
+/// closed listeners and up to the timeout for open connections; ends with
+/// every connection gone or cut.
+async fn drain(
+    options: DrainOptions,
+    first: Signal,
+    signals: &mut mpsc::UnboundedReceiver<Signal>,
+    phase_tx: &watch::Sender<Phase>,
+    mut accept: JoinSet<()>,
+) {
+    let started = Instant::now();
+    let delay = match first {
+        Signal::Terminate => options.delay,
+        Signal::Interrupt => Duration::ZERO,
+    };
+    let _ = phase_tx.send(Phase::Draining);
+    if delay.is_zero() {
+        tracing::info!("{}: draining, /ready=503", first.name());
+    } else {
+        tracing::info!(
+            "{}: draining, /ready=503, still accepting for {delay:?}",
+            first.name()
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            s = next_signal(signals) => {
+                tracing::info!("{}: skipping the rest of the drain delay", s.name());
+            }
+        }
+    }
+
+    let _ = phase_tx.send(Phase::Stopped);
+    while accept.join_next().await.is_some() {}
+    // Every receiver left belongs to an open connection.
+    let open = phase_tx.receiver_count();
+    tracing::info!(
+        "stopped accepting; {open} connection(s) open, up to {:?} to finish",
+        options.timeout
+    );
+    let deadline = tokio::time::sleep(options.timeout);
+    tokio::pin!(deadline);
+    tokio::select! {
+        () = phase_tx.closed() => {
+            tracing::info!("drained in {:.1?}", started.elapsed());
+        }
+        () = &mut deadline => {
+            tracing::warn!(
+                "drain deadline: closing {} connection(s)",
+                phase_tx.receiver_count()
+            );
+        }
+        s = next_signal(signals) => {
+            tracing::warn!(
+                "{}: closing {} connection(s) now",
+                s.name(),
+                phase_tx.receiver_count()
+            );
+        }
+    }
+    let _ = phase_tx.send(Phase::Cut);
+}
+
+/// The next signal; a closed channel means none will come.
+async fn next_signal(signals: &mut mpsc::UnboundedReceiver<Signal>) -> Signal {
+    match signals.recv().await {
+        Some(s) => s,
+        None => std::future::pending().await,
     }
 }
 
@@ -249,8 +381,8 @@ async fn bind(name: &str, address: SocketAddr) -> Result<TcpListener, StartError
 
 fn file_origin(path: &std::path::Path, hash: Option<String>) -> BaseOrigin {
     let hash = hash.unwrap_or_else(|| {
-        std::fs::read(path)
-            .map(|b| reload::watch::content_hash(&b))
+        crate::config::load::read_path(path)
+            .map(|r| r.hash)
             .unwrap_or_default()
     });
     BaseOrigin::File {

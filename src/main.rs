@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cutover::admin::AdminOptions;
-use cutover::app::{App, Options};
+use cutover::app::{App, DrainOptions, Options, Signal, StartError};
 use cutover::config;
+use cutover::config::resilience::Dur;
 use cutover::metrics::access_log::JsonLines;
 use cutover::metrics::log_writer::{FlushGuard, NonBlocking};
 
@@ -22,11 +23,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve traffic with a config file.
+    /// Serve traffic with a config file or directory.
     Run(RunArgs),
-    /// Validate config files and print every error with its field path.
+    /// Validate config files or directories (cutover configs and Gateway API
+    /// HTTPRoutes) and print every error with its field path.
     Check {
-        /// Config files to check.
+        /// Config files or directories to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -52,7 +54,8 @@ enum Command {
 /// `cutover run` flags.
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Path to the YAML config; watched and hot-reloaded on change.
+    /// YAML config file, or a directory of them (every *.yaml/*.yml; cutover
+    /// configs and Gateway API HTTPRoutes); watched and hot-reloaded on change.
     #[arg(short, long, default_value = "config/cutover.yaml")]
     config: PathBuf,
     /// Worker threads (default: one per CPU). 1 runs a single-threaded
@@ -75,6 +78,16 @@ struct RunArgs {
     /// process-level series); the access log follows the config.
     #[arg(long)]
     no_metrics: bool,
+    /// After SIGTERM: keep serving, and accepting new connections, this long
+    /// with /ready at 503, so load balancers stop sending here first.
+    /// SIGINT (Ctrl-C) skips it, and so does a second signal.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    drain_delay: Dur,
+    /// Then: longest wait for requests in flight once the listeners are
+    /// closed; connections still open after it are dropped. A further
+    /// signal drops them at once.
+    #[arg(long, default_value = "20s", value_name = "DURATION")]
+    drain_timeout: Dur,
 }
 
 fn main() -> ExitCode {
@@ -133,12 +146,15 @@ fn init_logging() -> Option<FlushGuard> {
 fn check(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
-        let result = config::load_file(file).and_then(|cfg| {
+        let result = config::load_path(file).and_then(|loaded| {
             let registry = cutover::upstream::EndpointRegistry::default();
-            config::compile::compile(&cfg, &registry, 1).map(|t| {
-                let rules = t.rules.len();
-                (t.listeners.len(), cfg.routes.len(), rules, t.groups.len())
-            })
+            let cfg = &loaded.config;
+            config::compile::compile(cfg, &registry, 1)
+                .map(|t| {
+                    let rules = t.rules.len();
+                    (t.listeners.len(), cfg.routes.len(), rules, t.groups.len())
+                })
+                .map_err(|e| loaded.origins.annotate(e))
         });
         match result {
             Ok((l, r, rules, g)) => println!(
@@ -163,24 +179,39 @@ fn check(files: &[PathBuf]) -> ExitCode {
 
 async fn run(args: RunArgs) -> Result<(), String> {
     let path = args.config;
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let cfg = config::parse_yaml(&text)
+    let loaded = config::load_path(&path)
         .map_err(|e| format!("{}: invalid config:\n{e}", path.display()))?;
+    let shown = path.display().to_string();
     let token = admin_token(args.admin_token_file.as_deref())?;
     let options = Options {
         admin: (!args.no_admin).then_some(AdminOptions {
             address: args.admin,
             token,
         }),
-        config_hash: Some(cutover::reload::watch::content_hash(&bytes)),
+        config_hash: Some(loaded.hash),
         config_file: Some(path),
         state_dir: args.state_dir,
         no_metrics: args.no_metrics,
+        drain: DrainOptions {
+            delay: args.drain_delay.0,
+            timeout: args.drain_timeout.0,
+        },
         ..Options::default()
     };
-    let app = App::start(&cfg, options).await.map_err(|e| e.to_string())?;
-    app.serve(shutdown_signal()).await;
+    let app = App::start(&loaded.config, options)
+        .await
+        .map_err(|e| match e {
+            // Compile errors name the file and HTTPRoute they came from.
+            StartError::Config(errors) => {
+                format!(
+                    "{shown}: invalid config:\n{}",
+                    loaded.origins.annotate(errors)
+                )
+            }
+            other => other.to_string(),
+        })?;
+    let signals = shutdown_signals().map_err(|e| format!("cannot listen for signals: {e}"))?;
+    app.serve_signals(signals).await;
     Ok(())
 }
 
@@ -198,26 +229,37 @@ fn admin_token(file: Option<&std::path::Path>) -> Result<Option<String>, String>
         .filter(|t| !t.is_empty()))
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT (Ctrl-C), in the order they arrive, for as long as
+/// the runtime runs.
+fn shutdown_signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<Signal>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            loop {
+                let s = tokio::select! {
+                    Some(()) = term.recv() => Signal::Terminate,
+                    Some(()) = int.recv() => Signal::Interrupt,
+                    else => return,
+                };
+                if tx.send(s).is_err() {
+                    return;
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        });
     }
     #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(Signal::Interrupt).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// Builds the runtime and runs `main` on it.
@@ -244,7 +286,11 @@ fn serve(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(main) {
+    let result = runtime.block_on(main);
+    // Tasks still running (health checks, a lingering admin connection) must
+    // not hold the exit: the work that mattered is done.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cutover: {e}");

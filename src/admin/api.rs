@@ -12,7 +12,8 @@ use serde_json::json;
 
 use super::json::{config_errors, error, json, parse};
 use crate::app::Shared;
-use crate::config::{parse_yaml, Config};
+use crate::config::load::{parse_text, Origins};
+use crate::config::Config;
 use crate::reload::{self, overrides::Weights, ChangeError};
 use crate::route::matcher::{percent_decode, RequestView};
 use crate::route::observed::now_secs;
@@ -100,19 +101,21 @@ fn get_config(shared: &Shared) -> Resp {
     resp
 }
 
-/// A config body: JSON, or YAML when it does not start with `{`.
-fn config_body(body: &Bytes) -> Result<Config, Resp> {
+/// A config body: JSON, or YAML when it does not start with `{`. YAML may
+/// hold several documents, cutover configs and Gateway API HTTPRoutes, as a
+/// config file may; the origins point compile errors back at them.
+fn config_body(body: &Bytes) -> Result<(Config, Origins), Resp> {
     let text = std::str::from_utf8(body)
         .map_err(|_| error(StatusCode::BAD_REQUEST, "body is not UTF-8"))?;
     if text.trim_start().starts_with('{') {
-        parse::<Config>(body)
+        parse::<Config>(body).map(|c| (c, Origins::default()))
     } else {
-        parse_yaml(text).map_err(|e| config_errors(StatusCode::BAD_REQUEST, &e))
+        parse_text(text).map_err(|e| config_errors(StatusCode::BAD_REQUEST, &e))
     }
 }
 
 fn put_config(shared: &Shared, if_match: Option<u64>, body: &Bytes) -> Resp {
-    let config = match config_body(body) {
+    let (config, origins) = match config_body(body) {
         Ok(c) => c,
         Err(resp) => return resp,
     };
@@ -124,19 +127,19 @@ fn put_config(shared: &Shared, if_match: Option<u64>, body: &Bytes) -> Resp {
     }
     match reload::publish(shared, &config) {
         Ok(g) => outcome(Ok(g)),
-        Err(errors) => config_errors(StatusCode::BAD_REQUEST, &errors),
+        Err(errors) => config_errors(StatusCode::BAD_REQUEST, &origins.annotate(errors)),
     }
 }
 
 fn validate(body: &Bytes) -> Resp {
-    let config = match config_body(body) {
+    let (config, origins) = match config_body(body) {
         Ok(c) => c,
         Err(resp) => return resp,
     };
     let scratch = crate::upstream::EndpointRegistry::default();
     match crate::config::compile::compile(&config, &scratch, 0) {
         Ok(_) => json(StatusCode::OK, &json!({ "valid": true })),
-        Err(errors) => config_errors(StatusCode::BAD_REQUEST, &errors),
+        Err(errors) => config_errors(StatusCode::BAD_REQUEST, &origins.annotate(errors)),
     }
 }
 

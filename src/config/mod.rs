@@ -1,8 +1,11 @@
 //! Configuration: the YAML model ([`model`]), parsing with field paths (here),
+//! files, directories and Gateway API HTTPRoutes ([`load`], [`gateway`]),
 //! and compilation into a validated [`crate::route::RouteTable`] ([`compile`]).
 
 pub mod compile;
 pub mod error;
+pub mod gateway;
+pub mod load;
 pub mod model;
 mod policy;
 pub mod resilience;
@@ -14,10 +17,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use error::{ConfigErrors, FieldError};
+pub use load::{load_path, Loaded};
 pub use model::Config;
-
-/// Largest config file accepted; a routing table is text, not data.
-const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Parses YAML; a syntax or type error names the field path and line/column.
 pub fn parse_yaml(text: &str) -> Result<Config, ConfigErrors> {
@@ -41,21 +42,8 @@ pub fn parse_yaml(text: &str) -> Result<Config, ConfigErrors> {
     })
 }
 
-/// Reads and parses a config file.
+/// Reads and parses a config file or directory (see [`load_path`]),
+/// keeping only the merged config.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let name = path.display();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ConfigErrors::one("", format!("cannot read {name}: {e}")))?;
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigErrors::one(
-            "",
-            format!(
-                "{name} is {} bytes; the limit is {MAX_CONFIG_BYTES}",
-                meta.len()
-            ),
-        ));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::one("", format!("cannot read {name}: {e}")))?;
-    parse_yaml(&text)
+    load_path(path).map(|l| l.config)
 }

@@ -136,6 +136,23 @@ pub struct GroupConfig {
     pub tls: Option<GroupTlsConfig>,
 }
 
+impl GroupConfig {
+    /// A group with these endpoints and every other field at its default
+    /// (for groups made from Gateway API Service references).
+    pub fn new(endpoints: Vec<String>) -> Self {
+        GroupConfig {
+            endpoints,
+            balance: Balance::default(),
+            protocol: UpstreamProtocol::default(),
+            connect_timeout: default_connect_timeout(),
+            outlier: OutlierConfig::default(),
+            limits: LimitsConfig::default(),
+            health_check: None,
+            tls: None,
+        }
+    }
+}
+
 fn default_connect_timeout() -> Dur {
     Dur::secs(1)
 }

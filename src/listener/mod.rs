@@ -59,6 +59,88 @@ pub fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Where the process is in its shutdown. The order matters: a connection
+/// shuts down gracefully at the first phase after the one it was accepted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Normal service.
+    Serving,
+    /// Shutdown began: `/ready` is 503 but listeners still accept, so clients
+    /// that have not yet seen the endpoint leave are served. Connections
+    /// opened before are asked to close (HTTP/1.1 `Connection: close` after
+    /// the request in flight, idle ones at once; HTTP/2 GOAWAY); new HTTP/1.1
+    /// connections serve one request with `Connection: close`.
+    Draining,
+    /// Listeners closed; every connection finishes what is in flight.
+    Stopped,
+    /// The drain deadline passed: remaining connections are dropped.
+    Cut,
+}
+
+/// Accepts until the phase reaches [`Phase::Stopped`], then returns;
+/// connections already accepted drain on their own tasks (see
+/// [`serve_connection`]).
+pub async fn accept_loop(
+    listener: TcpListener,
+    index: usize,
+    shared: Arc<Shared>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let builders = Arc::new(Builders::new(http_builder(&shared.limits)));
+    // While draining, an HTTP/1.1 client gets one answer and `Connection:
+    // close`, so it reconnects, by then most likely to another endpoint.
+    let mut closing = http_builder(&shared.limits);
+    closing.http1().keep_alive(false);
+    let closing = Arc::new(Builders::new(closing));
+    let max_connections = shared
+        .routes
+        .load()
+        .listeners
+        .get(index)
+        .map_or(shared.limits.max_connections, |l| l.max_connections);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let stopped = |p: &Phase| *p >= Phase::Stopped;
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = phase.wait_for(stopped) => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = phase.wait_for(stopped) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let conn = ConnInfo {
+            peer,
+            listener: index,
+            proto: "http",
+        };
+        let accepted_in = *phase.borrow();
+        let builders = match accepted_in {
+            Phase::Serving => Arc::clone(&builders),
+            _ => Arc::clone(&closing),
+        };
+        let (shared, phase) = (Arc::clone(&shared), phase.clone());
+        tokio::spawn(async move {
+            let accepted = Accepted {
+                conn,
+                accepted_in,
+                phase,
+            };
+            accept_connection(stream, accepted, shared, &builders).await;
+            drop(permit);
+        });
+    }
+}
+
 /// The builder per negotiated ALPN: TLS clients said which protocol they
 /// speak, so only cleartext (and TLS without ALPN) connections are sniffed.
 struct Builders {
@@ -68,8 +150,7 @@ struct Builders {
 }
 
 impl Builders {
-    fn new(limits: &ConnLimits) -> Self {
-        let auto = http_builder(limits);
+    fn new(auto: auto::Builder<TokioExecutor>) -> Self {
         Builders {
             http1: auto.clone().http1_only(),
             h2: auto.clone().http2_only(),
@@ -86,109 +167,84 @@ impl Builders {
     }
 }
 
-/// Accepts until `shutdown` turns true, then returns; connections already
-/// accepted drain on their own tasks (see [`serve_connection`]).
-pub async fn accept_loop(
-    listener: TcpListener,
-    index: usize,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let builders = Arc::new(Builders::new(&shared.limits));
-    let max_connections = shared
-        .routes
-        .load()
-        .listeners
-        .get(index)
-        .map_or(shared.limits.max_connections, |l| l.max_connections);
-    let slots = Arc::new(Semaphore::new(max_connections));
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = shutdown.changed() => return,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let conn = ConnInfo {
-            peer,
-            listener: index,
-            proto: "http",
-        };
-        let (shared, builders, shutdown) =
-            (Arc::clone(&shared), Arc::clone(&builders), shutdown.clone());
-        tokio::spawn(async move {
-            accept_connection(stream, conn, shared, &builders, shutdown).await;
-            drop(permit);
-        });
-    }
+/// A connection as accepted: where it came from and in which phase.
+struct Accepted {
+    conn: ConnInfo,
+    accepted_in: Phase,
+    phase: watch::Receiver<Phase>,
 }
 
 /// Does the TLS handshake if the listener has TLS in the live table (so a new
 /// connection gets the newest certificates), then serves the connection.
 async fn accept_connection(
     stream: TcpStream,
-    mut conn: ConnInfo,
+    mut accepted: Accepted,
     shared: Arc<Shared>,
     builders: &Builders,
-    shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let _open = shared.metrics.downstream_connection();
     let (tls, name) = {
         let table = shared.routes.load();
-        match table.listeners.get(conn.listener) {
+        match table.listeners.get(accepted.conn.listener) {
             Some(l) => (l.tls.clone(), l.name.clone()),
             None => (None, Box::from("")),
         }
     };
     let Some(config) = tls else {
-        return serve_connection(stream, conn, shared, &builders.auto, shutdown).await;
+        return serve_connection(stream, accepted, shared, &builders.auto).await;
     };
     let timeout = shared.limits.header_read_timeout;
-    let handshake = tls::handshake(stream, config, timeout, conn.peer, &name, &shared.metrics);
-    let mut stop = shutdown.clone();
+    let peer = accepted.conn.peer;
+    let handshake = tls::handshake(stream, config, timeout, peer, &name, &shared.metrics);
+    let mut phase = accepted.phase.clone();
     let stream = tokio::select! {
         s = handshake => s,
-        _ = stop.changed() => None,
+        _ = phase.wait_for(|p| *p == Phase::Cut) => None,
     };
     let Some(stream) = stream else { return };
-    conn.proto = "https";
+    accepted.conn.proto = "https";
     let builder = builders.for_alpn(stream.get_ref().1.alpn_protocol());
-    serve_connection(stream, conn, shared, builder, shutdown).await;
+    serve_connection(stream, accepted, shared, builder).await;
 }
 
-/// Serves one connection until it closes. On shutdown it finishes the request
-/// in flight, then closes politely (HTTP/1.1 `Connection: close`, HTTP/2
-/// GOAWAY).
+/// Serves one connection until it closes. At the first phase change after it
+/// was accepted it finishes the request in flight, then closes politely
+/// (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY); at [`Phase::Cut`] (or when
+/// the phase sender is gone) it is dropped. Holding `phase` is what tells the
+/// app a connection is still open.
 async fn serve_connection<S>(
     stream: S,
-    conn: ConnInfo,
+    accepted: Accepted,
     shared: Arc<Shared>,
     builder: &auto::Builder<TokioExecutor>,
-    mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Accepted {
+        conn,
+        accepted_in,
+        mut phase,
+    } = accepted;
     let stream = preface::FirstBytesDeadline::new(stream, shared.limits.header_read_timeout);
     let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), conn, req));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {
-        r = connection.as_mut() => r,
-        _ = shutdown.changed() => {
+        r = connection.as_mut() => Some(r),
+        _ = phase.wait_for(|p| *p > accepted_in) => None,
+    };
+    let result = match result {
+        Some(r) => r,
+        None => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            tokio::select! {
+                r = connection.as_mut() => r,
+                _ = phase.wait_for(|p| *p == Phase::Cut) => {
+                    tracing::debug!(client = %conn.peer, "drain deadline: connection closed");
+                    return;
+                }
+            }
         }
     };
     if let Err(e) = result {

@@ -1,5 +1,6 @@
-//! File source: watches the config file's directory (so editors' write-and-
-//! rename and Kubernetes ConfigMap `..data` symlink swaps are seen), debounces
+//! File source: watches the config file's directory, or the config directory
+//! itself (so editors' write-and-rename and Kubernetes ConfigMap `..data`
+//! symlink swaps are seen), debounces
 //! bursts, and re-publishes when the content changed. SIGHUP forces a check.
 //! An invalid file logs one line and changes nothing.
 
@@ -11,9 +12,9 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::{change, BaseOrigin};
+use super::{change, BaseOrigin, ChangeError};
 use crate::app::Shared;
-use crate::config::parse_yaml;
+use crate::config::load::read_path;
 use crate::route::split::hash_key;
 
 /// Quiet time after the last event before the file is read.
@@ -41,7 +42,9 @@ pub fn spawn(shared: Arc<Shared>, path: PathBuf) -> notify::Result<FileWatch> {
             let _ = events.try_send(());
         }
     })?;
+    // A config directory is watched itself; a file through its directory.
     let dir = match path.parent() {
+        _ if path.is_dir() => path.clone(),
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
@@ -85,16 +88,16 @@ async fn reload_loop(shared: Arc<Shared>, path: PathBuf, mut rx: mpsc::Receiver<
 /// changed. Returns the new generation, if one was published.
 pub fn reload_file(shared: &Shared, path: &Path) -> Option<u64> {
     let shown = path.display();
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let read = match read_path(path) {
+        Ok(r) => r,
         Err(e) => {
             // During a ConfigMap swap the file can be briefly missing; the
             // next event retries.
-            reject(shared, format_args!("{shown}: cannot read: {e}"));
+            reject(shared, format_args!("{}", one_line(&e.to_string())));
             return None;
         }
     };
-    let hash = content_hash(&bytes);
+    let hash = read.hash.clone();
     if current_file_hash(shared).as_deref() == Some(hash.as_str()) {
         return None;
     }
@@ -109,9 +112,8 @@ pub fn reload_file(shared: &Shared, path: &Path) -> Option<u64> {
         }
         *last = Some(hash.clone());
     }
-    let text = String::from_utf8_lossy(&bytes);
-    let config = match parse_yaml(&text) {
-        Ok(c) => c,
+    let (config, origins) = match read.parse() {
+        Ok(loaded) => (loaded.config, loaded.origins),
         Err(e) => {
             reject(
                 shared,
@@ -135,6 +137,11 @@ pub fn reload_file(shared: &Shared, path: &Path) -> Option<u64> {
     match result {
         Ok(generation) => Some(generation),
         Err(e) => {
+            let e = match e {
+                // Compile errors name the file and HTTPRoute they came from.
+                ChangeError::Invalid(errors) => ChangeError::Invalid(origins.annotate(errors)),
+                other => other,
+            };
             reject(
                 shared,
                 format_args!("{shown}: {}", one_line(&e.to_string())),

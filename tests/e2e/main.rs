@@ -1,5 +1,7 @@
 //! End-to-end tests: real upstreams, the real proxy, real sockets.
 
+mod deploy;
+mod k8s;
 mod metrics;
 mod reload;
 mod resilience;
@@ -27,6 +29,7 @@ mod smoke {
     }
 }
 mod cli;
+mod gateway;
 mod routing;
 mod sticky;
 mod tls;

@@ -1,0 +1,455 @@
+//! `HTTPRoute` -> cutover [`RouteConfig`]: rules map one to one (so later
+//! compile errors can be pointed back at `spec.rules[i]`), backendRefs become
+//! groups, and every field cutover cannot honour is an error with its path.
+
+use std::collections::BTreeMap;
+
+use super::{duration, FilterType, HttpBackendRef, HttpRoute, HttpRouteFilter, HttpRouteRule};
+use super::{GatewayValueMatchType, HttpHeaderFilter, HttpValueMatch};
+use crate::config::error::ConfigErrors;
+use crate::config::model::{
+    GroupConfig, HeaderMatchConfig, HeaderModifierConfig, MatchConfig, PathMatchConfig,
+    QueryMatchConfig, RetryOn, RouteConfig, RuleConfig, TimeoutsConfig, ValueMatchType,
+};
+use crate::config::resilience::RetryConfig;
+
+/// DNS suffix of a Service name inside the cluster; clusters with another
+/// domain define the group in a cutover document instead.
+pub const SERVICE_DOMAIN: &str = "svc.cluster.local";
+
+/// A converted route, plus where its header modifiers came from so that
+/// errors found later (at compile) can name the HTTPRoute field.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    /// The cutover route.
+    pub route: RouteConfig,
+    /// Per rule: the `filters[]` index of its RequestHeaderModifier and
+    /// ResponseHeaderModifier.
+    pub filters: Vec<(Option<usize>, Option<usize>)>,
+}
+
+/// Resolves backendRef names to groups: a group the cutover documents define
+/// wins; otherwise one is made for the Service's cluster DNS name.
+pub struct Groups<'a> {
+    defined: &'a BTreeMap<String, GroupConfig>,
+    /// Made from Services: name -> (endpoint, where it was first referenced).
+    pub generated: BTreeMap<String, (String, String)>,
+}
+
+impl<'a> Groups<'a> {
+    /// Resolution against the groups of the cutover documents.
+    pub fn new(defined: &'a BTreeMap<String, GroupConfig>) -> Self {
+        Groups {
+            defined,
+            generated: BTreeMap::new(),
+        }
+    }
+}
+
+/// Converts `route`. `label` prefixes every error path (e.g.
+/// `routes.yaml: HTTPRoute reviews: `). `None` when anything is wrong.
+pub fn convert(
+    route: &HttpRoute,
+    label: &str,
+    groups: &mut Groups<'_>,
+    errors: &mut ConfigErrors,
+) -> Option<Converted> {
+    let before = errors.0.len();
+    let name = match route.metadata.name.as_deref() {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => {
+            errors.push(format!("{label}metadata.name"), "required");
+            String::new()
+        }
+    };
+    let namespace = route.metadata.namespace.as_deref().unwrap_or("default");
+    if route.spec.rules.is_empty() {
+        errors.push(
+            format!("{label}spec.rules"),
+            "needs at least one rule with backendRefs",
+        );
+    }
+    let mut rules = Vec::with_capacity(route.spec.rules.len());
+    let mut filters = Vec::with_capacity(route.spec.rules.len());
+    for (i, rule) in route.spec.rules.iter().enumerate() {
+        let at = format!("{label}spec.rules[{i}]");
+        let (r, f) = convert_rule(rule, i, &at, namespace, groups, errors);
+        rules.push(r);
+        filters.push(f);
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(Converted {
+        route: RouteConfig {
+            name,
+            hostnames: route.spec.hostnames.clone(),
+            rules,
+        },
+        filters,
+    })
+}
+
+fn convert_rule(
+    rule: &HttpRouteRule,
+    index: usize,
+    at: &str,
+    namespace: &str,
+    groups: &mut Groups<'_>,
+    errors: &mut ConfigErrors,
+) -> (RuleConfig, (Option<usize>, Option<usize>)) {
+    let (request_header_modifier, response_header_modifier, filter_index) =
+        convert_filters(&rule.filters, at, errors);
+    if rule.backend_refs.is_empty() {
+        errors.push(
+            format!("{at}.backendRefs"),
+            "needs at least one backendRef (a rule without backends would only answer errors)",
+        );
+    }
+    let backends = rule
+        .backend_refs
+        .iter()
+        .enumerate()
+        .filter_map(|(k, b)| {
+            let group = resolve_backend(
+                b,
+                &format!("{at}.backendRefs[{k}]"),
+                namespace,
+                groups,
+                errors,
+            )?;
+            Some(crate::config::model::BackendConfig {
+                group,
+                weight: b.weight.unwrap_or(1),
+            })
+        })
+        .collect();
+    if rule.session_persistence.is_some() {
+        errors.push(
+            format!("{at}.sessionPersistence"),
+            "is not supported by cutover (it does not issue session cookies or headers); remove it, or use a cutover config with `sticky` on a cookie or header the application already sets",
+        );
+    }
+    let rule_config = RuleConfig {
+        name: rule.name.clone().unwrap_or_else(|| format!("rule-{index}")),
+        matches: rule.matches.iter().map(convert_match).collect(),
+        backends,
+        sticky: None,
+        request_header_modifier,
+        response_header_modifier,
+        timeouts: convert_timeouts(rule, at, errors),
+        retry: convert_retry(rule, at, errors),
+        on_group_unavailable: Default::default(),
+    };
+    (rule_config, filter_index)
+}
+
+fn convert_match(m: &super::HttpRouteMatch) -> MatchConfig {
+    let kind = |k: GatewayValueMatchType| match k {
+        GatewayValueMatchType::Exact => ValueMatchType::Exact,
+        GatewayValueMatchType::RegularExpression => ValueMatchType::RegularExpression,
+    };
+    MatchConfig {
+        path: m.path.as_ref().map(|p| PathMatchConfig {
+            kind: p.kind,
+            value: p.value.clone(),
+        }),
+        headers: m
+            .headers
+            .iter()
+            .map(|h: &HttpValueMatch| HeaderMatchConfig {
+                kind: kind(h.kind),
+                name: h.name.clone(),
+                value: Some(h.value.clone()),
+            })
+            .collect(),
+        query_params: m
+            .query_params
+            .iter()
+            .map(|q| QueryMatchConfig {
+                kind: kind(q.kind),
+                name: q.name.clone(),
+                value: Some(q.value.clone()),
+            })
+            .collect(),
+        method: m.method.clone(),
+    }
+}
+
+type Modifiers = (
+    Option<HeaderModifierConfig>,
+    Option<HeaderModifierConfig>,
+    (Option<usize>, Option<usize>),
+);
+
+fn convert_filters(list: &[HttpRouteFilter], at: &str, errors: &mut ConfigErrors) -> Modifiers {
+    let (mut request, mut response) = (None, None);
+    let (mut request_at, mut response_at) = (None, None);
+    for (f, filter) in list.iter().enumerate() {
+        let here = format!("{at}.filters[{f}]");
+        check_filter_fields(filter, &here, errors);
+        let (slot, index, given) = match filter.kind {
+            FilterType::RequestHeaderModifier => (
+                &mut request,
+                &mut request_at,
+                &filter.request_header_modifier,
+            ),
+            FilterType::ResponseHeaderModifier => (
+                &mut response,
+                &mut response_at,
+                &filter.response_header_modifier,
+            ),
+            other => {
+                errors.push(format!("{here}.type"), unsupported_filter(other));
+                continue;
+            }
+        };
+        if index.is_some() {
+            errors.push(
+                format!("{here}.type"),
+                format!(
+                    "{:?} is given twice in this rule (Gateway API allows it once)",
+                    filter.kind
+                ),
+            );
+            continue;
+        }
+        *index = Some(f);
+        *slot = given.as_ref().map(to_modifier);
+    }
+    (request, response, (request_at, response_at))
+}
+
+/// The field named by `type` must be set and no other.
+fn check_filter_fields(filter: &HttpRouteFilter, at: &str, errors: &mut ConfigErrors) {
+    let fields = [
+        (
+            FilterType::RequestHeaderModifier,
+            "requestHeaderModifier",
+            filter.request_header_modifier.is_some(),
+        ),
+        (
+            FilterType::ResponseHeaderModifier,
+            "responseHeaderModifier",
+            filter.response_header_modifier.is_some(),
+        ),
+        (
+            FilterType::RequestMirror,
+            "requestMirror",
+            filter.request_mirror.is_some(),
+        ),
+        (
+            FilterType::RequestRedirect,
+            "requestRedirect",
+            filter.request_redirect.is_some(),
+        ),
+        (
+            FilterType::URLRewrite,
+            "urlRewrite",
+            filter.url_rewrite.is_some(),
+        ),
+        (
+            FilterType::ExtensionRef,
+            "extensionRef",
+            filter.extension_ref.is_some(),
+        ),
+        (FilterType::CORS, "cors", filter.cors.is_some()),
+        (
+            FilterType::ExternalAuth,
+            "externalAuth",
+            filter.external_auth.is_some(),
+        ),
+    ];
+    for (kind, field, set) in fields {
+        if kind == filter.kind
+            && !set
+            && matches!(
+                kind,
+                FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier
+            )
+        {
+            errors.push(
+                format!("{at}.{field}"),
+                format!("required with type {kind:?}"),
+            );
+        }
+        if kind != filter.kind && set {
+            errors.push(
+                format!("{at}.{field}"),
+                format!("must not be set with type {:?}", filter.kind),
+            );
+        }
+    }
+}
+
+fn unsupported_filter(kind: FilterType) -> String {
+    let why = match kind {
+        FilterType::RequestMirror => "(no traffic mirroring); remove the filter",
+        FilterType::RequestRedirect => {
+            "(it forwards requests, it does not redirect them); remove the filter or redirect in the application"
+        }
+        FilterType::URLRewrite => {
+            "(paths and hosts are forwarded unchanged); remove the filter or rewrite in the application"
+        }
+        FilterType::ExtensionRef => "(no extension filters); remove the filter",
+        FilterType::CORS => "(no CORS handling); remove the filter and answer CORS in the application",
+        FilterType::ExternalAuth => {
+            "(no external authorization); remove the filter and authorize in front of cutover or in the application"
+        }
+        FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier => "",
+    };
+    format!("{kind:?} is not supported by cutover {why}")
+}
+
+fn to_modifier(h: &HttpHeaderFilter) -> HeaderModifierConfig {
+    HeaderModifierConfig {
+        set: h.set.clone(),
+        add: h.add.clone(),
+        remove: h.remove.clone(),
+    }
+}
+
+/// The group a backendRef names; `None` (with an error) when it cannot be
+/// resolved.
+fn resolve_backend(
+    b: &HttpBackendRef,
+    at: &str,
+    namespace: &str,
+    groups: &mut Groups<'_>,
+    errors: &mut ConfigErrors,
+) -> Option<String> {
+    let before = errors.0.len();
+    if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
+        errors.push(
+            format!("{at}.filters"),
+            "per-backend filters are not supported by cutover; put header modifiers in the rule's filters",
+        );
+    }
+    if let Some(g) = b.group.as_deref().filter(|g| !g.is_empty()) {
+        errors.push(
+            format!("{at}.group"),
+            format!("{g:?} is not supported; cutover routes to core Services (group \"\")"),
+        );
+    }
+    if let Some(k) = b.kind.as_deref().filter(|k| *k != "Service") {
+        errors.push(
+            format!("{at}.kind"),
+            format!("{k:?} is not supported; cutover routes to Services"),
+        );
+    }
+    if errors.0.len() > before {
+        return None;
+    }
+    if groups.defined.contains_key(&b.name) {
+        // A group of that name in a cutover document: its endpoints are the
+        // backend; the port is the endpoints' business.
+        return Some(b.name.clone());
+    }
+    let ns = b.namespace.as_deref().unwrap_or(namespace);
+    for (field, value) in [("name", b.name.as_str()), ("namespace", ns)] {
+        if !dns_label(value) {
+            errors.push(
+                format!("{at}.{field}"),
+                format!("{value:?} is not a Kubernetes name (lowercase letters, digits, '-', at most 63)"),
+            );
+        }
+    }
+    let Some(port) = b.port else {
+        errors.push(
+            format!("{at}.port"),
+            format!(
+                "required: no cutover group is named {:?}, so it is the Service {}.{ns}.{SERVICE_DOMAIN}, which needs a port",
+                b.name, b.name
+            ),
+        );
+        return None;
+    };
+    if errors.0.len() > before {
+        return None;
+    }
+    let endpoint = format!("{}.{ns}.{SERVICE_DOMAIN}:{port}", b.name);
+    match groups.generated.get(&b.name) {
+        Some((existing, first)) if *existing != endpoint => {
+            errors.push(
+                at.to_string(),
+                format!(
+                    "Service {:?} resolves to {endpoint}, but group {:?} is already {existing} (from {first}); define group {:?} in a cutover document to choose",
+                    b.name, b.name, b.name
+                ),
+            );
+            None
+        }
+        Some(_) => Some(b.name.clone()),
+        None => {
+            groups
+                .generated
+                .insert(b.name.clone(), (endpoint, at.to_string()));
+            Some(b.name.clone())
+        }
+    }
+}
+
+/// RFC 1123 label, as Kubernetes names Services and namespaces.
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn convert_timeouts(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -> TimeoutsConfig {
+    let mut out = TimeoutsConfig::default();
+    let Some(t) = &rule.timeouts else {
+        return out;
+    };
+    let mut parse = |value: &Option<String>, field: &str| {
+        let v = value.as_deref()?;
+        match duration::parse(v) {
+            Ok(d) if d.0.is_zero() => {
+                errors.push(
+                    format!("{at}.timeouts.{field}"),
+                    format!("{v:?} (no timeout) is not supported: cutover always bounds a request; give a duration"),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.push(format!("{at}.timeouts.{field}"), e);
+                None
+            }
+        }
+    };
+    let request = parse(&t.request, "request");
+    let backend = parse(&t.backend_request, "backendRequest");
+    if let Some(r) = request {
+        out.request = r;
+    } else if let Some(b) = backend {
+        // Without a request timeout, one attempt may use its whole time.
+        out.request = out.request.max(b);
+    }
+    out.per_try = backend;
+    out
+}
+
+fn convert_retry(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -> RetryConfig {
+    let mut out = RetryConfig::default();
+    let Some(r) = &rule.retry else {
+        return out;
+    };
+    if let Some(n) = r.attempts {
+        out.attempts = n;
+    }
+    if !r.codes.is_empty() {
+        out.on.push(RetryOn::RetriableStatusCodes);
+        out.retriable_status_codes = r.codes.clone();
+    }
+    if r.backoff.is_some() {
+        errors.push(
+            format!("{at}.retry.backoff"),
+            "is not supported by cutover: its backoff is a random wait up to an exponential bound (full jitter, from 25ms), which can be shorter than a minimum; remove it",
+        );
+    }
+    out
+}

@@ -1,0 +1,328 @@
+//! Kubernetes Gateway API `HTTPRoute` input: the serde shape of the subset
+//! cutover reads ([`HttpRoute`]) and its translation into cutover's own
+//! routes and groups ([`convert`]). Every field Gateway API defines is
+//! listed, so one cutover cannot honour is reported with its path instead of
+//! being dropped by serde.
+
+pub mod convert;
+pub mod duration;
+
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
+
+pub use convert::{convert, Converted};
+
+/// API group of the Gateway API resources.
+pub const API_GROUP: &str = "gateway.networking.k8s.io";
+
+/// `apiVersion` of an accepted document. `v1beta1` is accepted because its
+/// HTTPRoute fields are the same as `v1`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// `gateway.networking.k8s.io/v1`
+    V1,
+    /// `gateway.networking.k8s.io/v1beta1`
+    V1beta1,
+}
+
+/// `kind` of an accepted document: only `HTTPRoute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpRouteKind;
+
+impl<'de> Deserialize<'de> for HttpRouteKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "HTTPRoute" {
+            Ok(HttpRouteKind)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{s:?} is not supported; cutover reads Gateway API HTTPRoute documents and its own config"
+            )))
+        }
+    }
+}
+
+/// Kubernetes `ObjectMeta`: only `name` and `namespace` are used; the rest
+/// (written by kubectl, controllers, the API server) is accepted and ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ObjectMeta {
+    /// Becomes the cutover route name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Default namespace of the route's backendRefs; default `default`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub generate_name: Option<IgnoredAny>,
+    #[serde(default)]
+    pub uid: Option<IgnoredAny>,
+    #[serde(default)]
+    pub resource_version: Option<IgnoredAny>,
+    #[serde(default)]
+    pub generation: Option<IgnoredAny>,
+    #[serde(default)]
+    pub creation_timestamp: Option<IgnoredAny>,
+    #[serde(default)]
+    pub deletion_timestamp: Option<IgnoredAny>,
+    #[serde(default)]
+    pub deletion_grace_period_seconds: Option<IgnoredAny>,
+    #[serde(default)]
+    pub owner_references: Option<IgnoredAny>,
+    #[serde(default)]
+    pub finalizers: Option<IgnoredAny>,
+    #[serde(default)]
+    pub managed_fields: Option<IgnoredAny>,
+    #[serde(default)]
+    pub self_link: Option<IgnoredAny>,
+}
+
+/// One `HTTPRoute` document.
+#[derive(Debug, Clone)]
+pub struct HttpRoute {
+    /// The document's `apiVersion`.
+    pub api_version: ApiVersion,
+    /// Name and namespace.
+    pub metadata: ObjectMeta,
+    /// The route.
+    pub spec: HttpRouteSpec,
+}
+
+/// `HTTPRouteSpec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpRouteSpec {
+    /// Gateways (and listeners) the route attaches to; recorded, not used:
+    /// cutover's own listeners decide where a route is served.
+    #[serde(default)]
+    pub parent_refs: Vec<ParentReference>,
+    /// Host names; same syntax as cutover's.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// The rules.
+    #[serde(default)]
+    pub rules: Vec<HttpRouteRule>,
+}
+
+/// `ParentReference`: accepted for compatibility, otherwise unused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ParentReference {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub section_name: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// `HTTPRouteRule`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpRouteRule {
+    /// Becomes the cutover rule name; default `rule-<index>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Alternatives (OR); none means every request.
+    #[serde(default)]
+    pub matches: Vec<HttpRouteMatch>,
+    /// Header modifiers are supported; other filters are reported.
+    #[serde(default)]
+    pub filters: Vec<HttpRouteFilter>,
+    /// Services and their weights.
+    #[serde(default)]
+    pub backend_refs: Vec<HttpBackendRef>,
+    /// `request` and `backendRequest`.
+    #[serde(default)]
+    pub timeouts: Option<HttpRouteTimeouts>,
+    /// `attempts` and `codes` map to cutover's retry; `backoff` is reported.
+    #[serde(default)]
+    pub retry: Option<HttpRouteRetry>,
+    /// Reported: cutover does not issue session cookies.
+    #[serde(default)]
+    pub session_persistence: Option<IgnoredAny>,
+}
+
+/// `HTTPRouteMatch`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpRouteMatch {
+    /// Default `PathPrefix /`.
+    #[serde(default)]
+    pub path: Option<HttpPathMatch>,
+    /// Header conditions.
+    #[serde(default)]
+    pub headers: Vec<HttpValueMatch>,
+    /// Query parameter conditions.
+    #[serde(default)]
+    pub query_params: Vec<HttpValueMatch>,
+    /// e.g. `GET`.
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+/// `HTTPPathMatch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPathMatch {
+    /// `Exact`, `PathPrefix` (default) or `RegularExpression`.
+    #[serde(rename = "type", default = "path_prefix")]
+    pub kind: super::model::PathMatchType,
+    /// Default `/`.
+    #[serde(default = "slash")]
+    pub value: String,
+}
+
+fn path_prefix() -> super::model::PathMatchType {
+    super::model::PathMatchType::PathPrefix
+}
+
+fn slash() -> String {
+    "/".into()
+}
+
+/// Gateway API's header and query match types (no `Present`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum GatewayValueMatchType {
+    /// Equal, case-sensitive.
+    #[default]
+    Exact,
+    /// Whole-value regular expression.
+    RegularExpression,
+}
+
+/// `HTTPHeaderMatch` and `HTTPQueryParamMatch` (same shape).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpValueMatch {
+    /// Default `Exact`.
+    #[serde(rename = "type", default)]
+    pub kind: GatewayValueMatchType,
+    /// Header or parameter name.
+    pub name: String,
+    /// Value or pattern.
+    pub value: String,
+}
+
+/// `HTTPRouteFilter` type names, including the ones cutover reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[allow(missing_docs)]
+pub enum FilterType {
+    RequestHeaderModifier,
+    ResponseHeaderModifier,
+    RequestMirror,
+    RequestRedirect,
+    URLRewrite,
+    ExtensionRef,
+    CORS,
+    ExternalAuth,
+}
+
+/// `HTTPRouteFilter`: a type plus the field of that type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct HttpRouteFilter {
+    #[serde(rename = "type")]
+    pub kind: FilterType,
+    #[serde(default)]
+    pub request_header_modifier: Option<HttpHeaderFilter>,
+    #[serde(default)]
+    pub response_header_modifier: Option<HttpHeaderFilter>,
+    #[serde(default)]
+    pub request_mirror: Option<IgnoredAny>,
+    #[serde(default)]
+    pub request_redirect: Option<IgnoredAny>,
+    #[serde(default)]
+    pub url_rewrite: Option<IgnoredAny>,
+    #[serde(default)]
+    pub extension_ref: Option<IgnoredAny>,
+    #[serde(default)]
+    pub cors: Option<IgnoredAny>,
+    #[serde(default)]
+    pub external_auth: Option<IgnoredAny>,
+}
+
+/// `HTTPHeaderFilter`: the same shape as cutover's header modifier.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpHeaderFilter {
+    /// Replace.
+    #[serde(default)]
+    pub set: Vec<super::model::HeaderValueConfig>,
+    /// Append.
+    #[serde(default)]
+    pub add: Vec<super::model::HeaderValueConfig>,
+    /// Delete.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// `HTTPBackendRef`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpBackendRef {
+    /// `""` (core) or absent.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// `Service` or absent.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// A cutover group of that name, or a Kubernetes Service.
+    pub name: String,
+    /// Service namespace; default the route's.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Service port; required unless `name` is a cutover group.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Default 1.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Per-backend filters: reported.
+    #[serde(default)]
+    pub filters: Option<Vec<IgnoredAny>>,
+}
+
+/// `HTTPRouteTimeouts`, in Gateway API duration syntax (`10s`, `1h30m`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpRouteTimeouts {
+    /// The whole request.
+    #[serde(default)]
+    pub request: Option<String>,
+    /// One request from the gateway to a backend.
+    #[serde(default)]
+    pub backend_request: Option<String>,
+}
+
+/// `HTTPRouteRetry`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRouteRetry {
+    /// Retryable status codes.
+    #[serde(default)]
+    pub codes: Vec<u16>,
+    /// Retries after the first attempt.
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// Minimum wait between attempts: reported (cutover's jitter may wait less).
+    #[serde(default)]
+    pub backoff: Option<String>,
+}
+
+#[cfg(test)]
+mod tests;

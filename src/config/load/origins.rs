@@ -1,0 +1,118 @@
+//! Where each part of a merged config came from, so that compile errors
+//! about the merged table name the file and HTTPRoute field the user wrote.
+
+use std::collections::BTreeMap;
+
+use crate::config::error::{ConfigErrors, FieldError};
+
+/// Where the listeners, routes and groups of a merged config came from, so
+/// that compile errors (`routes[3].rules[0]...`) name the file and, for an
+/// HTTPRoute, its own field (`HTTPRoute reviews: spec.rules[0]...`).
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    pub(super) listeners: Vec<String>,
+    pub(super) routes: Vec<RouteOrigin>,
+    pub(super) groups: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum RouteOrigin {
+    /// A route of a cutover document: its path there.
+    Own(String),
+    /// A converted HTTPRoute: its label and per-rule modifier filter indexes.
+    Gateway {
+        label: String,
+        filters: Vec<(Option<usize>, Option<usize>)>,
+    },
+}
+
+impl Origins {
+    /// Rewrites the paths of `errors` (about the merged config) to the
+    /// places the user wrote.
+    pub fn annotate(&self, errors: ConfigErrors) -> ConfigErrors {
+        ConfigErrors(
+            errors
+                .0
+                .into_iter()
+                .map(|e| FieldError {
+                    path: self.rewrite(&e.path),
+                    message: e.message,
+                })
+                .collect(),
+        )
+    }
+
+    fn rewrite(&self, path: &str) -> String {
+        if let Some((i, rest)) = indexed(path, "listeners[") {
+            if let Some(origin) = self.listeners.get(i) {
+                return format!("{origin}{rest}");
+            }
+        }
+        if let Some((i, rest)) = indexed(path, "routes[") {
+            match self.routes.get(i) {
+                Some(RouteOrigin::Own(origin)) => return format!("{origin}{rest}"),
+                Some(RouteOrigin::Gateway { label, filters }) => {
+                    return format!("{label}{}", gateway_field(rest, filters))
+                }
+                None => {}
+            }
+        }
+        if let Some(rest) = path.strip_prefix("groups.") {
+            let name = rest.split('.').next().unwrap_or(rest);
+            if let Some(origin) = self.groups.get(name) {
+                let tail = &rest[name.len()..];
+                if origin.ends_with(&format!("groups.{name}")) {
+                    return format!("{origin}{tail}");
+                }
+                return format!("{origin} (group {name}){tail}");
+            }
+        }
+        path.to_string()
+    }
+}
+
+/// `prefix<N>]rest` -> (N, rest).
+fn indexed<'a>(path: &'a str, prefix: &str) -> Option<(usize, &'a str)> {
+    let rest = path.strip_prefix(prefix)?;
+    let close = rest.find(']')?;
+    Some((rest[..close].parse().ok()?, &rest[close + 1..]))
+}
+
+/// A path inside a converted route (`.rules[0].backends[1].group`) as the
+/// HTTPRoute field it came from (`spec.rules[0].backendRefs[1].name`).
+fn gateway_field(rest: &str, filters: &[(Option<usize>, Option<usize>)]) -> String {
+    if rest.is_empty() {
+        return "spec".into();
+    }
+    if rest == ".name" {
+        return "metadata.name".into();
+    }
+    let Some((rule, tail)) = indexed(rest.trim_start_matches('.'), "rules[") else {
+        return format!("spec{rest}");
+    };
+    let (req, resp) = filters.get(rule).copied().unwrap_or((None, None));
+    let filter = |i: Option<usize>, field: &str| match i {
+        Some(i) => format!(".filters[{i}].{field}"),
+        None => format!(".filters[].{field}"),
+    };
+    let mut tail = tail
+        .replace(".query_params[", ".queryParams[")
+        .replace(
+            ".request_header_modifier",
+            &filter(req, "requestHeaderModifier"),
+        )
+        .replace(
+            ".response_header_modifier",
+            &filter(resp, "responseHeaderModifier"),
+        )
+        .replace(".timeouts.per_try", ".timeouts.backendRequest")
+        .replace(".retry.retriable_status_codes", ".retry.codes");
+    if tail.starts_with(".backends[") {
+        tail = tail.replacen(".backends[", ".backendRefs[", 1);
+        if tail.ends_with("].group") {
+            tail.truncate(tail.len() - ".group".len());
+            tail.push_str(".name");
+        }
+    }
+    format!("spec.rules[{rule}]{tail}")
+}

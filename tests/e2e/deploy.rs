@@ -1,0 +1,445 @@
+//! Graceful drain of the real `cutover` binary on SIGTERM, under load:
+//! `/ready` turns 503 at once, new connections are still served during the
+//! drain delay, then refused; every request in flight completes; idle
+//! keep-alive connections are closed politely; the process exits 0.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Drain delay given to the binary under test.
+const DELAY: Duration = Duration::from_millis(1000);
+/// How long the upstream holds the requests that are in flight at SIGTERM.
+const SLOW_MS: u64 = 1500;
+
+/// An upstream that answers `ok` after `?ms=N` milliseconds.
+async fn slow_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(|req: Request<Incoming>| async move {
+                let ms = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.strip_prefix("ms="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            });
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A port nobody listens on right now (bound, then released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The running binary; killed on drop if the test fails half way.
+struct Cutover {
+    child: Child,
+    stderr: PathBuf,
+    dir: PathBuf,
+}
+
+impl Cutover {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Cutover {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(upstream: SocketAddr, data: SocketAddr, admin: SocketAddr) -> Cutover {
+    start_with_delay(upstream, data, admin, DELAY)
+}
+
+fn start_with_delay(
+    upstream: SocketAddr,
+    data: SocketAddr,
+    admin: SocketAddr,
+    delay: Duration,
+) -> Cutover {
+    let dir = std::env::temp_dir().join(format!(
+        "cutover-deploy-{}-{}",
+        std::process::id(),
+        data.port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("cutover.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - name: public\n    address: \"{data}\"\n\
+             groups:\n  app:\n    endpoints: [\"{upstream}\"]\n\
+             routes:\n  - name: web\n    rules:\n      - name: all\n        backends: [{{group: app}}]\n"
+        ),
+    )
+    .unwrap();
+    let stderr = dir.join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .args(["--admin", &admin.to_string(), "--drain-delay"])
+        .arg(format!("{}ms", delay.as_millis()))
+        .args(["--drain-timeout", "10s", "--workers", "2"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("start cutover");
+    Cutover { child, stderr, dir }
+}
+
+/// One request on a new HTTP/1.1 connection.
+async fn get_once(addr: SocketAddr, path: &str) -> std::io::Result<(StatusCode, Option<String>)> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", "app.test")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send
+        .send_request(req)
+        .await
+        .map_err(std::io::Error::other)?;
+    let connection = header(&resp, "connection");
+    let status = resp.status();
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok((status, connection))
+}
+
+fn header<B>(resp: &Response<B>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// An HTTP/1.1 keep-alive connection whose driver task ends when the server
+/// closes it.
+struct H1 {
+    send: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    closed: JoinHandle<()>,
+}
+
+async fn h1(addr: SocketAddr) -> H1 {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let closed = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    H1 { send, closed }
+}
+
+/// The outcome of one request: its status and `Connection` header, or the
+/// error that ended it.
+type Outcome = Result<(StatusCode, Option<String>), String>;
+
+async fn h1_request(
+    send: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    path: &str,
+) -> Outcome {
+    let req = Request::get(path)
+        .header("host", "app.test")
+        .body(Empty::new())
+        .unwrap();
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let connection = header(&resp, "connection");
+    let status = resp.status();
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((status, connection))
+}
+
+/// An h2c connection with `streams` requests in flight; the handle yields
+/// their outcomes, then whether the connection closed cleanly.
+async fn h2_in_flight(
+    addr: SocketAddr,
+    streams: usize,
+    ms: u64,
+) -> JoinHandle<(Vec<Outcome>, bool)> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(conn);
+    let mut requests = Vec::new();
+    for _ in 0..streams {
+        let mut send = send.clone();
+        let uri = format!("http://{addr}/slow?ms={ms}");
+        requests.push(tokio::spawn(async move {
+            let req = Request::get(uri).body(Empty::<Bytes>::new()).unwrap();
+            let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            resp.into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((status, None))
+        }));
+    }
+    drop(send);
+    tokio::spawn(async move {
+        let mut outcomes = Vec::new();
+        for r in requests {
+            outcomes.push(r.await.unwrap_or_else(|e| Err(e.to_string())));
+        }
+        // GOAWAY, then the server closes: the driver ends without error.
+        let clean = matches!(
+            tokio::time::timeout(Duration::from_secs(5), driver).await,
+            Ok(Ok(Ok(())))
+        );
+        (outcomes, clean)
+    })
+}
+
+async fn wait_ready(admin: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok((StatusCode::OK, _)) = get_once(admin, "/ready").await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cutover did not become ready");
+}
+
+fn kill_term(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_fails_no_request_in_flight() {
+    let upstream = slow_upstream().await;
+    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut proxy = start(upstream, data, admin);
+    wait_ready(admin).await;
+    let slow = format!("/slow?ms={SLOW_MS}");
+
+    // Idle keep-alive connections: one answered request each, then quiet.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut c = h1(data).await;
+        let got = h1_request(&mut c.send, "/fast").await;
+        assert!(matches!(got, Ok((StatusCode::OK, _))), "{got:?}");
+        idle.push(c);
+    }
+    // Requests in flight at SIGTERM: 8 on their own HTTP/1.1 keep-alive
+    // connections, 2 h2c connections with 4 streams each.
+    let mut h1_flight = Vec::new();
+    for _ in 0..8 {
+        let mut c = h1(data).await;
+        let path = slow.clone();
+        h1_flight.push(tokio::spawn(async move {
+            let got = h1_request(&mut c.send, &path).await;
+            let closed = tokio::time::timeout(Duration::from_secs(5), c.closed)
+                .await
+                .is_ok();
+            (got, closed)
+        }));
+    }
+    let mut h2_flight = Vec::new();
+    for _ in 0..2 {
+        h2_flight.push(h2_in_flight(data, 4, SLOW_MS).await);
+    }
+    let in_flight = h1_flight.len() + 2 * 4;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let pid = proxy.child.id();
+    let sigterm = Instant::now();
+    kill_term(pid);
+
+    // /ready turns 503 at once (allow for signal delivery on a busy machine).
+    let mut ready = None;
+    while sigterm.elapsed() < Duration::from_millis(800) {
+        if let Ok((status, _)) = get_once(admin, "/ready").await {
+            ready = Some((status, sigterm.elapsed()));
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (ready_status, ready_after) = ready.expect("admin answers during the drain");
+    assert_eq!(ready_status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Idle keep-alive connections are closed by the server.
+    for c in idle {
+        let closed = tokio::time::timeout(Duration::from_secs(2), c.closed).await;
+        assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
+    }
+
+    // During the delay: new connections are still served, HTTP/1.1 with
+    // `Connection: close`; an h2c one stays in flight across the stop.
+    assert!(sigterm.elapsed() < DELAY, "too slow to test the delay");
+    let during = get_once(data, "/fast").await;
+    assert!(
+        matches!(&during, Ok((StatusCode::OK, Some(c))) if c == "close"),
+        "a new HTTP/1.1 connection during the delay: {during:?}"
+    );
+    let h2_late = h2_in_flight(data, 2, SLOW_MS).await;
+    let in_flight_across_stop = in_flight + 2;
+
+    // After the delay, while requests are still in flight: refused.
+    let stop_check = DELAY + Duration::from_millis(250);
+    tokio::time::sleep(stop_check.saturating_sub(sigterm.elapsed())).await;
+    let refused = TcpStream::connect(data).await;
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "exited before the requests in flight finished"
+    );
+    assert!(
+        refused.is_err(),
+        "new connection accepted after the drain delay"
+    );
+
+    // Every request in flight completes with 200; HTTP/1.1 ones carry
+    // `Connection: close` and their connections end; h2c ones see GOAWAY.
+    let mut failed = Vec::new();
+    for h in h1_flight {
+        let (got, closed) = h.await.unwrap();
+        match got {
+            Ok((StatusCode::OK, Some(c))) if c == "close" && closed => {}
+            other => failed.push(format!("h1: {other:?}, closed: {closed}")),
+        }
+    }
+    for h in h2_flight.into_iter().chain([h2_late]) {
+        let (outcomes, clean) = h.await.unwrap();
+        for o in outcomes {
+            if !matches!(o, Ok((StatusCode::OK, _))) {
+                failed.push(format!("h2: {o:?}"));
+            }
+        }
+        if !clean {
+            failed.push("h2 connection did not close cleanly".into());
+        }
+    }
+
+    // The process exits 0, soon after the last request.
+    let limit = DELAY + Duration::from_millis(SLOW_MS) + Duration::from_secs(3);
+    let status = loop {
+        if let Some(s) = proxy.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sigterm.elapsed() < limit, "no exit; log:\n{}", proxy.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let exited_after = sigterm.elapsed();
+    let log = proxy.log();
+    eprintln!(
+        "drain: {in_flight_across_stop} requests in flight across the stop \
+         ({in_flight} at SIGTERM), {} failed; /ready 503 after {ready_after:?}; exit {status} after {exited_after:?}",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "failed: {failed:#?}\nlog:\n{log}");
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    for line in [
+        "SIGTERM: draining, /ready=503, still accepting for 1s",
+        "stopped accepting;",
+        "drained in",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn sigint_skips_the_drain_delay() {
+    let upstream = slow_upstream().await;
+    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut proxy = start(upstream, data, admin);
+    wait_ready(admin).await;
+    let start = Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &proxy.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(s) = proxy.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no exit");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let log = proxy.log();
+    assert!(exit.success(), "exit {exit}; log:\n{log}");
+    assert!(
+        start.elapsed() < DELAY,
+        "SIGINT waited for the delay: {:?}",
+        start.elapsed()
+    );
+    assert!(log.contains("SIGINT: draining, /ready=503"), "{log}");
+}
+
+#[tokio::test]
+async fn a_second_sigterm_skips_the_rest_of_the_delay() {
+    let upstream = slow_upstream().await;
+    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut proxy = start_with_delay(upstream, data, admin, Duration::from_secs(30));
+    wait_ready(admin).await;
+    let start = Instant::now();
+    kill_term(proxy.child.id());
+    // Still serving during the (long) delay.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = get_once(data, "/fast").await;
+    assert!(matches!(got, Ok((StatusCode::OK, _))), "{got:?}");
+    kill_term(proxy.child.id());
+    let exit = loop {
+        if let Some(s) = proxy.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no exit");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let log = proxy.log();
+    assert!(exit.success(), "exit {exit}; log:\n{log}");
+    assert!(
+        log.contains("SIGTERM: skipping the rest of the drain delay"),
+        "{log}"
+    );
+}
