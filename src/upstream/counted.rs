@@ -87,14 +87,22 @@ impl tower_service::Service<Uri> for CountingConnector {
                         Some(n) => n.clone(),
                         None => ServerName::try_from(host.unwrap_or_default())?,
                     };
+                    let tcp_peer = tcp.inner().peer_addr().ok();
                     let connector = TlsConnector::from(Arc::clone(&tls.config));
                     let handshake = connector.connect(name, tcp.into_inner());
-                    let stream =
-                        tokio::time::timeout(timeout, handshake)
-                            .await
-                            .map_err(|_| {
-                                io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                            })??;
+                    let result = match tokio::time::timeout(timeout, handshake).await {
+                        Ok(r) => r,
+                        Err(_) => Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "TLS handshake timed out",
+                        )),
+                    };
+                    // The request only logs "connect_failed"; the operator
+                    // needs the TLS reason (unknown CA, name mismatch, ...).
+                    let stream = result.inspect_err(|e| {
+                        let endpoint = tcp_peer.map(|a| a.to_string()).unwrap_or_default();
+                        tracing::warn!(endpoint, error = %e, "upstream TLS handshake failed");
+                    })?;
                     Io::Tls(Box::new(TokioIo::new(stream)))
                 }
             };
