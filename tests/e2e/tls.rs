@@ -887,3 +887,68 @@ fn check_names_the_field_and_the_file_of_a_bad_tls_file() {
         assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
     }
 }
+
+// === a real curl (OpenSSL) client ===
+
+/// Runs curl against `https://localhost:{port}/x` trusting `ca_file`;
+/// returns curl's exit code and `"<http_version> <status>"`.
+async fn curl(port: u16, ca_file: &str, flags: &[&str]) -> (i32, String) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+    ])
+    .args(["--max-time", "5", "--cacert", ca_file])
+    .arg("--resolve")
+    .arg(format!("localhost:{port}:127.0.0.1"))
+    .args(flags)
+    .arg(format!("https://localhost:{port}/x"));
+    let out = cmd
+        .output()
+        .await
+        .expect("curl is needed by this test (.ci/run installs it)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn curl_speaks_h2_and_http1_and_tls_versions_follow_min_version() {
+    let ca = Ca::new("test-ca");
+    let dir = TempDir::new("curl");
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let (p, _up) = https_proxy(&ca, &dir, "").await;
+    let port = p.addr.port();
+    // ALPN picks the protocol curl asks for.
+    assert_eq!(
+        curl(port, &ca_file, &["--http2"]).await,
+        (0, "2 200".into())
+    );
+    assert_eq!(
+        curl(port, &ca_file, &["--http1.1"]).await,
+        (0, "1.1 200".into())
+    );
+    // TLS 1.2 and 1.3 are served; 1.1 and older never are (curl exit 35:
+    // handshake failed).
+    let tls12 = ["--tlsv1.2", "--tls-max", "1.2"];
+    assert_eq!(curl(port, &ca_file, &tls12).await, (0, "2 200".into()));
+    assert_eq!(curl(port, &ca_file, &["--tlsv1.3"]).await.0, 0);
+    let (code, _) = curl(port, &ca_file, &["--tlsv1", "--tls-max", "1.1"]).await;
+    assert_ne!(code, 0, "a TLS 1.1 client must not get through");
+    // `min_version: "1.3"` turns 1.2 away.
+    let (strict, _up2) = https_proxy(&ca, &dir, "      min_version: \"1.3\"\n").await;
+    let strict_port = strict.addr.port();
+    assert_eq!(curl(strict_port, &ca_file, &tls12).await.0, 35);
+    assert_eq!(
+        curl(strict_port, &ca_file, &["--tlsv1.3"]).await,
+        (0, "2 200".into())
+    );
+    // A client that does not trust the CA refuses the certificate (exit 60).
+    let other = TempDir::new("curl-other");
+    let other_ca = other.write("ca.pem", &Ca::new("other-ca").pem());
+    assert_eq!(curl(port, &other_ca, &[]).await.0, 60);
+}
