@@ -162,6 +162,7 @@ pub fn change(
     if let Some(dir) = &shared.state_dir {
         state::save(dir, &next).map_err(|e| ChangeError::Persist(e.to_string()))?;
     }
+    shared.endpoints.retain_clients(&table.groups);
     shared.routes.store(Arc::new(table));
     shared.published.send_replace(generation);
     *desired = next;

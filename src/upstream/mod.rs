@@ -3,7 +3,8 @@
 //! A [`Group`] belongs to one table generation. The mutable per-endpoint state
 //! ([`EndpointState`]: in-flight count, outlier and health state) does not: it
 //! lives in the [`EndpointRegistry`], keyed by address, so it survives a
-//! reload; so do connection pools, admission limits and retry budgets.
+//! reload; so do admission limits, retry budgets and the connection pools of
+//! unchanged settings (a pool no published table uses leaves the cache).
 
 pub mod balance;
 pub mod counted;
@@ -12,7 +13,7 @@ pub mod limits;
 pub mod outlier;
 pub mod pool;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -129,8 +130,9 @@ pub struct EndpointRegistry {
     by_address: Mutex<HashMap<Box<str>, Weak<EndpointState>>>,
     /// Observed-split counters by `route/rule/group`, carried over the same way.
     split_counters: Mutex<HashMap<String, Weak<SplitCounter>>>,
-    /// Connection pools by protocol, connect timeout and TLS fingerprint
-    /// (few, kept for good; a rotated certificate adds one).
+    /// Connection pools by protocol, connect timeout and TLS fingerprint.
+    /// A rotated certificate or a new `connect_timeout` adds one; each
+    /// publish keeps only those of the new table ([`Self::retain_clients`]).
     clients: Mutex<HashMap<ClientKey, Client>>,
     /// Admission limits by group name and limit values.
     admissions: Mutex<HashMap<(String, u32, u32), Weak<Admission>>>,
@@ -142,6 +144,14 @@ pub struct EndpointRegistry {
 
 /// Protocol, connect timeout, TLS fingerprint.
 type ClientKey = (UpstreamProtocol, Option<Dur>, Option<u64>);
+
+fn client_key(
+    protocol: UpstreamProtocol,
+    connect_timeout: Option<Dur>,
+    tls: Option<&Arc<UpstreamTls>>,
+) -> ClientKey {
+    (protocol, connect_timeout, tls.map(|t| t.fingerprint))
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -206,7 +216,7 @@ impl EndpointRegistry {
         tls: Option<&Arc<UpstreamTls>>,
     ) -> Client {
         lock(&self.clients)
-            .entry((protocol, connect_timeout, tls.map(|t| t.fingerprint)))
+            .entry(client_key(protocol, connect_timeout, tls))
             .or_insert_with(|| {
                 pool::new_client(
                     protocol,
@@ -216,6 +226,28 @@ impl EndpointRegistry {
                 )
             })
             .clone()
+    }
+
+    /// Drops the cached pools that no group of `groups` (the table about to
+    /// be published) uses. Without it every certificate rotation or
+    /// `connect_timeout` change would leave its old pool, and that pool's
+    /// idle connections, in the cache for the life of the process.
+    ///
+    /// Only the cache entry goes: an older table still serving requests
+    /// keeps its pools, since each of its groups holds its own [`Client`]
+    /// clone (a request holds its table until it is done); a pool closes
+    /// once its last table is dropped. A later compile that needs the same
+    /// settings again makes a new pool.
+    pub fn retain_clients(&self, groups: &[Group]) {
+        let live: HashSet<ClientKey> = groups.iter().map(Group::client_key).collect();
+        lock(&self.clients).retain(|key, _| live.contains(key));
+    }
+
+    /// How many pools the cache holds: after a publish, one per distinct
+    /// (protocol, connect timeout, TLS settings) of the live table. For
+    /// tests and diagnostics.
+    pub fn cached_clients(&self) -> usize {
+        lock(&self.clients).len()
     }
 
     /// The admission limits of group `name`.
@@ -271,8 +303,73 @@ impl Group {
         }
     }
 
+    /// The key of this group's pool in the registry's cache.
+    fn client_key(&self) -> ClientKey {
+        client_key(
+            self.protocol,
+            self.policy.connect_timeout,
+            self.policy.tls.as_ref(),
+        )
+    }
+
     /// Whether any endpoint may take traffic now.
     pub fn has_available(&self, now_ms: u64) -> bool {
         self.endpoints.iter().any(|e| e.state.available(now_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{compile::compile, parse_yaml};
+
+    /// A fresh self-signed CA certificate, as PEM: a rotation.
+    fn ca_pem() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    fn cached_keys(registry: &EndpointRegistry) -> HashSet<ClientKey> {
+        lock(&registry.clients).keys().copied().collect()
+    }
+
+    /// Each compile + publish of a rotated CA file or a new connect timeout
+    /// makes a new pool; after the publish the cache holds exactly the
+    /// pools of the published table, however many rotations came before.
+    #[test]
+    fn rotations_and_timeout_changes_leave_only_the_live_pools() {
+        let dir = std::env::temp_dir().join(format!("cutover-clients-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let registry = EndpointRegistry::default();
+        let mut fingerprints = HashSet::new();
+        for generation in 1..=8u64 {
+            std::fs::write(&ca, ca_pem()).unwrap();
+            let timeout = if generation % 3 == 0 { "2s" } else { "1s" };
+            let yaml = format!(
+                "listeners: [{{name: public, address: \"127.0.0.1:0\"}}]\n\
+                 groups:\n  \
+                   secure: {{endpoints: [\"127.0.0.1:9\"], tls: {{ca: \"{}\"}}}}\n  \
+                   plain: {{endpoints: [\"127.0.0.1:9\"], connect_timeout: {timeout}}}\n  \
+                   multiplexed: {{endpoints: [\"127.0.0.1:9\"], protocol: h2}}\n\
+                 routes: [{{name: web, rules: [{{name: all, backends: \
+                   [{{group: secure, weight: 1}}, {{group: plain, weight: 1}}, {{group: multiplexed, weight: 1}}]}}]}}]\n",
+                ca.display()
+            );
+            let table = compile(&parse_yaml(&yaml).unwrap(), &registry, generation).unwrap();
+            // The compile added the rotated CA's pool next to the old ones.
+            let before = cached_keys(&registry).len();
+            assert!(before >= if generation == 1 { 3 } else { 4 }, "{before}");
+            registry.retain_clients(&table.groups);
+            let live: HashSet<ClientKey> = table.groups.iter().map(Group::client_key).collect();
+            assert_eq!(live.len(), 3, "three distinct pools");
+            assert_eq!(cached_keys(&registry), live, "generation {generation}");
+            assert_eq!(registry.cached_clients(), 3);
+            fingerprints.extend(table.groups.iter().filter_map(|g| g.client_key().2));
+        }
+        assert_eq!(fingerprints.len(), 8, "every rotation made a new pool");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,6 +7,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,6 +17,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -25,19 +28,31 @@ const SLOW_MS: u64 = 1500;
 
 /// An upstream that answers `ok` after `?ms=N` milliseconds.
 async fn slow_upstream() -> SocketAddr {
+    slow_upstream_counted().await.0
+}
+
+/// [`slow_upstream`], with the number of requests it has received (answered
+/// or not), to know when requests are in flight.
+async fn slow_upstream_counted() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&received);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let service = service_fn(|req: Request<Incoming>| async move {
-                let ms = req
-                    .uri()
-                    .query()
-                    .and_then(|q| q.strip_prefix("ms="))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            let count = Arc::clone(&count);
+            let service = service_fn(move |req: Request<Incoming>| {
+                count.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let ms = req
+                        .uri()
+                        .query()
+                        .and_then(|q| q.strip_prefix("ms="))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                }
             });
             tokio::spawn(async move {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -46,7 +61,7 @@ async fn slow_upstream() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, received)
 }
 
 /// A port nobody listens on right now (bound, then released).
@@ -86,17 +101,35 @@ fn start_with_delay(
     admin: SocketAddr,
     delay: Duration,
 ) -> Cutover {
+    let listeners = format!("  - name: public\n    address: \"{data}\"\n");
+    launch(scratch(data), &listeners, upstream, admin, delay)
+}
+
+/// A scratch directory for one binary under test.
+fn scratch(data: SocketAddr) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "cutover-deploy-{}-{}",
         std::process::id(),
         data.port()
     ));
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the binary on `listeners` (the YAML list items) in front of
+/// `upstream`, its config and log in `dir`.
+fn launch(
+    dir: PathBuf,
+    listeners: &str,
+    upstream: SocketAddr,
+    admin: SocketAddr,
+    delay: Duration,
+) -> Cutover {
     let config = dir.join("cutover.yaml");
     std::fs::write(
         &config,
         format!(
-            "listeners:\n  - name: public\n    address: \"{data}\"\n\
+            "listeners:\n{listeners}\
              groups:\n  app:\n    endpoints: [\"{upstream}\"]\n\
              routes:\n  - name: web\n    rules:\n      - name: all\n        backends: [{{group: app}}]\n"
         ),
@@ -156,7 +189,11 @@ struct H1 {
 }
 
 async fn h1(addr: SocketAddr) -> H1 {
-    let stream = TcpStream::connect(addr).await.unwrap();
+    h1_on(TcpStream::connect(addr).await.unwrap()).await
+}
+
+/// [`h1`] over an open stream (TCP or TLS).
+async fn h1_on<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) -> H1 {
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -196,6 +233,17 @@ async fn h2_in_flight(
     ms: u64,
 ) -> JoinHandle<(Vec<Outcome>, bool)> {
     let stream = TcpStream::connect(addr).await.unwrap();
+    h2_in_flight_on(stream, &format!("http://{addr}"), streams, ms).await
+}
+
+/// [`h2_in_flight`] over an open stream (TCP or TLS); `base` is the
+/// scheme and authority of the requests.
+async fn h2_in_flight_on<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    base: &str,
+    streams: usize,
+    ms: u64,
+) -> JoinHandle<(Vec<Outcome>, bool)> {
     let (send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
@@ -204,7 +252,7 @@ async fn h2_in_flight(
     let mut requests = Vec::new();
     for _ in 0..streams {
         let mut send = send.clone();
-        let uri = format!("http://{addr}/slow?ms={ms}");
+        let uri = format!("{base}/slow?ms={ms}");
         requests.push(tokio::spawn(async move {
             let req = Request::get(uri).body(Empty::<Bytes>::new()).unwrap();
             let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
@@ -441,5 +489,196 @@ async fn a_second_sigterm_skips_the_rest_of_the_delay() {
     assert!(
         log.contains("SIGTERM: skipping the rest of the drain delay"),
         "{log}"
+    );
+}
+
+// === TLS ===
+
+/// A self-signed certificate for `localhost`, with its key, as PEM.
+struct SelfSigned {
+    cert_pem: String,
+    key_pem: String,
+    der: rustls::pki_types::CertificateDer<'static>,
+}
+
+fn self_signed() -> SelfSigned {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    SelfSigned {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
+    }
+}
+
+/// A client config that trusts only `cert` and offers the one ALPN `alpn`.
+fn tls_client(cert: &SelfSigned, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(config)
+}
+
+/// A TLS connection to `addr` as `localhost`, checked to have negotiated the
+/// config's ALPN protocol.
+async fn tls_connect(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        config.alpn_protocols.first().map(Vec::as_slice),
+        "ALPN"
+    );
+    tls
+}
+
+/// The drain over TLS: HTTP/1.1 keep-alive and h2 connections over an HTTPS
+/// listener, with requests in flight at SIGTERM, all complete; the busy
+/// HTTP/1.1 ones answer with `Connection: close` and are closed, the idle
+/// ones are closed, the h2 ones get GOAWAY and close cleanly once their
+/// streams are done; the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_drains_tls_connections_without_a_failed_request() {
+    let (upstream, received) = slow_upstream_counted().await;
+    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dir = scratch(data);
+    let pair = self_signed();
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert, &pair.cert_pem).unwrap();
+    std::fs::write(&key, &pair.key_pem).unwrap();
+    let listeners = format!(
+        "  - name: https\n    address: \"{data}\"\n    tls:\n      certificates:\n        \
+         - {{ cert: \"{}\", key: \"{}\" }}\n",
+        cert.display(),
+        key.display()
+    );
+    let mut proxy = launch(dir, &listeners, upstream, admin, DELAY);
+    wait_ready(admin).await;
+    let http1 = tls_client(&pair, b"http/1.1");
+    let h2 = tls_client(&pair, b"h2");
+    let slow = format!("/slow?ms={SLOW_MS}");
+
+    // Idle keep-alive TLS connections: one answered request each, then quiet.
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut c = h1_on(tls_connect(data, &http1).await).await;
+        let got = h1_request(&mut c.send, "/fast").await;
+        assert!(matches!(got, Ok((StatusCode::OK, _))), "{got:?}");
+        idle.push(c);
+    }
+    let before = received.load(Ordering::SeqCst);
+    // In flight at SIGTERM: 4 requests on their own HTTP/1.1-over-TLS
+    // keep-alive connections, 2 h2-over-TLS connections with 4 streams each.
+    let mut h1_flight = Vec::new();
+    for _ in 0..4 {
+        let mut c = h1_on(tls_connect(data, &http1).await).await;
+        let path = slow.clone();
+        h1_flight.push(tokio::spawn(async move {
+            let got = h1_request(&mut c.send, &path).await;
+            let closed = tokio::time::timeout(Duration::from_secs(5), c.closed)
+                .await
+                .is_ok();
+            (got, closed)
+        }));
+    }
+    let mut h2_flight = Vec::new();
+    let base = format!("https://localhost:{}", data.port());
+    for _ in 0..2 {
+        let tls = tls_connect(data, &h2).await;
+        h2_flight.push(h2_in_flight_on(tls, &base, 4, SLOW_MS).await);
+    }
+    let (h1_in_flight, h2_in_flight) = (h1_flight.len(), 2 * 4);
+    let in_flight = h1_in_flight + h2_in_flight;
+    // Every one of them has reached the upstream (and waits there).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while received.load(Ordering::SeqCst) < before + in_flight {
+        assert!(
+            Instant::now() < deadline,
+            "requests did not reach the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let sigterm = Instant::now();
+    kill_term(proxy.child.id());
+
+    // Idle keep-alive TLS connections are closed by the server.
+    for c in idle {
+        let closed = tokio::time::timeout(Duration::from_secs(2), c.closed).await;
+        assert!(
+            closed.is_ok(),
+            "an idle TLS keep-alive connection stayed open"
+        );
+    }
+    // A new TLS connection during the delay is served, once.
+    assert!(sigterm.elapsed() < DELAY, "too slow to test the delay");
+    let mut late = h1_on(tls_connect(data, &http1).await).await;
+    let during = h1_request(&mut late.send, "/fast").await;
+    assert!(
+        matches!(&during, Ok((StatusCode::OK, Some(c))) if c == "close"),
+        "a new HTTP/1.1 TLS connection during the delay: {during:?}"
+    );
+
+    // Every request in flight completes with 200: HTTP/1.1 ones with
+    // `Connection: close`, then their connections end; h2 ones on
+    // connections that end cleanly (GOAWAY) after their streams.
+    let mut failed = Vec::new();
+    for h in h1_flight {
+        let (got, closed) = h.await.unwrap();
+        match got {
+            Ok((StatusCode::OK, Some(c))) if c == "close" && closed => {}
+            other => failed.push(format!("h1 over TLS: {other:?}, closed: {closed}")),
+        }
+    }
+    for h in h2_flight {
+        let (outcomes, clean) = h.await.unwrap();
+        for o in outcomes {
+            if !matches!(o, Ok((StatusCode::OK, _))) {
+                failed.push(format!("h2 over TLS: {o:?}"));
+            }
+        }
+        if !clean {
+            failed.push("h2 over TLS: the connection did not close cleanly".into());
+        }
+    }
+    let completed_after = sigterm.elapsed();
+
+    let limit = DELAY + Duration::from_millis(SLOW_MS) + Duration::from_secs(3);
+    let status = loop {
+        if let Some(s) = proxy.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sigterm.elapsed() < limit, "no exit; log:\n{}", proxy.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let exited_after = sigterm.elapsed();
+    let log = proxy.log();
+    eprintln!(
+        "tls drain: {in_flight} requests in flight at SIGTERM ({h1_in_flight} HTTP/1.1, {h2_in_flight} h2, over TLS), \
+         {} failed; in-flight done after {completed_after:?}; exit {status} after {exited_after:?}",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "failed: {failed:#?}\nlog:\n{log}");
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    assert!(
+        log.contains("drained in"),
+        "no \"drained in\" in the log:\n{log}"
     );
 }

@@ -607,3 +607,91 @@ async fn thousand_changes_under_load_lose_nothing() {
     assert!(file.1 <= limit, "file change p99 {:?}", file.1);
     p.stop().await;
 }
+
+/// The `cutover_upstream_connections_active` gauge.
+fn upstream_connections(shared: &Shared) -> f64 {
+    let text = shared.metrics.encode(
+        &shared.routes.load(),
+        0,
+        cutover::metrics::Format::Prometheus,
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("cutover_upstream_connections_active "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no upstream connection gauge in:\n{text}"))
+}
+
+/// A new `connect_timeout` makes a new connection pool; after each publish
+/// the registry caches only the live table's pool, while a request in
+/// flight on the old pool (which its table still holds) completes, and the
+/// old pool's connection closes once that request is done, instead of
+/// idling in a forgotten pool.
+#[tokio::test]
+async fn old_pools_leave_the_cache_and_requests_in_flight_on_them_finish() {
+    use std::sync::atomic::AtomicUsize;
+    // An upstream that answers after 300 ms, counting the requests it got.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let count = Arc::clone(&count);
+            let service =
+                hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let yaml = |timeout: &str| {
+        format!(
+            "listeners: [{{name: public, address: \"127.0.0.1:0\"}}]\n\
+             groups: {{app: {{endpoints: [\"{addr}\"], connect_timeout: {timeout}}}}}\n\
+             routes: [{{name: web, rules: [{{name: all, backends: [{{group: app}}]}}]}}]\n"
+        )
+    };
+    let p = proxy(&yaml("1s")).await;
+    assert_eq!(p.app.endpoints.cached_clients(), 1);
+    let (client, url) = (http1_client(), p.url("/"));
+    let in_flight = tokio::spawn(async move { get(&client, &url, &[]).await });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while received.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request did not reach the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Five changes while it is in flight: one pool cached after each.
+    for seconds in 2..=6 {
+        let config = cutover::config::parse_yaml(&yaml(&format!("{seconds}s"))).unwrap();
+        cutover::reload::publish(&p.app, &config).unwrap();
+        assert_eq!(p.app.endpoints.cached_clients(), 1, "{seconds}s");
+    }
+    let got = in_flight.await.unwrap();
+    assert_eq!(got.status, 200, "the request in flight on the old pool");
+    // A new request: the new pool's connection is the only one left open.
+    let got = get(&http1_client(), &p.url("/"), &[]).await;
+    assert_eq!(got.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while upstream_connections(&p.app) != 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "upstream connections open: {} (the old pool's should have closed)",
+            upstream_connections(&p.app)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(p.app.endpoints.cached_clients(), 1);
+}

@@ -111,7 +111,7 @@ fn mounted<'a>(mounts: &'a [Mount], path: &str) -> Option<(&'a Mount, String)> {
 }
 
 /// Every string in the config that names a file under one of the mounts
-/// (none yet; certificates once TLS lands).
+/// (the TLS certificates and keys).
 fn mounted_files(config: &str, mounts: &[Mount]) -> Vec<String> {
     fn walk(v: &Value, out: &mut Vec<String>) {
         match v {
@@ -130,15 +130,71 @@ fn mounted_files(config: &str, mounts: &[Mount]) -> Vec<String> {
         .collect()
 }
 
-/// Content for a Secret key the repository does not hold (generated from a
-/// file the operator provides). When TLS lands: generate a self-signed pair
-/// for `tls.crt`/`tls.key` here (e.g. with rcgen).
-fn fixture(secret: &str, key: &str) -> Vec<u8> {
-    panic!("no test fixture for key {key} of Secret {secret}: add one in fixture()")
+/// Every certificate, key and CA file the config names (listener and
+/// upstream TLS).
+fn tls_files(config: &cutover::config::Config) -> Vec<String> {
+    let mut files = Vec::new();
+    for tls in config.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+        for c in &tls.certificates {
+            files.extend([c.cert.clone(), c.key.clone()]);
+        }
+        files.extend(tls.client_auth.iter().map(|c| c.ca.clone()));
+    }
+    for tls in config.groups.values().filter_map(|g| g.tls.as_ref()) {
+        files.extend(tls.ca.iter().chain(&tls.cert).chain(&tls.key).cloned());
+    }
+    files
+}
+
+/// Content for the Secret keys the repository does not hold (generated from
+/// files the operator provides): for `tls.crt`/`tls.key`, one self-signed
+/// certificate per Secret, made with rcgen for the routes' hostnames, and
+/// its matching key, so `cutover check` reads a real pair.
+struct Fixtures {
+    hostnames: Vec<String>,
+    /// Secret name -> (certificate PEM, key PEM).
+    tls: BTreeMap<String, (String, String)>,
+}
+
+impl Fixtures {
+    fn new(config: &str) -> Fixtures {
+        let parsed = cutover::config::parse_yaml(config).unwrap();
+        let mut hostnames: Vec<String> = Vec::new();
+        for h in parsed.routes.iter().flat_map(|r| &r.hostnames) {
+            if !hostnames.contains(h) {
+                hostnames.push(h.clone());
+            }
+        }
+        if hostnames.is_empty() {
+            hostnames.push("localhost".into());
+        }
+        Fixtures {
+            hostnames,
+            tls: BTreeMap::new(),
+        }
+    }
+
+    fn get(&mut self, secret: &str, key: &str) -> Vec<u8> {
+        let hostnames = &self.hostnames;
+        let (cert, private) = self.tls.entry(secret.to_string()).or_insert_with(|| {
+            let mut params = rcgen::CertificateParams::new(hostnames.clone()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, hostnames[0].clone());
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            (cert.pem(), key.serialize_pem())
+        });
+        match key {
+            "tls.crt" => cert.clone().into_bytes(),
+            "tls.key" => private.clone().into_bytes(),
+            _ => panic!("no test fixture for key {key} of Secret {secret}: add one in Fixtures"),
+        }
+    }
 }
 
 /// Writes the config for `cutover check`, with every mounted file it names
-/// moved into `dir` (holding the ConfigMap's data or a [`fixture`]).
+/// moved into `dir` (holding the ConfigMap's data or a [`Fixtures`] one).
 fn materialize(
     m: &Manifests,
     namespace: &str,
@@ -147,6 +203,7 @@ fn materialize(
     dir: &Path,
 ) -> PathBuf {
     let mut text = config.to_string();
+    let mut fixtures = Fixtures::new(config);
     for file in mounted_files(config, mounts) {
         let (mount, key) = mounted(mounts, &file).unwrap();
         let content = match &mount.source {
@@ -155,7 +212,7 @@ fn materialize(
                 .and_then(|c| c.data.as_ref()?.get(&key).cloned())
                 .unwrap_or_else(|| panic!("{file}: ConfigMap {name} has no key {key}"))
                 .into_bytes(),
-            Source::Secret(name) => fixture(name, &key),
+            Source::Secret(name) => fixtures.get(name, &key),
         };
         let local = dir.join(file.trim_start_matches('/'));
         std::fs::create_dir_all(local.parent().unwrap()).unwrap();
@@ -255,6 +312,14 @@ impl Cx<'_> {
             .config_map(self.namespace, name)
             .and_then(|cm| cm.data.as_ref()?.get(&key).cloned())
             .unwrap_or_else(|| panic!("{at}: ConfigMap {name} has no key {key}"));
+        let parsed = cutover::config::parse_yaml(&config)
+            .unwrap_or_else(|e| panic!("{at}: ConfigMap {name}: {e}"));
+        for file in tls_files(&parsed) {
+            assert!(
+                mounted(&self.mounts, &file).is_some(),
+                "{at}: {file} is not under a volume mount (mount the Secret that holds it)"
+            );
+        }
         let dir = tempdir(&self.at.replace('/', "-"));
         let file = materialize(self.m, self.namespace, &config, &self.mounts, &dir);
         let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
@@ -272,7 +337,7 @@ impl Cx<'_> {
     }
 
     /// Files the config names under a mount come from a Secret that has that
-    /// key (the TLS certificates, once TLS lands).
+    /// key (the TLS certificates: from a `kubernetes.io/tls` Secret).
     fn mounted_secret_files(&self, config: &str) {
         let at = &self.at;
         for file in mounted_files(config, &self.mounts) {
