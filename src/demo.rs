@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::app::{App, StartError};
+use crate::app::{App, Signal, StartError};
 use crate::config::parse_yaml;
 
 /// Starts an upstream on 127.0.0.1 (port 0) that answers every request with
@@ -94,10 +94,16 @@ pub async fn run(listen: SocketAddr) -> Result<(), StartError> {
     let app = App::bind(&config).await?;
     let addr = app.local_addr("public").unwrap_or(listen);
     println!("{}", instructions(addr, &yaml));
-    app.serve(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    // Ctrl-C is the demo's only way out: drain without a delay and say so.
+    let (signals, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if signals.send(Signal::Interrupt).is_err() {
+                return;
+            }
+        }
+    });
+    app.serve_signals(rx).await;
     Ok(())
 }
 

@@ -124,7 +124,10 @@ fn init_logging() -> Option<FlushGuard> {
     use tracing_subscriber::{fmt, EnvFilter};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let access = |m: &tracing::Metadata<'_>| m.target() == cutover::metrics::access_log::TARGET;
+    // Colours only on a terminal: container log collectors store the bytes.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = fmt::layer()
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_filter(filter_fn(move |m| !access(m)));
     let (stdout, guard) = match NonBlocking::new(std::io::stdout()) {
