@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,33 +18,6 @@ use http_body_util::Full;
 use tokio::sync::oneshot;
 
 use crate::support::*;
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "cutover-gateway-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Replaces a file the way controllers and `kubectl cp` do: write aside
 /// (a name the loader skips), then rename over.
@@ -223,7 +196,7 @@ fn assert_share(got: usize, n: usize, p: f64, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn httproute_canary_split_header_override_and_flagger_style_edits() {
     let (primary, canary) = (upstream("stable").await, upstream("canary").await);
-    let dir = Scratch::new("canary");
+    let dir = TempDir::new("canary");
     std::fs::write(
         dir.path("00-cutover.yaml"),
         base(&[("reviews-primary", &primary), ("reviews-canary", &canary)]),
@@ -349,7 +322,7 @@ fn configmap_version(dir: &Path, version: u32, files: &[(&str, String)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_directory_blue_green_switch() {
     let (blue, green) = (upstream("blue").await, upstream("green").await);
-    let dir = Scratch::new("configmap");
+    let dir = TempDir::new("configmap");
     let cutover = base(&[("reviews-blue", &blue), ("reviews-green", &green)]);
     configmap_version(
         &dir.0,
@@ -382,7 +355,7 @@ async fn configmap_directory_blue_green_switch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_config_takes_cutover_and_httproute_documents() {
     let (primary, canary) = (upstream("stable").await, upstream("canary").await);
-    let dir = Scratch::new("put");
+    let dir = TempDir::new("put");
     let cutover = base(&[("reviews-primary", &primary), ("reviews-canary", &canary)]);
     std::fs::write(dir.path("cutover.yaml"), &cutover).unwrap();
     std::fs::write(dir.path("route.yaml"), reviews_route(100, 0, "")).unwrap();
@@ -447,7 +420,7 @@ fn check(paths: &[&Path]) -> Run {
 
 #[test]
 fn check_accepts_a_directory_and_names_unsupported_fields() {
-    let dir = Scratch::new("check");
+    let dir = TempDir::new("check");
     let base = "listeners:\n  - name: public\n    address: \"127.0.0.1:8080\"\ngroups:\n  reviews-primary: {endpoints: [\"10.0.0.5:9080\"]}\n";
     std::fs::write(dir.path("cutover.yaml"), base).unwrap();
     std::fs::write(dir.path("route.yml"), reviews_route(90, 10, "")).unwrap();

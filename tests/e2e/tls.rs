@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::support::{proxy, upstream, Proxy};
+use crate::support::{proxy, upstream, Proxy, TempDir};
 
 // === certificates ===
 
@@ -93,43 +92,24 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A scratch directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "cutover-tls-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// Writes `name` atomically (temp file + rename), as a deploy tool would.
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        let tmp = self.0.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        path.display().to_string()
-    }
+/// Certificate files in a scratch directory, with their paths as the
+/// strings a config names them by.
+trait PemFiles {
+    /// Writes `name` atomically; returns its path.
+    fn file(&self, name: &str, text: &str) -> String;
 
     /// Writes a leaf's cert and key as `<name>.crt` / `<name>.key`.
     fn pair(&self, name: &str, leaf: &Leaf) -> (String, String) {
         (
-            self.write(&format!("{name}.crt"), &leaf.cert_pem),
-            self.write(&format!("{name}.key"), &leaf.key_pem),
+            self.file(&format!("{name}.crt"), &leaf.cert_pem),
+            self.file(&format!("{name}.key"), &leaf.key_pem),
         )
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+impl PemFiles for TempDir {
+    fn file(&self, name: &str, text: &str) -> String {
+        self.write(name, text).display().to_string()
     }
 }
 
@@ -531,7 +511,7 @@ async fn mtls_accepts_a_valid_client_certificate_and_rejects_others() {
     let clients = Ca::new("client-ca");
     let other = Ca::new("other-ca");
     let dir = TempDir::new("mtls");
-    let client_ca = dir.write("client-ca.pem", &clients.pem());
+    let client_ca = dir.file("client-ca.pem", &clients.pem());
     let extra = format!("      client_auth:\n        ca: \"{client_ca}\"\n");
     let (p, up) = https_proxy(&ca, &dir, &extra).await;
     let good = clients.client("alice");
@@ -609,7 +589,7 @@ fn tls_group(addr: SocketAddr, protocol: &str, tls: &str) -> String {
 async fn upstream_tls_with_a_private_ca_over_http1_and_h2() {
     let ca = Ca::new("upstream-ca");
     let dir = TempDir::new("up");
-    let ca_file = dir.write("ca.pem", &ca.pem());
+    let ca_file = dir.file("ca.pem", &ca.pem());
     // Verified against the IP SAN, no SNI (an IP address is not a host name).
     let by_ip = tls_upstream("by-ip", &ca.server(&["127.0.0.1"]), None).await;
     // Verified against and sent `server_name`.
@@ -658,8 +638,8 @@ async fn upstream_with_an_untrusted_or_misnamed_certificate_gets_502() {
     let stranger = Ca::new("stranger-ca");
     let dir = TempDir::new("up-bad");
     let up = tls_upstream("app", &ca.server(&["app.internal"]), None).await;
-    let wrong_ca = dir.write("stranger.pem", &stranger.pem());
-    let right_ca = dir.write("ca.pem", &ca.pem());
+    let wrong_ca = dir.file("stranger.pem", &stranger.pem());
+    let right_ca = dir.file("ca.pem", &ca.pem());
     for tls in [
         format!("      ca: \"{wrong_ca}\"\n      server_name: app.internal\n"),
         format!("      ca: \"{right_ca}\"\n      server_name: other.internal\n"),
@@ -678,7 +658,7 @@ async fn upstream_requiring_a_client_certificate_gets_the_groups() {
     let clients = Ca::new("client-ca");
     let dir = TempDir::new("up-mtls");
     let up = tls_upstream("app", &ca.server(&["app.internal"]), Some(&clients)).await;
-    let ca_file = dir.write("ca.pem", &ca.pem());
+    let ca_file = dir.file("ca.pem", &ca.pem());
     let (cert, key) = dir.pair("client", &clients.client("cutover"));
     let base = format!("      ca: \"{ca_file}\"\n      server_name: app.internal\n");
     let with_cert = format!("{base}      cert: \"{cert}\"\n      key: \"{key}\"\n");
@@ -695,7 +675,7 @@ async fn health_checks_speak_tls_to_tls_groups() {
     let ca = Ca::new("upstream-ca");
     let dir = TempDir::new("up-health");
     let up = tls_upstream("app", &ca.server(&["app.internal"]), None).await;
-    let ca_file = dir.write("ca.pem", &ca.pem());
+    let ca_file = dir.file("ca.pem", &ca.pem());
     let tls = format!(
         "      ca: \"{ca_file}\"\n      server_name: app.internal\n    health_check: {{path: /healthz, interval: 100ms, timeout: 100ms}}\n"
     );
@@ -727,13 +707,13 @@ async fn a_bad_certificate_on_reload_is_rejected_and_the_old_one_keeps_serving()
     let roots = client_config(Some(ca.roots()), &["h2"], None);
     let gen = generation(&p);
     // A key that belongs to another certificate.
-    dir.write("tls.key", &ca.server(&["localhost"]).key_pem);
+    dir.file("tls.key", &ca.server(&["localhost"]).key_pem);
     wait_for("the mismatched key to be rejected", || {
         reload_errors(&p) == 1
     })
     .await;
     // Garbage in the certificate file.
-    dir.write("tls.crt", "-----BEGIN CERTIFICATE-----\nnot base64\n");
+    dir.file("tls.crt", "-----BEGIN CERTIFICATE-----\nnot base64\n");
     wait_for("the garbage to be rejected", || reload_errors(&p) == 2).await;
     assert_eq!(generation(&p), gen);
     let (got, peer) = get_once(p.addr, Some("localhost"), Arc::clone(&roots))
@@ -861,7 +841,7 @@ fn check_names_the_field_and_the_file_of_a_bad_tls_file() {
     let dir = TempDir::new("check");
     let (cert, _) = dir.pair("a", &ca.server(&["localhost"]));
     let (_, other_key) = dir.pair("b", &ca.server(&["localhost"]));
-    let garbage = dir.write("garbage.pem", "hello\n");
+    let garbage = dir.file("garbage.pem", "hello\n");
     let missing = dir.0.join("missing.key").display().to_string();
     let tls = format!(
         "      certificates:\n{}{}",
@@ -869,7 +849,7 @@ fn check_names_the_field_and_the_file_of_a_bad_tls_file() {
         certificate(&garbage, &missing, "")
     );
     let group = format!("    endpoints: [\"127.0.0.1:9\"]\n    tls:\n      ca: \"{garbage}\"\n      cert: \"{cert}\"\n");
-    let file = dir.write("bad.yaml", &yaml(&tls, &group));
+    let file = dir.file("bad.yaml", &yaml(&tls, &group));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
         .args(["check", &file])
         .env_remove("RUST_LOG")
@@ -920,7 +900,7 @@ async fn curl(port: u16, ca_file: &str, flags: &[&str]) -> (i32, String) {
 async fn curl_speaks_h2_and_http1_and_tls_versions_follow_min_version() {
     let ca = Ca::new("test-ca");
     let dir = TempDir::new("curl");
-    let ca_file = dir.write("ca.pem", &ca.pem());
+    let ca_file = dir.file("ca.pem", &ca.pem());
     let (p, _up) = https_proxy(&ca, &dir, "").await;
     let port = p.addr.port();
     // ALPN picks the protocol curl asks for.
@@ -949,6 +929,6 @@ async fn curl_speaks_h2_and_http1_and_tls_versions_follow_min_version() {
     );
     // A client that does not trust the CA refuses the certificate (exit 60).
     let other = TempDir::new("curl-other");
-    let other_ca = other.write("ca.pem", &Ca::new("other-ca").pem());
+    let other_ca = other.file("ca.pem", &Ca::new("other-ca").pem());
     assert_eq!(curl(port, &other_ca, &[]).await.0, 60);
 }
