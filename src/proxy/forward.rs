@@ -35,14 +35,56 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `TE: trailers` survives on requests (gRPC needs it); `Upgrade` survives when
 /// `upgrade` is set (the exchange is an upgrade the proxy will tunnel).
 /// `Trailer` is an end-to-end declaration in RFC 9110 and is kept too.
+///
+/// Runs on every request and response, so it first finds which fixed
+/// hop-by-hop headers are present in one pass over the names (standard names
+/// compare as integers) and removes only those: most requests carry none, and
+/// a keep-alive response only `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
-    if headers.contains_key(header::CONNECTION) {
+    let present = present_hop_by_hop(headers);
+    if present != 0 {
+        strip_present(headers, present);
+    }
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// A bit per [`HOP_BY_HOP`] entry found among the names in `headers`.
+fn present_hop_by_hop(headers: &HeaderMap) -> u8 {
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
+            present |= 1 << i;
+        }
+    }
+    present
+}
+
+/// Whether `token` names a fixed hop-by-hop header other than `TE`.
+fn is_fixed_except_te(token: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| **h != header::TE && token.eq_ignore_ascii_case(h.as_str()))
+}
+
+/// The removals of [`strip_hop_by_hop`], for the fixed headers in `present`.
+fn strip_present(headers: &mut HeaderMap, present: u8) {
+    // CONNECTION is HOP_BY_HOP[0].
+    if present & 1 != 0 {
+        // Only names that are present and not removed below anyway:
+        // `Connection: keep-alive` or `close` allocates nothing. `TE` named
+        // here goes now, `trailers` included, so it is not skipped.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !is_fixed_except_te(t))
+            .filter(|t| headers.contains_key(*t))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
@@ -54,15 +96,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.into_iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if keeps_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    if let Some(protocol) = upgrade {
-        headers.insert(header::UPGRADE, protocol);
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
@@ -171,6 +211,27 @@ mod tests {
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept", "te"]);
         assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn te_named_by_connection_goes_with_its_trailers() {
+        let mut h = map(&[
+            ("connection", "TE, close"),
+            ("te", "trailers"),
+            ("close", "1"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, None);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn no_hop_by_hop_leaves_the_map_alone() {
+        let mut h = map(&[("host", "a"), ("x-kept", "1")]);
+        strip_hop_by_hop(&mut h, None);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "x-kept"]);
     }
 
     #[test]
