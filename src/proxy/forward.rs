@@ -2,10 +2,10 @@
 //! including every header the `Connection` header names) and the
 //! `X-Forwarded-*` / `x-request-id` headers a proxy adds.
 
-use std::io::Write;
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 
 /// `x-request-id`, generated when the client sent none.
@@ -122,27 +122,48 @@ pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-/// Appends the client to `X-Forwarded-For`, sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (the host the client asked for).
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: &str) {
-    // Every earlier hop, from every X-Forwarded-For line, then this client.
-    let mut list = Vec::with_capacity(64);
-    for v in headers.get_all(&X_FORWARDED_FOR) {
-        let v = v.as_bytes().trim_ascii();
-        if !v.is_empty() {
-            list.extend_from_slice(v);
-            list.extend_from_slice(b", ");
+/// The client's IP as a header value, built once per connection so each
+/// request only clones it (a reference count) into `X-Forwarded-For`.
+pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
+    let text = ip.to_string();
+    // An IP address is always a valid header value.
+    HeaderValue::from_maybe_shared(Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Appends the client (see [`client_ip_value`]) to `X-Forwarded-For`, sets
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` (the host the client asked for,
+/// `None` when it asked for none).
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+) {
+    match headers.entry(&X_FORWARDED_FOR) {
+        Entry::Vacant(e) => {
+            e.insert(client.clone());
         }
-    }
-    let _ = write!(list, "{client}");
-    if let Ok(v) = HeaderValue::from_bytes(&list) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+        Entry::Occupied(mut e) => {
+            // Every earlier hop, from every X-Forwarded-For line, then this
+            // client.
+            let mut list = Vec::with_capacity(64);
+            for v in e.iter() {
+                let v = v.as_bytes().trim_ascii();
+                if !v.is_empty() {
+                    list.extend_from_slice(v);
+                    list.extend_from_slice(b", ");
+                }
+            }
+            list.extend_from_slice(client.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&list) {
+                e.insert(v);
+            }
+        }
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if !host.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            headers.insert(X_FORWARDED_HOST.clone(), v);
-        }
+    if let Some(v) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), v);
     }
 }
 
@@ -235,6 +256,16 @@ mod tests {
     }
 
     #[test]
+    fn xff_is_the_client_alone_without_earlier_hops() {
+        let mut h = HeaderMap::new();
+        let client = client_ip_value("2001:db8::1".parse().unwrap());
+        add_forwarded(&mut h, &client, "https", None);
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert!(!h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
     fn keeps_upgrade_for_upgrades() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         let up = requested_upgrade(&h);
@@ -247,7 +278,9 @@ mod tests {
     #[test]
     fn xff_appends_and_request_id_is_uuid_shaped() {
         let mut h = map(&[("x-forwarded-for", "1.2.3.4")]);
-        add_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http", "example.com");
+        let client = client_ip_value("10.0.0.1".parse().unwrap());
+        let host = Some(HeaderValue::from_static("example.com"));
+        add_forwarded(&mut h, &client, "http", host);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-host"], "example.com");
         let id = ensure_request_id(&mut h, &mut SmallRng::seed_from_u64(7));
