@@ -196,7 +196,11 @@ fn new_request_id<R: Rng>(rng: &mut R) -> HeaderValue {
         out[o + 1] = HEX[usize::from(b & 0xf)];
         o += 2;
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    // Owned by a reference-counted buffer from the start: the id is cloned
+    // for the access log, and a copied (promotable) buffer would allocate
+    // again on that first clone.
+    HeaderValue::from_maybe_shared(Bytes::from_owner(out))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]
