@@ -12,7 +12,7 @@ pub mod upgrade;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -123,10 +123,8 @@ async fn forward_request(
     if !rule.request_headers.is_empty() {
         rule.request_headers.apply(&mut parts.headers);
     }
-    // Set when a streamed body outgrows the limit mid-exchange: the attempt
-    // then fails, and the client gets 413, not a 502.
-    let too_large = Arc::new(AtomicBool::new(false));
-    let body = prepare_body(table, conn, rule, body, Arc::clone(&too_large)).await?;
+    let body = prepare_body(table, conn, rule, body).await?;
+    let too_large = body.too_large_flag();
     let answer = retry::exchange(retry::Exchange {
         table,
         rule,
@@ -140,7 +138,7 @@ async fn forward_request(
     })
     .await
     .map_err(|e| {
-        if too_large.load(Ordering::Relaxed) {
+        if too_large.is_some_and(|f| f.load(Ordering::Relaxed)) {
             ProxyError::BodyTooLarge
         } else {
             e
@@ -172,14 +170,13 @@ async fn prepare_body(
     conn: &ConnInfo,
     rule: &Rule,
     body: Incoming,
-    too_large: Arc<AtomicBool>,
 ) -> Result<PreparedBody, ProxyError> {
     let max_body = table
         .listeners
         .get(conn.listener)
         .map_or(u64::MAX, |l| l.max_request_body);
     let replay = rule.policy.retry.replay_buffer.0;
-    PreparedBody::prepare(body, replay, max_body, too_large)
+    PreparedBody::prepare(body, replay, max_body)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge => ProxyError::BodyTooLarge,
