@@ -26,6 +26,10 @@ const HOP_BY_HOP: [&HeaderName; 6] = [
     &header::UPGRADE,
 ];
 
+/// Bits of [`present_hop_by_hop`]'s answer: positions in [`HOP_BY_HOP`].
+const CONNECTION_BIT: u8 = 1 << 0;
+const TE_BIT: u8 = 1 << 3;
+
 /// Whether `name` is a fixed hop-by-hop header.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name)
@@ -71,8 +75,7 @@ fn is_fixed_except_te(token: &str) -> bool {
 
 /// The removals of [`strip_hop_by_hop`], for the fixed headers in `present`.
 fn strip_present(headers: &mut HeaderMap, present: u8) {
-    // CONNECTION is HOP_BY_HOP[0].
-    if present & 1 != 0 {
+    if present & CONNECTION_BIT != 0 {
         // Only names that are present and not removed below anyway:
         // `Connection: keep-alive` or `close` allocates nothing. `TE` named
         // here goes now, `trailers` included, so it is not skipped.
@@ -90,12 +93,14 @@ fn strip_present(headers: &mut HeaderMap, present: u8) {
             headers.remove(name);
         }
     }
-    let keeps_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    // Without TE there is nothing to look up.
+    let keeps_trailers = present & TE_BIT != 0
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     for (i, name) in HOP_BY_HOP.into_iter().enumerate() {
         if present & (1 << i) != 0 {
             headers.remove(name);
@@ -236,6 +241,15 @@ mod tests {
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-kept", "te"]);
         assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn bits_match_the_table() {
+        assert_eq!(
+            present_hop_by_hop(&map(&[("connection", "x")])),
+            CONNECTION_BIT
+        );
+        assert_eq!(present_hop_by_hop(&map(&[("te", "trailers")])), TE_BIT);
     }
 
     #[test]
