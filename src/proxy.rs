@@ -12,12 +12,12 @@ pub mod upgrade;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use rand::Rng;
@@ -35,7 +35,8 @@ pub use error::ProxyError;
 use request_body::{BodyError, PreparedBody};
 
 /// What the pipeline knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+/// Cloned per request: the clone of `client_ip` is a reference count.
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The client's address.
     pub peer: SocketAddr,
@@ -43,6 +44,21 @@ pub struct ConnInfo {
     pub listener: usize,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: &'static str,
+    /// The client's IP as the `X-Forwarded-For` entry, formatted once per
+    /// connection rather than once per request.
+    pub client_ip: HeaderValue,
+}
+
+impl ConnInfo {
+    /// The connection from `peer` on listener `listener`, speaking `proto`.
+    pub fn new(peer: SocketAddr, listener: usize, proto: &'static str) -> ConnInfo {
+        ConnInfo {
+            peer,
+            listener,
+            proto,
+            client_ip: forward::client_ip_value(peer.ip()),
+        }
+    }
 }
 
 /// Serves one request. Reads the routing table once; the request finishes on
@@ -57,7 +73,7 @@ pub async fn handle(
     let mut ex = Exchange::start(shared.routes.load_full(), &req, started);
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let result = forward_request(&ex.table, conn, req, &mut ex.chosen).await;
+    let result = forward_request(&ex.table, &conn, req, &mut ex.chosen).await;
     let resp = result.unwrap_or_else(|e| {
         tracing::warn!(
             status = e.status().as_u16(),
@@ -83,7 +99,7 @@ struct Decision<'t> {
 
 async fn forward_request(
     table: &RouteTable,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     mut req: Request<Incoming>,
     chosen: &mut Chosen,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -91,33 +107,38 @@ async fn forward_request(
     let upgrade = forward::requested_upgrade(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let raw_host = raw_host(&parts).unwrap_or_default().to_owned();
-    let decision = decide(table, conn, &mut parts, &raw_host, chosen)?;
+    let client_host = ClientHost::of(&parts);
+    let raw_host = client_host.as_str();
+    let decision = decide(table, conn, &mut parts, raw_host, chosen)?;
     let rule = decision.rule;
 
     forward::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
-    forward::add_forwarded(&mut parts.headers, conn.peer.ip(), conn.proto, &raw_host);
+    let forwarded_host = client_host.header_value();
+    forward::add_forwarded(
+        &mut parts.headers,
+        &conn.client_ip,
+        conn.proto,
+        forwarded_host,
+    );
     if !rule.request_headers.is_empty() {
         rule.request_headers.apply(&mut parts.headers);
     }
-    // Set when a streamed body outgrows the limit mid-exchange: the attempt
-    // then fails, and the client gets 413, not a 502.
-    let too_large = Arc::new(AtomicBool::new(false));
-    let body = prepare_body(table, conn, rule, body, Arc::clone(&too_large)).await?;
+    let body = prepare_body(table, conn, rule, body).await?;
+    let too_large = body.too_large_flag();
     let answer = retry::exchange(retry::Exchange {
         table,
         rule,
         key: decision.key,
         first_slot: decision.slot,
         parts,
-        raw_host: &raw_host,
+        raw_host,
         body,
         upgrade: upgrade.is_some(),
         chosen,
     })
     .await
     .map_err(|e| {
-        if too_large.load(Ordering::Relaxed) {
+        if too_large.is_some_and(|f| f.load(Ordering::Relaxed)) {
             ProxyError::BodyTooLarge
         } else {
             e
@@ -146,17 +167,16 @@ async fn forward_request(
 /// the listener's body limit (413).
 async fn prepare_body(
     table: &RouteTable,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     rule: &Rule,
     body: Incoming,
-    too_large: Arc<AtomicBool>,
 ) -> Result<PreparedBody, ProxyError> {
     let max_body = table
         .listeners
         .get(conn.listener)
         .map_or(u64::MAX, |l| l.max_request_body);
     let replay = rule.policy.retry.replay_buffer.0;
-    PreparedBody::prepare(body, replay, max_body, too_large)
+    PreparedBody::prepare(body, replay, max_body)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge => ProxyError::BodyTooLarge,
@@ -168,7 +188,7 @@ async fn prepare_body(
 /// (the thread-local RNG never crosses one).
 fn decide<'t>(
     table: &'t RouteTable,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     parts: &mut Parts,
     raw_host: &str,
     chosen: &mut Chosen,
@@ -200,11 +220,45 @@ fn decide<'t>(
 }
 
 /// The authority the client asked for: the absolute URI's (HTTP/2, or
-/// absolute-form HTTP/1.1), else the Host header.
-fn raw_host(parts: &Parts) -> Option<&str> {
-    match parts.uri.authority() {
-        Some(a) => Some(a.as_str()),
-        None => parts.headers.get(header::HOST)?.to_str().ok(),
+/// absolute-form HTTP/1.1), else the Host header (when it is visible ASCII).
+/// Held as a reference-counted clone, not a copy: the head it comes from is
+/// changed and moved on while the host is still needed.
+enum ClientHost {
+    Authority(Authority),
+    Header(HeaderValue),
+    Missing,
+}
+
+impl ClientHost {
+    fn of(parts: &Parts) -> ClientHost {
+        if let Some(a) = parts.uri.authority() {
+            return ClientHost::Authority(a.clone());
+        }
+        match parts.headers.get(header::HOST) {
+            Some(v) if v.to_str().is_ok() => ClientHost::Header(v.clone()),
+            _ => ClientHost::Missing,
+        }
+    }
+
+    /// The host as the client wrote it; empty when there is none.
+    fn as_str(&self) -> &str {
+        match self {
+            ClientHost::Authority(a) => a.as_str(),
+            // Checked in `of`: never the empty fallback.
+            ClientHost::Header(v) => v.to_str().unwrap_or_default(),
+            ClientHost::Missing => "",
+        }
+    }
+
+    /// The `X-Forwarded-Host` value, if the host is not empty.
+    fn header_value(&self) -> Option<HeaderValue> {
+        match self {
+            ClientHost::Header(v) if !v.is_empty() => Some(v.clone()),
+            ClientHost::Authority(a) if !a.as_str().is_empty() => {
+                HeaderValue::from_str(a.as_str()).ok()
+            }
+            _ => None,
+        }
     }
 }
 
@@ -214,7 +268,12 @@ fn normalize_host(raw: &str) -> Cow<'_, str> {
     let without_port = if let Some(rest) = raw.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
-        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+        // A byte search: `rsplit_once(':')` costs more than the rest of the
+        // function on a short host.
+        match raw.bytes().rposition(|b| b == b':') {
+            Some(i) => &raw[..i],
+            None => raw,
+        }
     };
     let host = without_port.strip_suffix('.').unwrap_or(without_port);
     if host.bytes().any(|b| b.is_ascii_uppercase()) {

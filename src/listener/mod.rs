@@ -118,11 +118,7 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let conn = ConnInfo {
-            peer,
-            listener: index,
-            proto: "http",
-        };
+        let conn = ConnInfo::new(peer, index, "http");
         let accepted_in = *phase.borrow();
         let builders = match accepted_in {
             Phase::Serving => Arc::clone(&builders),
@@ -227,7 +223,8 @@ async fn serve_connection<S>(
         mut phase,
     } = accepted;
     let stream = preface::FirstBytesDeadline::new(stream, shared.limits.header_read_timeout);
-    let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), conn, req));
+    let peer = conn.peer;
+    let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), conn.clone(), req));
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {
@@ -241,13 +238,13 @@ async fn serve_connection<S>(
             tokio::select! {
                 r = connection.as_mut() => r,
                 _ = phase.wait_for(|p| *p == Phase::Cut) => {
-                    tracing::debug!(client = %conn.peer, "drain deadline: connection closed");
+                    tracing::debug!(client = %peer, "drain deadline: connection closed");
                     return;
                 }
             }
         }
     };
     if let Err(e) = result {
-        tracing::debug!(client = %conn.peer, error = %e, "connection ended with an error");
+        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
     }
 }

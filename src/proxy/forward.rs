@@ -2,10 +2,10 @@
 //! including every header the `Connection` header names) and the
 //! `X-Forwarded-*` / `x-request-id` headers a proxy adds.
 
-use std::io::Write;
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 
 /// `x-request-id`, generated when the client sent none.
@@ -26,6 +26,10 @@ const HOP_BY_HOP: [&HeaderName; 6] = [
     &header::UPGRADE,
 ];
 
+/// Bits of [`present_hop_by_hop`]'s answer: positions in [`HOP_BY_HOP`].
+const CONNECTION_BIT: u8 = 1 << 0;
+const TE_BIT: u8 = 1 << 3;
+
 /// Whether `name` is a fixed hop-by-hop header.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name)
@@ -35,34 +39,75 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `TE: trailers` survives on requests (gRPC needs it); `Upgrade` survives when
 /// `upgrade` is set (the exchange is an upgrade the proxy will tunnel).
 /// `Trailer` is an end-to-end declaration in RFC 9110 and is kept too.
+///
+/// Runs on every request and response, so it first finds which fixed
+/// hop-by-hop headers are present in one pass over the names (standard names
+/// compare as integers) and removes only those: most requests carry none, and
+/// a keep-alive response only `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
-    if headers.contains_key(header::CONNECTION) {
+    let present = present_hop_by_hop(headers);
+    if present != 0 {
+        strip_present(headers, present);
+    }
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// A bit per [`HOP_BY_HOP`] entry found among the names in `headers`.
+fn present_hop_by_hop(headers: &HeaderMap) -> u8 {
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| *h == name) {
+            present |= 1 << i;
+        }
+    }
+    present
+}
+
+/// Whether `token` names a fixed hop-by-hop header other than `TE`.
+fn is_fixed_except_te(token: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| **h != header::TE && token.eq_ignore_ascii_case(h.as_str()))
+}
+
+/// The removals of [`strip_hop_by_hop`], for the fixed headers in `present`.
+fn strip_present(headers: &mut HeaderMap, present: u8) {
+    if present & CONNECTION_BIT != 0 {
+        // Only names that are present and not removed below anyway:
+        // `Connection: keep-alive` or `close` allocates nothing. `TE` named
+        // here goes now, `trailers` included, so it is not skipped.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !is_fixed_except_te(t))
+            .filter(|t| headers.contains_key(*t))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    let keeps_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    // Without TE there is nothing to look up.
+    let keeps_trailers = present & TE_BIT != 0
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    for (i, name) in HOP_BY_HOP.into_iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if keeps_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
-    if let Some(protocol) = upgrade {
-        headers.insert(header::UPGRADE, protocol);
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
@@ -82,27 +127,48 @@ pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-/// Appends the client to `X-Forwarded-For`, sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (the host the client asked for).
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: &str) {
-    // Every earlier hop, from every X-Forwarded-For line, then this client.
-    let mut list = Vec::with_capacity(64);
-    for v in headers.get_all(&X_FORWARDED_FOR) {
-        let v = v.as_bytes().trim_ascii();
-        if !v.is_empty() {
-            list.extend_from_slice(v);
-            list.extend_from_slice(b", ");
+/// The client's IP as a header value, built once per connection so each
+/// request only clones it (a reference count) into `X-Forwarded-For`.
+pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
+    let text = ip.to_string();
+    // An IP address is always a valid header value.
+    HeaderValue::from_maybe_shared(Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Appends the client (see [`client_ip_value`]) to `X-Forwarded-For`, sets
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` (the host the client asked for,
+/// `None` when it asked for none).
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+) {
+    match headers.entry(&X_FORWARDED_FOR) {
+        Entry::Vacant(e) => {
+            e.insert(client.clone());
         }
-    }
-    let _ = write!(list, "{client}");
-    if let Ok(v) = HeaderValue::from_bytes(&list) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+        Entry::Occupied(mut e) => {
+            // Every earlier hop, from every X-Forwarded-For line, then this
+            // client.
+            let mut list = Vec::with_capacity(64);
+            for v in e.iter() {
+                let v = v.as_bytes().trim_ascii();
+                if !v.is_empty() {
+                    list.extend_from_slice(v);
+                    list.extend_from_slice(b", ");
+                }
+            }
+            list.extend_from_slice(client.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&list) {
+                e.insert(v);
+            }
+        }
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if !host.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            headers.insert(X_FORWARDED_HOST.clone(), v);
-        }
+    if let Some(v) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), v);
     }
 }
 
@@ -135,7 +201,11 @@ fn new_request_id<R: Rng>(rng: &mut R) -> HeaderValue {
         out[o + 1] = HEX[usize::from(b & 0xf)];
         o += 2;
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    // Owned by a reference-counted buffer from the start: the id is cloned
+    // for the access log, and a copied (promotable) buffer would allocate
+    // again on that first clone.
+    HeaderValue::from_maybe_shared(Bytes::from_owner(out))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]
@@ -174,6 +244,46 @@ mod tests {
     }
 
     #[test]
+    fn bits_match_the_table() {
+        assert_eq!(
+            present_hop_by_hop(&map(&[("connection", "x")])),
+            CONNECTION_BIT
+        );
+        assert_eq!(present_hop_by_hop(&map(&[("te", "trailers")])), TE_BIT);
+    }
+
+    #[test]
+    fn te_named_by_connection_goes_with_its_trailers() {
+        let mut h = map(&[
+            ("connection", "TE, close"),
+            ("te", "trailers"),
+            ("close", "1"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, None);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn no_hop_by_hop_leaves_the_map_alone() {
+        let mut h = map(&[("host", "a"), ("x-kept", "1")]);
+        strip_hop_by_hop(&mut h, None);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn xff_is_the_client_alone_without_earlier_hops() {
+        let mut h = HeaderMap::new();
+        let client = client_ip_value("2001:db8::1".parse().unwrap());
+        add_forwarded(&mut h, &client, "https", None);
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert!(!h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
     fn keeps_upgrade_for_upgrades() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         let up = requested_upgrade(&h);
@@ -186,7 +296,9 @@ mod tests {
     #[test]
     fn xff_appends_and_request_id_is_uuid_shaped() {
         let mut h = map(&[("x-forwarded-for", "1.2.3.4")]);
-        add_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http", "example.com");
+        let client = client_ip_value("10.0.0.1".parse().unwrap());
+        let host = Some(HeaderValue::from_static("example.com"));
+        add_forwarded(&mut h, &client, "http", host);
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-host"], "example.com");
         let id = ensure_request_id(&mut h, &mut SmallRng::seed_from_u64(7));

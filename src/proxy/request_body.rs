@@ -53,19 +53,22 @@ pub struct UpstreamBody {
     rest: Option<Incoming>,
     trailers: Option<HeaderMap>,
     remaining_limit: u64,
-    too_large: Arc<AtomicBool>,
+    /// Set when a streamed body trips the limit; only streamed bodies have
+    /// one (a kept body was checked whole), which saves an allocation per
+    /// attempt.
+    too_large: Option<Arc<AtomicBool>>,
 }
 
 impl PreparedBody {
     /// Reads up to `replay_limit` bytes: a body that ends within it becomes
     /// replayable; otherwise what was read is sent first and the rest
-    /// streams. `max_body` is enforced either way; `too_large` is set when it
-    /// trips so the caller can answer 413.
+    /// streams. `max_body` is enforced either way: here as
+    /// [`BodyError::TooLarge`], while streaming through the flag of
+    /// [`PreparedBody::too_large_flag`], so the caller can answer 413.
     pub async fn prepare(
         mut body: Incoming,
         replay_limit: u64,
         max_body: u64,
-        too_large: Arc<AtomicBool>,
     ) -> Result<PreparedBody, BodyError> {
         if body.is_end_stream() {
             return Ok(PreparedBody::Replayable {
@@ -75,7 +78,6 @@ impl PreparedBody {
         }
         let known = body.size_hint().exact();
         if known.is_some_and(|n| n > max_body) {
-            too_large.store(true, Ordering::Relaxed);
             return Err(BodyError::TooLarge);
         }
         if known.is_some_and(|n| n > replay_limit) {
@@ -83,7 +85,6 @@ impl PreparedBody {
                 Bytes::new(),
                 body,
                 max_body,
-                too_large,
             )));
         }
         let mut buf = BytesMut::new();
@@ -101,13 +102,12 @@ impl PreparedBody {
                 Ok(data) => {
                     buf.extend_from_slice(&data);
                     if buf.len() as u64 > max_body {
-                        too_large.store(true, Ordering::Relaxed);
                         return Err(BodyError::TooLarge);
                     }
                     if buf.len() as u64 > replay_limit {
                         let prefix = buf.freeze();
                         return Ok(PreparedBody::Streaming(UpstreamBody::stream(
-                            prefix, body, max_body, too_large,
+                            prefix, body, max_body,
                         )));
                     }
                 }
@@ -118,6 +118,16 @@ impl PreparedBody {
                     })
                 }
             }
+        }
+    }
+
+    /// Set when the streamed body outgrows the limit mid-exchange (the
+    /// attempt then fails, and the client gets 413, not a 502); `None` for a
+    /// kept body, which cannot.
+    pub fn too_large_flag(&self) -> Option<Arc<AtomicBool>> {
+        match self {
+            PreparedBody::Streaming(b) => b.too_large.clone(),
+            _ => None,
         }
     }
 
@@ -135,7 +145,7 @@ impl PreparedBody {
                 rest: None,
                 trailers: trailers.clone(),
                 remaining_limit: u64::MAX,
-                too_large: Arc::new(AtomicBool::new(false)),
+                too_large: None,
             },
             PreparedBody::Streaming(_) | PreparedBody::Spent => {
                 match std::mem::replace(self, PreparedBody::Spent) {
@@ -148,13 +158,13 @@ impl PreparedBody {
 }
 
 impl UpstreamBody {
-    fn stream(prefix: Bytes, rest: Incoming, max_body: u64, too_large: Arc<AtomicBool>) -> Self {
+    fn stream(prefix: Bytes, rest: Incoming, max_body: u64) -> Self {
         UpstreamBody {
             remaining_limit: max_body.saturating_sub(prefix.len() as u64),
             prefix: (!prefix.is_empty()).then_some(prefix),
             rest: Some(rest),
             trailers: None,
-            too_large,
+            too_large: Some(Arc::new(AtomicBool::new(false))),
         }
     }
 
@@ -165,7 +175,7 @@ impl UpstreamBody {
             rest: None,
             trailers: None,
             remaining_limit: u64::MAX,
-            too_large: Arc::new(AtomicBool::new(false)),
+            too_large: None,
         }
     }
 }
@@ -189,7 +199,9 @@ impl Body for UpstreamBody {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
                     if n > self.remaining_limit {
-                        self.too_large.store(true, Ordering::Relaxed);
+                        if let Some(flag) = &self.too_large {
+                            flag.store(true, Ordering::Relaxed);
+                        }
                         return Poll::Ready(Some(Err(BodyError::TooLarge)));
                     }
                     self.remaining_limit -= n;

@@ -116,7 +116,9 @@ async fn attempts(mut x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
             .iter()
             .position(|e| std::ptr::eq(e, endpoint));
         x.chosen.attempt(x.rule, slot, index.unwrap_or(0));
-        let result = send_once(&mut x, group, endpoint).await;
+        // No retry can follow: this attempt may have the head itself.
+        let last = attempt >= retries || !x.body.is_replayable();
+        let result = send_once(&mut x, group, endpoint, last).await;
         let failure = match result {
             Attempt::Done(response) => {
                 return Ok(Answer {
@@ -158,7 +160,13 @@ async fn attempts(mut x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
 }
 
 /// One attempt: admission, per-try timeout, send, classify, outlier.
-async fn send_once(x: &mut Exchange<'_>, group: &Group, endpoint: &Endpoint) -> Attempt {
+/// `last`: no retry follows, so the request head is moved, not copied.
+async fn send_once(
+    x: &mut Exchange<'_>,
+    group: &Group,
+    endpoint: &Endpoint,
+    last: bool,
+) -> Attempt {
     let limits = &group.policy.limits;
     if group.protocol == crate::config::model::UpstreamProtocol::Http1
         && endpoint.state.in_flight() >= limits.max_connections as usize
@@ -170,7 +178,7 @@ async fn send_once(x: &mut Exchange<'_>, group: &Group, endpoint: &Endpoint) -> 
         group.metrics.overflow(Limit::MaxPendingRequests);
         return overflow(ProxyError::OverflowPending);
     };
-    let req = match request_for(x, group, endpoint) {
+    let req = match request_for(x, group, endpoint, last) {
         Ok(r) => r,
         Err(e) => return overflow(e),
     };
@@ -196,17 +204,25 @@ fn overflow(e: ProxyError) -> Attempt {
     })
 }
 
-/// The request for one attempt: a copy of the head aimed at the endpoint.
+/// The request for one attempt: the head aimed at the endpoint. A copy
+/// while a retry may still need the head; on the `last` attempt the head
+/// itself (its method stays, for the retry decision).
 fn request_for(
     x: &mut Exchange<'_>,
     group: &Group,
     endpoint: &Endpoint,
+    last: bool,
 ) -> Result<Request<crate::proxy::request_body::UpstreamBody>, ProxyError> {
     let mut parts = Request::new(()).into_parts().0;
     parts.method = x.parts.method.clone();
-    parts.uri = x.parts.uri.clone();
     parts.version = x.parts.version;
-    parts.headers = x.parts.headers.clone();
+    if last {
+        parts.uri = std::mem::take(&mut x.parts.uri);
+        parts.headers = std::mem::take(&mut x.parts.headers);
+    } else {
+        parts.uri = x.parts.uri.clone();
+        parts.headers = x.parts.headers.clone();
+    }
     let tls = group.policy.tls.is_some();
     crate::proxy::aim_at(&mut parts, endpoint, group.protocol, tls, x.raw_host)?;
     Ok(Request::from_parts(parts, x.body.attempt()))

@@ -127,14 +127,16 @@ enum Io {
 }
 
 impl Connection for Counted {
+    /// Without the `HttpInfo` extra that `TcpStream` would add: hyper-util
+    /// inserts the extra into every response's extensions (three allocations
+    /// per request), and nothing reads it.
     fn connected(&self) -> Connected {
+        let connected = Connected::new();
         match &self.io {
-            Io::Plain(io) => io.connected(),
+            Io::Plain(_) => connected,
             Io::Tls(io) => {
-                let (tcp, session) = io.inner().get_ref();
-                let connected = tcp.connected();
                 // Tells hyper-util to speak h2 on this connection.
-                if session.alpn_protocol() == Some(b"h2") {
+                if io.inner().get_ref().1.alpn_protocol() == Some(b"h2") {
                     connected.negotiated_h2()
                 } else {
                     connected
