@@ -559,8 +559,8 @@ if [[ -n ${CUTOVER_BIN:-} ]]; then
     REV="$CUTOVER_BIN"    # a given binary: the checkout's HEAD says nothing about it
 else
     REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    [[ -n $(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && REV="$REV+dirty"
 fi
-[[ -n $(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && REV="$REV+dirty"
 log "work dir $WORK; cutover $BIN (source $REV); $(nginx -v 2>&1); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); $(oha --version)"
 start_processes
 
