@@ -73,8 +73,9 @@ pub async fn handle(
     let mut ex = Exchange::start(shared.routes.load_full(), &req, started);
     let method = req.method().clone();
     let uri = req.uri().clone();
+    let http1 = req.version() <= Version::HTTP_11;
     let result = forward_request(&ex.table, &conn, req, &mut ex.chosen).await;
-    let resp = result.unwrap_or_else(|e| {
+    let mut resp = result.unwrap_or_else(|e| {
         tracing::warn!(
             status = e.status().as_u16(),
             reason = e.label(),
@@ -87,7 +88,21 @@ pub async fn handle(
         ex.local_reply(&e);
         e.into_response()
     });
+    if http1 && shared.draining.load(Ordering::Relaxed) {
+        ask_to_reconnect(&mut resp);
+    }
     Ok(ex.finish(resp))
+}
+
+/// While draining, an HTTP/1.1 client is told to close after this answer:
+/// it leaves between requests, where nothing can be lost, and reconnects to
+/// an endpoint that is not going away. (HTTP/2 gets GOAWAY when the
+/// listeners close; an upgrade keeps its own `Connection` header.)
+fn ask_to_reconnect<B>(resp: &mut Response<B>) {
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
 }
 
 /// What routing decided for a request.

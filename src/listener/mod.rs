@@ -59,19 +59,21 @@ pub fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Where the process is in its shutdown. The order matters: a connection
-/// shuts down gracefully at the first phase after the one it was accepted in.
+/// Where the process is in its shutdown. The order matters: connections shut
+/// down gracefully at [`Phase::Stopped`] and are dropped at [`Phase::Cut`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     /// Normal service.
     Serving,
     /// Shutdown began: `/ready` is 503 but listeners still accept, so clients
-    /// that have not yet seen the endpoint leave are served. Connections
-    /// opened before are asked to close (HTTP/1.1 `Connection: close` after
-    /// the request in flight, idle ones at once; HTTP/2 GOAWAY); new HTTP/1.1
-    /// connections serve one request with `Connection: close`.
+    /// that have not yet seen the endpoint leave are served. Every HTTP/1.1
+    /// answer carries `Connection: close` (see `proxy::handle`), so busy
+    /// clients leave between requests; idle connections are left alone,
+    /// since closing one under a client that is just sending would lose the
+    /// request. New HTTP/1.1 connections serve one request.
     Draining,
-    /// Listeners closed; every connection finishes what is in flight.
+    /// Listeners closed: idle HTTP/1.1 connections close, HTTP/2 ones get
+    /// GOAWAY, and every connection finishes what is in flight.
     Stopped,
     /// The drain deadline passed: remaining connections are dropped.
     Cut,
@@ -126,11 +128,7 @@ pub async fn accept_loop(
         };
         let (shared, phase) = (Arc::clone(&shared), phase.clone());
         tokio::spawn(async move {
-            let accepted = Accepted {
-                conn,
-                accepted_in,
-                phase,
-            };
+            let accepted = Accepted { conn, phase };
             accept_connection(stream, accepted, shared, &builders).await;
             drop(permit);
         });
@@ -163,10 +161,10 @@ impl Builders {
     }
 }
 
-/// A connection as accepted: where it came from and in which phase.
+/// A connection as accepted: where it came from, and the shutdown phase to
+/// follow.
 struct Accepted {
     conn: ConnInfo,
-    accepted_in: Phase,
     phase: watch::Receiver<Phase>,
 }
 
@@ -204,11 +202,11 @@ async fn accept_connection(
     serve_connection(stream, accepted, shared, builder).await;
 }
 
-/// Serves one connection until it closes. At the first phase change after it
-/// was accepted it finishes the request in flight, then closes politely
-/// (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY); at [`Phase::Cut`] (or when
-/// the phase sender is gone) it is dropped. Holding `phase` is what tells the
-/// app a connection is still open.
+/// Serves one connection until it closes. At [`Phase::Stopped`] it finishes
+/// the request in flight, then closes politely (HTTP/1.1 `Connection:
+/// close`, HTTP/2 GOAWAY); at [`Phase::Cut`] (or when the phase sender is
+/// gone) it is dropped. Holding `phase` is what tells the app a connection
+/// is still open.
 async fn serve_connection<S>(
     stream: S,
     accepted: Accepted,
@@ -217,11 +215,7 @@ async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Accepted {
-        conn,
-        accepted_in,
-        mut phase,
-    } = accepted;
+    let Accepted { conn, mut phase } = accepted;
     let stream = preface::FirstBytesDeadline::new(stream, shared.limits.header_read_timeout);
     let peer = conn.peer;
     let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), conn.clone(), req));
@@ -229,7 +223,7 @@ async fn serve_connection<S>(
     tokio::pin!(connection);
     let result = tokio::select! {
         r = connection.as_mut() => Some(r),
-        _ = phase.wait_for(|p| *p > accepted_in) => None,
+        _ = phase.wait_for(|p| *p >= Phase::Stopped) => None,
     };
     let result = match result {
         Some(r) => r,

@@ -1,7 +1,8 @@
 //! Graceful drain of the real `cutover` binary on SIGTERM, under load:
 //! `/ready` turns 503 at once, new connections are still served during the
-//! drain delay, then refused; every request in flight completes; idle
-//! keep-alive connections are closed politely; the process exits 0.
+//! drain delay (HTTP/1.1 answers say `Connection: close`), then refused;
+//! every request in flight completes; idle keep-alive connections stay open
+//! during the delay and are closed after it; the process exits 0.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -290,6 +291,28 @@ async fn wait_ready(admin: SocketAddr) {
     panic!("cutover did not become ready");
 }
 
+/// Idle keep-alive connections are not closed while the drain delay runs.
+async fn assert_open_during_the_delay(idle: &mut [H1]) {
+    for c in idle.iter_mut() {
+        let early = tokio::time::timeout(Duration::from_millis(100), &mut c.closed).await;
+        assert!(
+            early.is_err(),
+            "an idle keep-alive connection was closed during the drain delay"
+        );
+    }
+}
+
+/// Idle keep-alive connections are closed once the listeners close.
+async fn assert_closed_after_the_delay(idle: Vec<H1>) {
+    for c in idle {
+        let closed = tokio::time::timeout(Duration::from_secs(2), c.closed).await;
+        assert!(
+            closed.is_ok(),
+            "an idle keep-alive connection stayed open after the drain delay"
+        );
+    }
+}
+
 fn kill_term(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -354,11 +377,23 @@ async fn sigterm_under_load_fails_no_request_in_flight() {
     let (ready_status, ready_after) = ready.expect("admin answers during the drain");
     assert_eq!(ready_status, StatusCode::SERVICE_UNAVAILABLE);
 
-    // Idle keep-alive connections are closed by the server.
-    for c in idle {
-        let closed = tokio::time::timeout(Duration::from_secs(2), c.closed).await;
-        assert!(closed.is_ok(), "an idle keep-alive connection stayed open");
-    }
+    // Idle keep-alive connections stay open during the delay: closing one
+    // under a client that is just sending would lose its request. A request
+    // on one is answered with `Connection: close`, then the server closes it.
+    let mut idle = idle.into_iter();
+    let mut reused = idle.next().unwrap();
+    let got = h1_request(&mut reused.send, "/fast").await;
+    assert!(
+        matches!(&got, Ok((StatusCode::OK, Some(c))) if c == "close"),
+        "an idle connection reused during the delay: {got:?}"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(2), reused.closed).await;
+    assert!(
+        closed.is_ok(),
+        "the server kept a connection it told to close"
+    );
+    let mut idle: Vec<H1> = idle.collect();
+    assert_open_during_the_delay(&mut idle).await;
 
     // During the delay: new connections are still served, HTTP/1.1 with
     // `Connection: close`; an h2c one stays in flight across the stop.
@@ -383,6 +418,7 @@ async fn sigterm_under_load_fails_no_request_in_flight() {
         refused.is_err(),
         "new connection accepted after the drain delay"
     );
+    assert_closed_after_the_delay(idle).await;
 
     // Every request in flight completes with 200; HTTP/1.1 ones carry
     // `Connection: close` and their connections end; h2c ones see GOAWAY.
@@ -619,14 +655,8 @@ async fn sigterm_drains_tls_connections_without_a_failed_request() {
     let sigterm = Instant::now();
     kill_term(proxy.child.id());
 
-    // Idle keep-alive TLS connections are closed by the server.
-    for c in idle {
-        let closed = tokio::time::timeout(Duration::from_secs(2), c.closed).await;
-        assert!(
-            closed.is_ok(),
-            "an idle TLS keep-alive connection stayed open"
-        );
-    }
+    // Idle keep-alive TLS connections stay open during the delay.
+    assert_open_during_the_delay(&mut idle).await;
     // A new TLS connection during the delay is served, once.
     assert!(sigterm.elapsed() < DELAY, "too slow to test the delay");
     let mut late = h1_on(tls_connect(data, &http1).await).await;
@@ -635,6 +665,9 @@ async fn sigterm_drains_tls_connections_without_a_failed_request() {
         matches!(&during, Ok((StatusCode::OK, Some(c))) if c == "close"),
         "a new HTTP/1.1 TLS connection during the delay: {during:?}"
     );
+
+    // Once the listeners close (after the delay), so do idle connections.
+    assert_closed_after_the_delay(idle).await;
 
     // Every request in flight completes with 200: HTTP/1.1 ones with
     // `Connection: close`, then their connections end; h2 ones on
