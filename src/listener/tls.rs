@@ -25,14 +25,19 @@ pub async fn handshake(
     listener: &str,
     metrics: &Metrics,
 ) -> Option<TlsStream<TcpStream>> {
-    let accepting = TlsAcceptor::from(config).accept(stream);
-    let reason = match tokio::time::timeout(timeout, accepting).await {
-        Ok(Ok(tls)) => return Some(tls),
-        Ok(Err(e)) => {
+    let accepting = async {
+        if let Some(reason) = refuse_plain_http(&stream, peer).await {
+            return Err(reason);
+        }
+        TlsAcceptor::from(config).accept(stream).await.map_err(|e| {
             let reason = classify(&e);
             tracing::debug!(client = %peer, listener, reason, error = %e, "TLS handshake failed");
             reason
-        }
+        })
+    };
+    let reason = match tokio::time::timeout(timeout, accepting).await {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(reason)) => reason,
         Err(_) => {
             tracing::debug!(client = %peer, listener, "TLS handshake timed out");
             "timeout"
@@ -40,6 +45,55 @@ pub async fn handshake(
     };
     metrics.tls_handshake_failed(listener, reason);
     None
+}
+
+/// The first byte of a TLS connection is 0x16 (a handshake record). A client
+/// that speaks plain HTTP to the TLS port instead gets a readable 400, as
+/// nginx answers it, rather than a reset it cannot explain.
+async fn refuse_plain_http(stream: &TcpStream, peer: SocketAddr) -> Option<&'static str> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) if first[0].is_ascii_uppercase() => {}
+        _ => return None,
+    }
+    let body = "This port speaks HTTPS; the request was sent as plain HTTP.\n";
+    let reply = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // Best effort: the connection is closed either way. The request bytes
+    // already here are read first: closing a socket with unread data sends
+    // a reset, which can destroy the answer before the client reads it.
+    discard_available(stream);
+    let _ = write_all(stream, reply.as_bytes()).await;
+    discard_available(stream);
+    tracing::info!(client = %peer, "plain HTTP on a TLS listener: 400");
+    Some("plain_http")
+}
+
+/// Reads and drops what the client has sent so far (at most 64 KiB).
+fn discard_available(stream: &TcpStream) {
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Writes through a shared reference (`TcpStream::try_write`), so the caller
+/// keeps ownership of the stream.
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A fixed label for the metric; the log line has the full error.

@@ -932,3 +932,47 @@ async fn curl_speaks_h2_and_http1_and_tls_versions_follow_min_version() {
     let other_ca = other.file("ca.pem", &Ca::new("other-ca").pem());
     assert_eq!(curl(port, &other_ca, &[]).await.0, 60);
 }
+
+#[tokio::test]
+async fn plain_http_on_the_tls_port_gets_a_readable_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Ca::new("test-ca");
+    let dir = TempDir::new("plain");
+    let (p, up) = https_proxy(&ca, &dir, "").await;
+    let mut tcp = TcpStream::connect(p.addr).await.unwrap();
+    tcp.write_all(b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer))
+        .await
+        .expect("the proxy answers and closes")
+        .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.ends_with("This port speaks HTTPS; the request was sent as plain HTTP.\n"));
+    assert_eq!(up.count(), 0, "nothing reaches the upstream");
+    let scrape = p.app.metrics.encode(
+        &p.app.routes.load(),
+        0,
+        cutover::metrics::Format::Prometheus,
+    );
+    assert!(
+        scrape.contains(
+            "cutover_tls_handshake_failures_total{listener=\"public\",reason=\"plain_http\"} 1"
+        ),
+        "{scrape}"
+    );
+    // TLS clients on the same port are unaffected.
+    let (got, _) = get_once(
+        p.addr,
+        Some("localhost"),
+        client_config(Some(ca.roots()), &["http/1.1"], None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.status, StatusCode::OK);
+}
