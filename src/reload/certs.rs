@@ -15,6 +15,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, oneshot};
 
+use super::watch::{change_watcher, forward_sighup, one_line, parent_dir};
 use super::{change, snapshot, ChangeError};
 use crate::app::Shared;
 use crate::config::Config;
@@ -106,10 +107,9 @@ fn refresh(shared: &Shared) {
         Err(e) => {
             shared.reload_errors.fetch_add(1, Ordering::Relaxed);
             let why = match e {
-                ChangeError::Invalid(errors) => errors.to_string(),
-                other => other.to_string(),
+                ChangeError::Invalid(errors) => one_line(&errors.to_string()),
+                other => one_line(&other.to_string()),
             };
-            let why = why.lines().collect::<Vec<_>>().join("; ");
             tracing::error!(
                 "certificate reload rejected, still serving the previous certificates: {why}"
             );
@@ -165,81 +165,40 @@ struct Watching {
 impl Watching {
     /// Watches exactly the directories of the config's TLS files.
     fn sync(&mut self, config: &Config) {
-        let Watching {
-            tx,
-            watcher,
-            dirs: watched,
-        } = self;
-        sync_dirs(config, watcher, watched, tx);
-    }
-}
-
-fn sync_dirs(
-    config: &Config,
-    watcher: &mut Option<notify::RecommendedWatcher>,
-    watched: &mut BTreeSet<PathBuf>,
-    tx: &mpsc::Sender<Wake>,
-) {
-    let wanted: BTreeSet<PathBuf> = tls_files(config).into_iter().map(dir_of).collect();
-    if wanted == *watched {
-        return;
-    }
-    if watcher.is_none() {
-        let events = tx.clone();
-        let made = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-                let _ = events.try_send(false);
+        let wanted: BTreeSet<PathBuf> = tls_files(config)
+            .into_iter()
+            .map(|f| parent_dir(Path::new(f)))
+            .collect();
+        if wanted == self.dirs {
+            return;
+        }
+        if self.watcher.is_none() {
+            match change_watcher(self.tx.clone(), false) {
+                Ok(w) => self.watcher = Some(w),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch certificate files; they reload only with the config");
+                    return;
+                }
             }
-        });
-        match made {
-            Ok(w) => *watcher = Some(w),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch certificate files; they reload only with the config");
-                return;
+            forward_sighup(self.tx.clone(), true, "re-reading the TLS files");
+        }
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        for gone in self.dirs.difference(&wanted) {
+            let _ = w.unwatch(gone);
+        }
+        let mut failed = Vec::new();
+        for dir in wanted.difference(&self.dirs) {
+            if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a certificate directory");
+                failed.push(dir.clone());
             }
         }
-        spawn_sighup(tx.clone());
-    }
-    let Some(w) = watcher.as_mut() else { return };
-    for gone in watched.difference(&wanted) {
-        let _ = w.unwatch(gone);
-    }
-    let mut failed = Vec::new();
-    for dir in wanted.difference(watched) {
-        if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a certificate directory");
-            failed.push(dir.clone());
+        self.dirs = wanted;
+        // Tried again at the next publish or event.
+        for dir in failed {
+            self.dirs.remove(&dir);
         }
     }
-    *watched = wanted;
-    // Tried again at the next publish or event.
-    for dir in failed {
-        watched.remove(&dir);
-    }
 }
-
-fn dir_of(file: &str) -> PathBuf {
-    match Path::new(file).parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-#[cfg(unix)]
-fn spawn_sighup(tx: mpsc::Sender<Wake>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: re-reading the TLS files");
-            if tx.send(true).await.is_err() {
-                return;
-            }
-        }
-    });
-}
-
-#[cfg(not(unix))]
-fn spawn_sighup(_tx: mpsc::Sender<Wake>) {}

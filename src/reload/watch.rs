@@ -34,36 +34,57 @@ pub fn content_hash(bytes: &[u8]) -> String {
 /// Starts watching `path`. The returned handle must be kept.
 pub fn spawn(shared: Arc<Shared>, path: PathBuf) -> notify::Result<FileWatch> {
     let (tx, rx) = mpsc::channel::<()>(1);
-    let events = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        // Reads (ours included) are not changes; anything else in the
-        // directory (write, create, rename, symlink swap) is worth a look.
-        if res.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
-            let _ = events.try_send(());
-        }
-    })?;
+    let mut watcher = change_watcher(tx.clone(), ())?;
     // A config directory is watched itself; a file through its directory.
-    let dir = match path.parent() {
-        _ if path.is_dir() => path.clone(),
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    let dir = if path.is_dir() {
+        path.clone()
+    } else {
+        parent_dir(&path)
     };
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    spawn_sighup(tx);
+    forward_sighup(tx, (), "checking the config file");
     tokio::spawn(reload_loop(shared, path, rx));
     Ok(FileWatch { _watcher: watcher })
 }
 
+/// A watcher that sends `value` on every event but reads (ours included are
+/// not changes; a write, create, rename or symlink swap is worth a look).
+/// Shared with the certificate watcher.
+pub(super) fn change_watcher<T: Clone + Send + 'static>(
+    tx: mpsc::Sender<T>,
+    value: T,
+) -> notify::Result<notify::RecommendedWatcher> {
+    notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+            let _ = tx.try_send(value.clone());
+        }
+    })
+}
+
+/// The directory a file lives in (`.` for a bare name): where its watcher
+/// must look, since replacements arrive by rename into the directory.
+pub(super) fn parent_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Sends `value` on every SIGHUP, logging `SIGHUP: {what}`.
 #[cfg(unix)]
-fn spawn_sighup(tx: mpsc::Sender<()>) {
+pub(super) fn forward_sighup<T: Clone + Send + 'static>(
+    tx: mpsc::Sender<T>,
+    value: T,
+    what: &'static str,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: checking the config file");
-            if tx.send(()).await.is_err() {
+            tracing::info!("SIGHUP: {what}");
+            if tx.send(value.clone()).await.is_err() {
                 return;
             }
         }
@@ -71,7 +92,7 @@ fn spawn_sighup(tx: mpsc::Sender<()>) {
 }
 
 #[cfg(not(unix))]
-fn spawn_sighup(_tx: mpsc::Sender<()>) {}
+pub(super) fn forward_sighup<T>(_tx: mpsc::Sender<T>, _value: T, _what: &'static str) {}
 
 async fn reload_loop(shared: Arc<Shared>, path: PathBuf, mut rx: mpsc::Receiver<()>) {
     while rx.recv().await.is_some() {
@@ -167,6 +188,7 @@ fn reject(shared: &Shared, msg: std::fmt::Arguments<'_>) {
     tracing::error!("config reload rejected, still serving the previous table: {msg}");
 }
 
-fn one_line(s: &str) -> String {
+/// A multi-line error as one log line.
+pub(super) fn one_line(s: &str) -> String {
     s.lines().collect::<Vec<_>>().join("; ")
 }
