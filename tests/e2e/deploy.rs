@@ -313,6 +313,49 @@ async fn assert_closed_after_the_delay(idle: Vec<H1>) {
     }
 }
 
+/// What did not end well among requests in flight across a drain: every
+/// HTTP/1.1 one must get 200 with `Connection: close` and see its
+/// connection end; every h2 stream 200, on a connection that ends cleanly.
+async fn failures(
+    h1: Vec<JoinHandle<(Outcome, bool)>>,
+    h2: Vec<JoinHandle<(Vec<Outcome>, bool)>>,
+    over: &str,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for h in h1 {
+        let (got, closed) = h.await.unwrap();
+        match got {
+            Ok((StatusCode::OK, Some(c))) if c == "close" && closed => {}
+            other => failed.push(format!("h1{over}: {other:?}, closed: {closed}")),
+        }
+    }
+    for h in h2 {
+        let (outcomes, clean) = h.await.unwrap();
+        for o in outcomes {
+            if !matches!(o, Ok((StatusCode::OK, _))) {
+                failed.push(format!("h2{over}: {o:?}"));
+            }
+        }
+        if !clean {
+            failed.push(format!("h2{over}: the connection did not close cleanly"));
+        }
+    }
+    failed
+}
+
+/// The exit status, once the process has drained (soon after the last
+/// request in flight).
+async fn wait_for_exit(proxy: &mut Cutover, sigterm: Instant) -> std::process::ExitStatus {
+    let limit = DELAY + Duration::from_millis(SLOW_MS) + Duration::from_secs(3);
+    loop {
+        if let Some(s) = proxy.child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(sigterm.elapsed() < limit, "no exit; log:\n{}", proxy.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn kill_term(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -422,35 +465,11 @@ async fn sigterm_under_load_fails_no_request_in_flight() {
 
     // Every request in flight completes with 200; HTTP/1.1 ones carry
     // `Connection: close` and their connections end; h2c ones see GOAWAY.
-    let mut failed = Vec::new();
-    for h in h1_flight {
-        let (got, closed) = h.await.unwrap();
-        match got {
-            Ok((StatusCode::OK, Some(c))) if c == "close" && closed => {}
-            other => failed.push(format!("h1: {other:?}, closed: {closed}")),
-        }
-    }
-    for h in h2_flight.into_iter().chain([h2_late]) {
-        let (outcomes, clean) = h.await.unwrap();
-        for o in outcomes {
-            if !matches!(o, Ok((StatusCode::OK, _))) {
-                failed.push(format!("h2: {o:?}"));
-            }
-        }
-        if !clean {
-            failed.push("h2 connection did not close cleanly".into());
-        }
-    }
+    h2_flight.push(h2_late);
+    let failed = failures(h1_flight, h2_flight, "").await;
 
     // The process exits 0, soon after the last request.
-    let limit = DELAY + Duration::from_millis(SLOW_MS) + Duration::from_secs(3);
-    let status = loop {
-        if let Some(s) = proxy.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(sigterm.elapsed() < limit, "no exit; log:\n{}", proxy.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = wait_for_exit(&mut proxy, sigterm).await;
     let exited_after = sigterm.elapsed();
     let log = proxy.log();
     eprintln!(
@@ -672,35 +691,10 @@ async fn sigterm_drains_tls_connections_without_a_failed_request() {
     // Every request in flight completes with 200: HTTP/1.1 ones with
     // `Connection: close`, then their connections end; h2 ones on
     // connections that end cleanly (GOAWAY) after their streams.
-    let mut failed = Vec::new();
-    for h in h1_flight {
-        let (got, closed) = h.await.unwrap();
-        match got {
-            Ok((StatusCode::OK, Some(c))) if c == "close" && closed => {}
-            other => failed.push(format!("h1 over TLS: {other:?}, closed: {closed}")),
-        }
-    }
-    for h in h2_flight {
-        let (outcomes, clean) = h.await.unwrap();
-        for o in outcomes {
-            if !matches!(o, Ok((StatusCode::OK, _))) {
-                failed.push(format!("h2 over TLS: {o:?}"));
-            }
-        }
-        if !clean {
-            failed.push("h2 over TLS: the connection did not close cleanly".into());
-        }
-    }
+    let failed = failures(h1_flight, h2_flight, " over TLS").await;
     let completed_after = sigterm.elapsed();
 
-    let limit = DELAY + Duration::from_millis(SLOW_MS) + Duration::from_secs(3);
-    let status = loop {
-        if let Some(s) = proxy.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(sigterm.elapsed() < limit, "no exit; log:\n{}", proxy.log());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = wait_for_exit(&mut proxy, sigterm).await;
     let exited_after = sigterm.elapsed();
     let log = proxy.log();
     eprintln!(
