@@ -117,10 +117,7 @@ impl Running {
         let public = app.local_addr("public").unwrap();
         let admin = app.local_addr("admin").unwrap();
         let shared = app.shared();
-        let (tx, rx) = oneshot::channel::<()>();
-        let done = tokio::spawn(app.serve(async {
-            let _ = rx.await;
-        }));
+        let (tx, done) = crate::support::serve(app);
         Running {
             public,
             admin,

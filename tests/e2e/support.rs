@@ -131,6 +131,16 @@ impl Drop for Proxy {
     }
 }
 
+/// Serves `app` on a task until the returned sender fires (or is dropped);
+/// the handle ends when it has drained.
+pub fn serve(app: App) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let done = tokio::spawn(app.serve(async {
+        let _ = rx.await;
+    }));
+    (tx, done)
+}
+
 /// Starts the proxy from YAML; its first listener must be named `public`
 /// and use address `127.0.0.1:0`.
 pub async fn proxy(yaml: &str) -> Proxy {
@@ -138,10 +148,7 @@ pub async fn proxy(yaml: &str) -> Proxy {
     let app = App::bind(&config).await.unwrap_or_else(|e| panic!("{e}"));
     let addr = app.local_addr("public").expect("a listener named public");
     let shared = app.shared();
-    let (tx, rx) = oneshot::channel::<()>();
-    let done = tokio::spawn(app.serve(async {
-        let _ = rx.await;
-    }));
+    let (tx, done) = serve(app);
     Proxy {
         addr,
         app: shared,

@@ -655,10 +655,7 @@ async fn probe_paths_are_served_by_the_admin_api() {
     };
     let app = cutover::app::App::start(&config, options).await.unwrap();
     let admin = app.local_addr("admin").unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let done = tokio::spawn(app.serve(async {
-        let _ = rx.await;
-    }));
+    let (tx, done) = crate::support::serve(app);
     let client = crate::support::http1_client();
     for path in &paths {
         // No token: the kubelet sends none.

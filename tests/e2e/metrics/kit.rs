@@ -89,10 +89,7 @@ impl Admin {
         let app = App::start(&config, options).await.unwrap();
         let public = app.local_addr("public").unwrap();
         let admin = app.local_addr("admin").unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(app.serve(async {
-            let _ = rx.await;
-        }));
+        let (tx, _done) = crate::support::serve(app);
         Admin {
             public,
             admin,

@@ -55,10 +55,7 @@ pub async fn proxy_with(yaml: &str, limits: ConnLimits) -> LimitedProxy {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let addr = app.local_addr("public").expect("a listener named public");
-    let (tx, rx) = oneshot::channel::<()>();
-    let done = tokio::spawn(app.serve(async {
-        let _ = rx.await;
-    }));
+    let (tx, done) = crate::support::serve(app);
     LimitedProxy {
         addr,
         stop: Some(tx),
