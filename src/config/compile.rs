@@ -10,7 +10,9 @@ use super::error::ConfigErrors;
 use super::model::{Config, GroupConfig, ListenerConfig};
 use super::rules::{compile_rule, CompiledRule};
 use crate::route::matcher::Conditions;
-use crate::route::{Entry, HostPattern, ListenerRoutes, RouteTable, Rule, VirtualHost};
+use crate::route::{
+    ConnSettings, Entry, HostPattern, ListenerRoutes, RouteTable, Rule, VirtualHost,
+};
 use crate::upstream::{Endpoint, EndpointRegistry, Group};
 
 /// A rule's match alternative before it is placed in virtual hosts.
@@ -255,11 +257,52 @@ fn compile_listeners(
         out.push(
             ListenerRoutes::new(l.name.as_str().into(), address, hosts, vhosts)
                 .with_limits(l.max_request_body.0, l.max_connections as usize)
+                .with_conn(conn_settings(l, &path, errors))
                 .with_tls(tls),
         );
     }
     shadowing.report(rules, cfg, errors);
     out
+}
+
+/// Smallest `max_header_bytes`: hyper's HTTP/1 read buffer cannot be smaller.
+const MIN_HEADER_BYTES: u64 = 8 << 10;
+/// Largest `max_header_bytes` and `max_request_target`: far above any real
+/// client, and within HTTP/2's 32-bit header list size.
+const MAX_HEADER_BYTES: u64 = 16 << 20;
+
+fn conn_settings(l: &ListenerConfig, path: &str, errors: &mut ConfigErrors) -> ConnSettings {
+    let t = &l.timeouts;
+    for (field, value) in [
+        ("idle", t.idle),
+        ("first_request", t.first_request),
+        ("send_idle", t.send_idle),
+    ] {
+        if value.0.is_zero() {
+            errors.push(format!("{path}.timeouts.{field}"), "must be more than 0");
+        }
+    }
+    let header = l.max_header_bytes.0;
+    if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&header) {
+        errors.push(
+            format!("{path}.max_header_bytes"),
+            format!("{} is outside 8KiB..16MiB", l.max_header_bytes),
+        );
+    }
+    let target = l.max_request_target.0;
+    if !(1..=MAX_HEADER_BYTES).contains(&target) {
+        errors.push(
+            format!("{path}.max_request_target"),
+            format!("{} is outside 1..16MiB", l.max_request_target),
+        );
+    }
+    ConnSettings {
+        idle: t.idle.0,
+        first_request: t.first_request.0,
+        send_idle: t.send_idle.0,
+        max_request_target: usize::try_from(target).unwrap_or(usize::MAX),
+        max_header_bytes: usize::try_from(header).unwrap_or(usize::MAX),
+    }
 }
 
 fn parse_listen_address(

@@ -97,10 +97,56 @@ pub struct ListenerConfig {
     /// HTTPS on this port (certificates by SNI, ALPN, mTLS); off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTlsConfig>,
+    /// Connection timeouts: keep-alive idle, first request, send idle.
+    #[serde(default)]
+    pub timeouts: ListenerTimeouts,
+    /// Longest request target (path and query, or absolute URI); longer
+    /// gets 414. Default 8KiB.
+    #[serde(default = "default_max_request_target")]
+    pub max_request_target: Size,
+    /// Largest request header block (HTTP/1.1 head, HTTP/2 header list);
+    /// larger gets 431. Default 60KiB.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: Size,
+}
+
+/// How long a client connection may sit without doing anything useful
+/// before the listener closes it, so idle or stuck clients cannot hold
+/// connection slots.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerTimeouts {
+    /// No request in flight (HTTP/1.1 between requests, HTTP/2 with no open
+    /// stream): close (HTTP/2 with GOAWAY). Default 60s.
+    pub idle: Dur,
+    /// A new connection that has not sent a complete request head yet (TLS
+    /// handshake excluded). Default 10s.
+    pub first_request: Dur,
+    /// A response write that makes no progress (the client stopped reading):
+    /// close. Default 30s.
+    pub send_idle: Dur,
+}
+
+impl Default for ListenerTimeouts {
+    fn default() -> Self {
+        ListenerTimeouts {
+            idle: Dur::secs(60),
+            first_request: Dur::secs(10),
+            send_idle: Dur::secs(30),
+        }
+    }
 }
 
 fn default_max_connections() -> u32 {
     10_000
+}
+
+fn default_max_request_target() -> Size {
+    Size(8 << 10)
+}
+
+fn default_max_header_bytes() -> Size {
+    Size(60 << 10)
 }
 
 fn default_max_body() -> Size {

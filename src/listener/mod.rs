@@ -10,24 +10,35 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-mod preface;
+mod h2guard;
+mod refuse;
+mod send;
+mod service;
+mod slots;
 mod tls;
 
-use crate::app::Shared;
-use crate::proxy::{self, ConnInfo};
+use h2guard::HeaderBlockLimit;
+use refuse::Refusals;
+use send::SendDeadline;
+use slots::{Expiry, Slot, Slots};
 
-/// Limits applied to every downstream connection.
+use crate::app::Shared;
+use crate::proxy::ConnInfo;
+use crate::route::ConnSettings;
+
+/// Process-level limits on every downstream connection; the rest are the
+/// listener's own (`listeners[].timeouts`, `max_header_bytes`,
+/// `max_connections`, see [`ConnSettings`]).
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
-    /// Time a client has to send a complete request head.
+    /// Time a client has for the TLS handshake.
     pub header_read_timeout: Duration,
-    /// Largest request head (HTTP/1.1) or header list (HTTP/2), in bytes.
-    pub max_header_bytes: usize,
     /// Most request headers (HTTP/1.1).
     pub max_headers: usize,
-    /// Most open connections per listener; more wait in the kernel backlog.
+    /// Most open connections per listener when the table has no entry for it.
     pub max_connections: usize,
 }
 
@@ -35,28 +46,46 @@ impl Default for ConnLimits {
     fn default() -> Self {
         ConnLimits {
             header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 64 * 1024,
             max_headers: 100,
             max_connections: 10_000,
         }
     }
 }
 
-/// hyper's HTTP/1 and HTTP/2 settings from the limits. The timer matters:
-/// without one hyper silently disables its header-read timeout.
-pub fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
+/// HTTP/2 PING interval: a client that stops acknowledging (it stopped
+/// reading, or the path died) is closed [`PING_TIMEOUT`] later.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// hyper's HTTP/1 and HTTP/2 settings for one listener. The timer matters:
+/// without one hyper silently disables its header-read timeout and PINGs.
+fn http_builder(settings: &ConnSettings, max_headers: usize) -> auto::Builder<TokioExecutor> {
+    let header_bytes = settings.max_header_bytes;
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's header timer starts when a connection turns idle, so it is the
+    // keep-alive timeout too; the slot's idle deadline is the same.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers);
+        .header_read_timeout(settings.idle)
+        .max_buf_size(header_bytes.max(8192))
+        .max_headers(max_headers);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .keep_alive_interval(PING_INTERVAL)
+        .keep_alive_timeout(PING_TIMEOUT)
+        .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+/// The listener's settings and connection limit, read once when it starts.
+fn settings_of(shared: &Shared, index: usize) -> (ConnSettings, usize) {
+    let table = shared.routes.load();
+    match table.listeners.get(index) {
+        Some(l) => (l.conn, l.max_connections),
+        None => (ConnSettings::default(), shared.limits.max_connections),
+    }
 }
 
 /// Where the process is in its shutdown. The order matters: connections shut
@@ -81,32 +110,26 @@ pub enum Phase {
 
 /// Accepts until the phase reaches [`Phase::Stopped`], then returns;
 /// connections already accepted drain on their own tasks (see
-/// [`serve_connection`]).
+/// [`serve_connection`]). At the connection limit the oldest idle
+/// connection makes room; when none is idle the new one is refused at once.
 pub async fn accept_loop(
     listener: TcpListener,
     index: usize,
     shared: Arc<Shared>,
     mut phase: watch::Receiver<Phase>,
 ) {
-    let builders = Arc::new(Builders::new(http_builder(&shared.limits)));
+    let (settings, max_connections) = settings_of(&shared, index);
+    let max_headers = shared.limits.max_headers;
+    let builders = Arc::new(Builders::new(http_builder(&settings, max_headers)));
     // While draining, an HTTP/1.1 client gets one answer and `Connection:
     // close`, so it reconnects, by then most likely to another endpoint.
-    let mut closing = http_builder(&shared.limits);
+    let mut closing = http_builder(&settings, max_headers);
     closing.http1().keep_alive(false);
     let closing = Arc::new(Builders::new(closing));
-    let max_connections = shared
-        .routes
-        .load()
-        .listeners
-        .get(index)
-        .map_or(shared.limits.max_connections, |l| l.max_connections);
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let slots = Slots::new(max_connections);
+    let refusals = Refusals::new();
     let stopped = |p: &Phase| *p >= Phase::Stopped;
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = phase.wait_for(stopped) => return,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = phase.wait_for(stopped) => return,
@@ -120,6 +143,16 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        let Some(slot) = slots.admit() else {
+            let tls = shared
+                .routes
+                .load()
+                .listeners
+                .get(index)
+                .is_some_and(|l| l.tls.is_some());
+            refusals.refuse(stream, peer, tls);
+            continue;
+        };
         let conn = ConnInfo::new(peer, index, "http");
         let accepted_in = *phase.borrow();
         let builders = match accepted_in {
@@ -128,9 +161,13 @@ pub async fn accept_loop(
         };
         let (shared, phase) = (Arc::clone(&shared), phase.clone());
         tokio::spawn(async move {
-            let accepted = Accepted { conn, phase };
+            let accepted = Accepted {
+                conn,
+                phase,
+                slot,
+                settings,
+            };
             accept_connection(stream, accepted, shared, &builders).await;
-            drop(permit);
         });
     }
 }
@@ -161,11 +198,13 @@ impl Builders {
     }
 }
 
-/// A connection as accepted: where it came from, and the shutdown phase to
-/// follow.
+/// A connection as accepted: where it came from, the shutdown phase to
+/// follow, its slot (dropped with it) and the listener's settings.
 struct Accepted {
     conn: ConnInfo,
     phase: watch::Receiver<Phase>,
+    slot: Slot,
+    settings: ConnSettings,
 }
 
 /// Does the TLS handshake if the listener has TLS in the live table (so a new
@@ -202,11 +241,13 @@ async fn accept_connection(
     serve_connection(stream, accepted, shared, builder).await;
 }
 
-/// Serves one connection until it closes. At [`Phase::Stopped`] it finishes
-/// the request in flight, then closes politely (HTTP/1.1 `Connection:
-/// close`, HTTP/2 GOAWAY); at [`Phase::Cut`] (or when the phase sender is
-/// gone) it is dropped. Holding `phase` is what tells the app a connection
-/// is still open.
+/// Serves one connection until it closes: on its own when the client or
+/// hyper ends it, at its idle deadline (see [`Expiry`]), or at once when its
+/// slot went to a newer connection. At [`Phase::Stopped`] it finishes the
+/// request in flight, then closes politely (HTTP/1.1 `Connection: close`,
+/// HTTP/2 GOAWAY); at [`Phase::Cut`] (or when the phase sender is gone) it
+/// is dropped. Holding `phase` is what tells the app a connection is still
+/// open.
 async fn serve_connection<S>(
     stream: S,
     accepted: Accepted,
@@ -215,15 +256,65 @@ async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Accepted { conn, mut phase } = accepted;
-    let stream = preface::FirstBytesDeadline::new(stream, shared.limits.header_read_timeout);
+    let Accepted {
+        conn,
+        mut phase,
+        slot,
+        settings,
+    } = accepted;
+    let stream = HeaderBlockLimit::new(stream, settings.max_header_bytes);
+    let stream = SendDeadline::new(stream, settings.send_idle);
     let peer = conn.peer;
-    let service = service_fn(move |req| proxy::handle(Arc::clone(&shared), conn.clone(), req));
+    let state = Arc::clone(&slot.state);
+    let limits = service::HeadLimits {
+        max_target: settings.max_request_target,
+        max_header_bytes: settings.max_header_bytes,
+    };
+    let service = service_fn(move |req| {
+        let (shared, conn, state) = (Arc::clone(&shared), conn.clone(), Arc::clone(&state));
+        service::serve(shared, conn, state, limits, req)
+    });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let result = tokio::select! {
-        r = connection.as_mut() => Some(r),
-        _ = phase.wait_for(|p| *p >= Phase::Stopped) => None,
+    let state = &slot.state;
+    // The first check comes at the earlier deadline; each check re-arms it.
+    let idle = tokio::time::sleep(settings.first_request.min(settings.idle));
+    tokio::pin!(idle);
+    // Once the idle deadline passed: the connection was told to close.
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            r = connection.as_mut() => break Some(r),
+            _ = phase.wait_for(|p| *p >= Phase::Stopped) => break None,
+            () = state.evicted() => {
+                tracing::debug!(client = %peer, "idle connection closed to admit a new one");
+                return;
+            }
+            () = idle.as_mut() => {
+                let now = Instant::now();
+                if closing {
+                    // Still open IDLE_GRACE after GOAWAY (or half-way through
+                    // a request head): drop it, unless a request came.
+                    if state.is_idle() {
+                        return;
+                    }
+                    idle.as_mut().reset(now + IDLE_GRACE);
+                    continue;
+                }
+                match state.expiry(&settings) {
+                    Expiry::Busy => idle.as_mut().reset(now + settings.idle),
+                    Expiry::At(at) if at > now => idle.as_mut().reset(at),
+                    Expiry::At(_) => {
+                        // HTTP/1.1 closes at once, HTTP/2 gets GOAWAY; a
+                        // client that had not seen it yet is still served.
+                        tracing::debug!(client = %peer, "idle timeout: connection closing");
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                        idle.as_mut().reset(now + IDLE_GRACE);
+                    }
+                }
+            }
+        }
     };
     let result = match result {
         Some(r) => r,
@@ -242,3 +333,6 @@ async fn serve_connection<S>(
         tracing::debug!(client = %peer, error = %e, "connection ended with an error");
     }
 }
+
+/// How long an idle connection told to close may take to do so.
+const IDLE_GRACE: Duration = Duration::from_secs(1);

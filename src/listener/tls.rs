@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::refuse::{discard_available, write_all};
 use crate::metrics::Metrics;
 
 /// Completes the handshake with `config` (the table's certificates when the
@@ -61,39 +62,12 @@ async fn refuse_plain_http(stream: &TcpStream, peer: SocketAddr) -> Option<&'sta
         "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    // Best effort: the connection is closed either way. The request bytes
-    // already here are read first: closing a socket with unread data sends
-    // a reset, which can destroy the answer before the client reads it.
+    // Best effort: the connection is closed either way.
     discard_available(stream);
     let _ = write_all(stream, reply.as_bytes()).await;
     discard_available(stream);
     tracing::info!(client = %peer, "plain HTTP on a TLS listener: 400");
     Some("plain_http")
-}
-
-/// Reads and drops what the client has sent so far (at most 64 KiB).
-fn discard_available(stream: &TcpStream) {
-    let mut sink = [0u8; 4096];
-    for _ in 0..16 {
-        match stream.try_read(&mut sink) {
-            Ok(n) if n > 0 => continue,
-            _ => return,
-        }
-    }
-}
-
-/// Writes through a shared reference (`TcpStream::try_write`), so the caller
-/// keeps ownership of the stream.
-async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A fixed label for the metric; the log line has the full error.

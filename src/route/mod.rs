@@ -45,11 +45,43 @@ pub struct ListenerRoutes {
     pub max_connections: usize,
     /// TLS for new connections (certificates of this table); `None` = plain.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Per-connection timeouts and header limits.
+    pub conn: ConnSettings,
     exact_hosts: HashMap<Box<str>, u32>,
     /// `(".example.com", vhost)`, longest suffix first.
     wildcard_hosts: Box<[(Box<str>, u32)]>,
     any_host: Option<u32>,
     vhosts: Box<[VirtualHost]>,
+}
+
+/// A listener's connection settings (`listeners[].timeouts`,
+/// `max_request_target`, `max_header_bytes`), compiled: the listener reads
+/// them when it starts, so that idle or hostile clients cannot hold slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnSettings {
+    /// No request in flight for this long: close.
+    pub idle: std::time::Duration,
+    /// No complete first request head for this long: close.
+    pub first_request: std::time::Duration,
+    /// A write without progress for this long: close.
+    pub send_idle: std::time::Duration,
+    /// Longest request target, in bytes (414 above).
+    pub max_request_target: usize,
+    /// Largest request header block, in bytes (431 above).
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnSettings {
+    fn default() -> Self {
+        use std::time::Duration;
+        ConnSettings {
+            idle: Duration::from_secs(60),
+            first_request: Duration::from_secs(10),
+            send_idle: Duration::from_secs(30),
+            max_request_target: 8 << 10,
+            max_header_bytes: 60 << 10,
+        }
+    }
 }
 
 /// The match entries of every route attached to one hostname pattern, indexed
@@ -175,6 +207,7 @@ impl ListenerRoutes {
             max_request_body: u64::MAX,
             max_connections: 10_000,
             tls: None,
+            conn: ConnSettings::default(),
             exact_hosts,
             wildcard_hosts: wildcard_hosts.into(),
             any_host,
@@ -200,6 +233,12 @@ impl ListenerRoutes {
     pub fn with_limits(mut self, max_request_body: u64, max_connections: usize) -> Self {
         self.max_request_body = max_request_body;
         self.max_connections = max_connections;
+        self
+    }
+
+    /// Sets the per-connection settings; used by the compiler.
+    pub fn with_conn(mut self, conn: ConnSettings) -> Self {
+        self.conn = conn;
         self
     }
 

@@ -9,7 +9,7 @@
 mod framing;
 mod headers;
 mod http2;
-mod kit;
+pub mod kit;
 mod lifecycle;
 mod streaming;
 mod upgrade;

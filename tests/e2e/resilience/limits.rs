@@ -210,9 +210,11 @@ async fn request_bodies_over_max_request_body_get_413() {
     }
 }
 
-/// A listener's `max_connections` holds further connections back.
+/// At a listener's `max_connections` a new connection takes the slot of an
+/// idle keep-alive one; when every connection has a request in flight it is
+/// answered 503 and closed at once instead of waiting in the backlog.
 #[tokio::test]
-async fn listener_max_connections_holds_further_connections_back() {
+async fn listener_max_connections_reuses_idle_slots_and_refuses_when_busy() {
     let up = Backend::start("up").await;
     let p = proxy(&kit::config(
         &["max_connections: 1"],
@@ -221,21 +223,41 @@ async fn listener_max_connections_holds_further_connections_back() {
     ))
     .await;
     let request = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut buf = [0u8; 1024];
     let mut first = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     first.write_all(request).await.unwrap();
-    let mut buf = [0u8; 1024];
     let n = first.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-    // The second connection waits in the backlog while the first is open.
+
+    // The first is idle: the second is served in its place, the first closed.
     let mut second = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    second.write_all(request).await.unwrap();
-    let waited = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
-    assert!(waited.is_err(), "served beyond max_connections");
-    assert_eq!(up.count(), 1);
-    drop(first);
+    let slow = b"GET / HTTP/1.1\r\nhost: x\r\nx-test-delay-ms: 1500\r\n\r\n";
+    second.write_all(slow).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(1), first.read(&mut buf))
+        .await
+        .expect("the idle connection was closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the idle connection was closed");
+
+    // The second is busy: a third is refused at once, with a reason.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let mut third = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let mut refused = Vec::new();
+    tokio::time::timeout(Duration::from_secs(1), third.read_to_end(&mut refused))
+        .await
+        .expect("refused at once")
+        .unwrap();
+    let refused = String::from_utf8_lossy(&refused);
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(refused.contains("connection: close"), "{refused}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+
     let n = tokio::time::timeout(Duration::from_secs(3), second.read(&mut buf))
         .await
-        .expect("served once the first closed")
+        .expect("the busy connection finished")
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert_eq!(up.count(), 2);
 }

@@ -11,8 +11,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cutover::app::App;
-use cutover::listener::ConnLimits;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -21,7 +19,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
 /// A config with one listener `public` on port 0 and one rule sending every
 /// request to group `app` (one endpoint, `protocol` = `http1` or `h2`).
@@ -31,36 +28,6 @@ pub fn one_group(endpoint: SocketAddr, protocol: &str) -> String {
          groups:\n  app:\n    endpoints: [\"{endpoint}\"]\n    protocol: {protocol}\n\
          routes:\n  - name: web\n    rules:\n      - name: all\n        backends: [{{group: app}}]\n"
     )
-}
-
-/// The proxy started with [`App::bind_with`], for tests that need limits
-/// other than the defaults `support::proxy` uses.
-pub struct LimitedProxy {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    _done: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for LimitedProxy {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-pub async fn proxy_with(yaml: &str, limits: ConnLimits) -> LimitedProxy {
-    let config = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
-    let app = App::bind_with(&config, limits)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = app.local_addr("public").expect("a listener named public");
-    let (tx, done) = crate::support::serve(app);
-    LimitedProxy {
-        addr,
-        stop: Some(tx),
-        _done: done,
-    }
 }
 
 /// A port nobody listens on: bound, then released.

@@ -1,33 +1,32 @@
-//! Connection lifecycle: the header read timeout, local replies when an
+//! Connection lifecycle: the first-request timeout, local replies when an
 //! upstream fails, and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cutover::listener::ConnLimits;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::kit::{
-    dead_port, one_group, proxy_with, raw_upstream, read_until_close, serve, RawReply,
-};
+use super::kit::{dead_port, one_group, raw_upstream, read_until_close, serve, RawReply};
 use crate::support::*;
 
-fn one_second_limits() -> ConnLimits {
-    ConnLimits {
-        header_read_timeout: Duration::from_secs(1),
-        ..Default::default()
-    }
+/// One group, and one second for a new connection's first request head.
+fn one_second_first_request(up: SocketAddr) -> String {
+    one_group(up, "http1").replacen(
+        "address: \"127.0.0.1:0\"\n",
+        "address: \"127.0.0.1:0\"\n    timeouts: {first_request: 1s}\n",
+        1,
+    )
 }
 
 #[tokio::test]
-async fn stalled_request_head_is_closed_after_header_read_timeout() {
+async fn stalled_request_head_is_closed_after_first_request_timeout() {
     let up = upstream("app").await;
-    let p = proxy_with(&one_group(up.addr, "http1"), one_second_limits()).await;
+    let p = proxy(&one_second_first_request(up.addr)).await;
 
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     s.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\nX-Partial: ")
@@ -55,9 +54,9 @@ async fn stalled_request_head_is_closed_after_header_read_timeout() {
 }
 
 #[tokio::test]
-async fn silent_connection_is_closed_after_header_read_timeout() {
+async fn silent_connection_is_closed_after_first_request_timeout() {
     let up = upstream("app").await;
-    let p = proxy_with(&one_group(up.addr, "http1"), one_second_limits()).await;
+    let p = proxy(&one_second_first_request(up.addr)).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     let got = read_until_close(&mut s, Duration::from_secs(5)).await;
     assert!(
