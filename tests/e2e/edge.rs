@@ -23,3 +23,39 @@ pub fn config(endpoint: SocketAddr, listener: &[&str]) -> String {
     ));
     y
 }
+
+#[test]
+fn bad_listener_limits_are_reported_with_their_field_paths() {
+    let yaml = config(
+        "127.0.0.1:9".parse().unwrap(),
+        &[
+            "timeouts: {idle: 0s, first_request: 0ms, send_idle: 0s}",
+            "max_request_target: 0",
+            "max_header_bytes: 1KiB",
+        ],
+    );
+    let config = cutover::config::parse_yaml(&yaml).unwrap();
+    let registry = cutover::upstream::EndpointRegistry::default();
+    let err = cutover::config::compile::compile(&config, &registry, 1)
+        .err()
+        .expect("invalid limits");
+    let got = err.to_string();
+    for want in [
+        "listeners[0].timeouts.idle: must be more than 0",
+        "listeners[0].timeouts.first_request: must be more than 0",
+        "listeners[0].timeouts.send_idle: must be more than 0",
+        "listeners[0].max_request_target: 0 is outside 1..16MiB",
+        "listeners[0].max_header_bytes: 1KiB is outside 8KiB..16MiB",
+    ] {
+        assert!(got.contains(want), "missing {want:?} in:\n{got}");
+    }
+    let typo = yaml_with_typo();
+    let err = cutover::config::parse_yaml(&typo)
+        .err()
+        .expect("unknown field");
+    assert!(err.to_string().contains("timeouts"), "{err}");
+}
+
+fn yaml_with_typo() -> String {
+    config("127.0.0.1:9".parse().unwrap(), &["timeouts: {idel: 1s}"])
+}
