@@ -8,7 +8,9 @@
 #   CUTOVER_BIN=target/release/cutover bash benches/hostile.sh  # skip the build
 #
 # Per target (cutover, then nginx), one at a time:
-#   1. RSS of the idle proxy ("before").
+#   1. RSS of the idle proxy ("before"); then IDLE_PROBE HTTP/1.1 keep-alive
+#      connections (fewer than LIMIT) that each sent one request: the RSS
+#      they add, per connection ("KiB/idle"); they close again.
 #   2. The flood: N_H2 h2c connections that send the preface and SETTINGS,
 #      then nothing; then M_H1 HTTP/1.1 connections that send one request,
 #      read the answer and stay idle (keep-alive). At most 200 connect at
@@ -27,6 +29,7 @@
 #                      max_connections; nginx worker_connections = LIMIT + the
 #                      upstream keep-alive pool, so both admit LIMIT clients)
 #   FRESH [10]         fresh clients timed during the flood
+#   IDLE_PROBE [1000]  idle connections of the per-connection RSS probe
 #   AFTER_SECS [60]    wait after the flood before the last RSS reading
 #   BASE_PORT [27280]  +1 upstream, +11 cutover, +12 nginx proxy (HTTP/1.1),
 #                      +13 nginx proxy (h2c: nginx 1.22 cannot serve h2c and
@@ -41,6 +44,7 @@ N_H2=${N_H2:-2500}
 M_H1=${M_H1:-10000}
 LIMIT=${LIMIT:-2000}
 FRESH=${FRESH:-10}
+IDLE_PROBE=${IDLE_PROBE:-1000}
 AFTER_SECS=${AFTER_SECS:-60}
 BASE_PORT=${BASE_PORT:-27280}
 KEEP=${KEEP:-0}
@@ -172,6 +176,7 @@ then waits for a line on stdin before closing everything."""
 import asyncio, sys, time
 
 h2_port, h1_port, n_h2, m_h1, fresh = (int(a) for a in sys.argv[1:6])
+probe_only = len(sys.argv) > 6 and sys.argv[6] == "probe"
 HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 GET = b"GET / HTTP/1.1\r\nHost: app\r\n\r\n"
 
@@ -214,7 +219,20 @@ async def fresh_client():
     except Exception:
         return None
 
+async def probe():
+    """m_h1 idle keep-alive connections, held until a line on stdin."""
+    held = await open_all(m_h1, False)
+    await asyncio.sleep(1)
+    print(sum(not watch.done() for _, watch in held), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    for w, watch in held:
+        w.close()
+        watch.cancel()
+    await asyncio.sleep(0.5)
+
 async def main():
+    if probe_only:
+        return await probe()
     t = time.monotonic()
     held = await open_all(n_h2, True) + await open_all(m_h1, False)
     flood_s = time.monotonic() - t
@@ -242,6 +260,16 @@ measure() { # name, pid, h2c port, HTTP/1.1 port
     local name=$1 pid=$2 h2_port=$3 h1_port=$4 before during after result
     sleep 1
     before=$(rss_kib "$pid")
+    coproc PROBE { timeout 120 python3 "$WORK/flood.py" "$h2_port" "$h1_port" 0 "$IDLE_PROBE" 0 probe; }
+    read -r probed <&"${PROBE[0]}" || die "$name: the idle probe did not report"
+    local with_idle per_idle
+    with_idle=$(rss_kib "$pid")
+    echo >&"${PROBE[1]}"
+    wait "$PROBE_PID" 2>/dev/null || true
+    per_idle=$(( (with_idle - before) * 10 / (probed > 0 ? probed : 1) ))
+    per_idle="$((per_idle / 10)).$((per_idle % 10))"
+    log "$name: $probed idle keep-alive connections add $((with_idle - before)) KiB ($per_idle KiB each)"
+    sleep 2
     log "$name: flooding with $N_H2 silent h2c + $M_H1 idle HTTP/1.1 connections"
     coproc FLOOD { timeout $((AFTER_SECS + 300)) python3 "$WORK/flood.py" "$h2_port" "$h1_port" "$N_H2" "$M_H1" "$FRESH"; }
     read -r -t 240 result <&"${FLOOD[0]}" || die "$name: the flood client did not report"
@@ -253,8 +281,8 @@ measure() { # name, pid, h2c port, HTTP/1.1 port
     after=$(rss_kib "$pid")
     # connected held served tried p50 worst flood_s
     read -r connected held served tried p50 worst flood_s <<<"$result"
-    ROWS+=("$(printf '%-8s %9s %9s %8s %10s %9s %9s %10s %10s %10s' \
-        "$name" "$connected" "$held" "$served/$tried" "$p50" "$worst" "${flood_s}s" \
+    ROWS+=("$(printf '%-8s %9s %9s %8s %10s %9s %9s %9s %10s %10s %10s' \
+        "$name" "$connected" "$held" "$served/$tried" "$p50" "$worst" "${flood_s}s" "$per_idle" \
         "$((before / 1024))" "$((during / 1024))" "$((after / 1024))")")
 }
 
@@ -272,8 +300,9 @@ measure nginx "$NGINX_PID" "$NGINX_H2C_PORT" "$NGINX_PORT"
 
 echo
 echo "Hostile idle clients: $N_H2 silent h2c + $M_H1 idle HTTP/1.1, limit $LIMIT, $FRESH fresh clients"
-printf '%-8s %9s %9s %8s %10s %9s %9s %10s %10s %10s\n' target connected held served p50_ms worst_ms flood \
-    rss_before rss_during "rss_${AFTER_SECS}s"
+printf '%-8s %9s %9s %8s %10s %9s %9s %9s %10s %10s %10s\n' target connected held served p50_ms worst_ms flood \
+    KiB/idle rss_before rss_during "rss_${AFTER_SECS}s"
 for row in "${ROWS[@]}"; do echo "$row"; done
 echo "(connected: flood connections that connected; held: still open when the fresh clients had"
-echo " been served; served: fresh clients answered 200 within 5 s; RSS in MiB, proxy processes)"
+echo " been served; served: fresh clients answered 200 within 5 s; KiB/idle: RSS added per idle"
+echo " keep-alive connection ($IDLE_PROBE of them, before the flood); RSS in MiB, proxy processes)"

@@ -171,6 +171,12 @@ impl Metrics {
         ConnectionGuard(self.downstream.clone())
     }
 
+    /// Client connections open now (the gauge of [`Metrics::downstream_connection`]),
+    /// e.g. to notice that a burst of connections ended.
+    pub fn downstream_open(&self) -> i64 {
+        self.downstream.get()
+    }
+
     /// Counts a failed client TLS handshake; `reason` is one of a fixed set
     /// (see `listener::tls`), so the series stay few.
     pub fn tls_handshake_failed(&self, listener: &str, reason: &'static str) {
