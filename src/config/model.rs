@@ -119,8 +119,8 @@ pub struct ListenerTimeouts {
     /// No request in flight (HTTP/1.1 between requests, HTTP/2 with no open
     /// stream): close (HTTP/2 with GOAWAY). Default 60s.
     pub idle: Dur,
-    /// A new connection that has not sent a complete request head yet (TLS
-    /// handshake excluded). Default 10s.
+    /// A new connection that has not sent a complete request head yet,
+    /// counted from the accept (a TLS handshake included). Default 10s.
     pub first_request: Dur,
     /// A response write that makes no progress (the client stopped reading):
     /// close. Default 30s.

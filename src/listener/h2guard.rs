@@ -8,10 +8,6 @@
 //! block this large is over the header list limit, and h2 would answer 431.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The client connection preface of HTTP/2 (h2c and h2 over TLS).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -22,10 +18,9 @@ const PUSH_PROMISE: u8 = 0x5;
 const CONTINUATION: u8 = 0x9;
 const END_HEADERS: u8 = 0x4;
 
-/// Watches the bytes a client sends: an HTTP/1 connection is passed through
-/// untouched after its first bytes; on HTTP/2 each frame header is read.
-pub struct HeaderBlockLimit<S> {
-    inner: S,
+/// Watches the bytes a client sends: an HTTP/1 connection is left alone
+/// after its first bytes; on HTTP/2 each frame header is read.
+pub struct HeaderScan {
     limit: usize,
     scan: Scan,
 }
@@ -46,14 +41,26 @@ enum Scan {
     Off,
 }
 
-impl<S> HeaderBlockLimit<S> {
-    /// Wraps `inner`, cutting header blocks over `limit` (+ one frame).
-    pub fn new(inner: S, limit: usize) -> Self {
-        HeaderBlockLimit {
-            inner,
+impl HeaderScan {
+    /// Cuts header blocks over `limit` (+ one frame).
+    pub fn new(limit: usize) -> Self {
+        HeaderScan {
             limit: limit.saturating_add(SLACK),
             scan: Scan::Preface(0),
         }
+    }
+
+    /// Follows bytes just read; an error ends the connection.
+    pub fn check(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if matches!(self.scan, Scan::Off) {
+            return Ok(());
+        }
+        self.scan.feed(bytes, self.limit).map_err(|()| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "HTTP/2 header block over max_header_bytes",
+            )
+        })
     }
 }
 
@@ -118,57 +125,6 @@ impl Scan {
             }
         }
         Ok(())
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for HeaderBlockLimit<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let (Poll::Ready(Ok(())), false) = (&polled, matches!(this.scan, Scan::Off)) {
-            if this.scan.feed(&buf.filled()[before..], this.limit).is_err() {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "HTTP/2 header block over max_header_bytes",
-                )));
-            }
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for HeaderBlockLimit<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -14,15 +14,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 mod h2guard;
+mod io;
 mod refuse;
-mod send;
 mod service;
 mod slots;
 mod tls;
 
-use h2guard::HeaderBlockLimit;
+use io::ConnIo;
 use refuse::Refusals;
-use send::SendDeadline;
 use slots::{Expiry, Slot, Slots};
 
 use crate::app::Shared;
@@ -127,7 +126,7 @@ pub async fn accept_loop(
     closing.http1().keep_alive(false);
     let closing = Arc::new(Builders::new(closing));
     let slots = Slots::new(max_connections);
-    let refusals = Refusals::new();
+    let mut refusals = Refusals::new();
     let stopped = |p: &Phase| *p >= Phase::Stopped;
     loop {
         let accepted = tokio::select! {
@@ -144,13 +143,18 @@ pub async fn accept_loop(
             }
         };
         let Some(slot) = slots.admit() else {
-            let tls = shared
-                .routes
-                .load()
-                .listeners
-                .get(index)
-                .is_some_and(|l| l.tls.is_some());
-            refusals.refuse(stream, peer, tls);
+            let table = shared.routes.load();
+            let listener = table.listeners.get(index);
+            refusals.refuse(stream, peer, listener.is_some_and(|l| l.tls.is_some()));
+            if let Some(refused) = refusals.count_and_report() {
+                let name = listener.map_or("", |l| &*l.name);
+                tracing::warn!(
+                    listener = name,
+                    refused,
+                    max_connections,
+                    "listener full, every connection busy: new connections refused"
+                );
+            }
             continue;
         };
         let conn = ConnInfo::new(peer, index, "http");
@@ -262,8 +266,7 @@ async fn serve_connection<S>(
         slot,
         settings,
     } = accepted;
-    let stream = HeaderBlockLimit::new(stream, settings.max_header_bytes);
-    let stream = SendDeadline::new(stream, settings.send_idle);
+    let stream = ConnIo::new(stream, settings.send_idle, settings.max_header_bytes);
     let peer = conn.peer;
     let state = Arc::clone(&slot.state);
     let limits = service::HeadLimits {

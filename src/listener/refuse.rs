@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 /// Refusals in flight at once; beyond that a connection is closed unread.
 const MAX_REFUSING: usize = 256;
@@ -17,9 +18,15 @@ const MAX_REFUSING: usize = 256;
 /// is told why and h2c is not sent HTTP/1.1 bytes).
 const FIRST_BYTES: Duration = Duration::from_millis(500);
 
-/// Answers connections beyond the limit, a bounded number at a time.
+/// Refusals are logged at most once per this interval, with their count.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Answers connections beyond the limit, a bounded number at a time; owned
+/// by one accept loop.
 pub struct Refusals {
     in_flight: Arc<Semaphore>,
+    unreported: u64,
+    reported_at: Option<Instant>,
 }
 
 impl Refusals {
@@ -27,7 +34,21 @@ impl Refusals {
     pub fn new() -> Refusals {
         Refusals {
             in_flight: Arc::new(Semaphore::new(MAX_REFUSING)),
+            unreported: 0,
+            reported_at: None,
         }
+    }
+
+    /// Counts one refusal; returns the count to log when the last report is
+    /// [`REPORT_EVERY`] old (one line per interval, however big the flood).
+    pub fn count_and_report(&mut self) -> Option<u64> {
+        self.unreported += 1;
+        let now = Instant::now();
+        if self.reported_at.is_some_and(|at| now < at + REPORT_EVERY) {
+            return None;
+        }
+        self.reported_at = Some(now);
+        Some(std::mem::take(&mut self.unreported))
     }
 
     /// Closes `stream`: cleartext HTTP/1.1 gets a `503` with `Connection:

@@ -1,7 +1,8 @@
-//! A deadline on writes that make no progress: a client that stops reading
-//! fills its receive window and then the socket buffer, after which every
-//! write waits; without a deadline it holds the connection (and the
-//! response it is not reading) forever.
+//! A client connection's I/O with its deadline and limit. Writes that make
+//! no progress fail after `send_idle`: a client that stops reading fills its
+//! receive window and then the socket buffer, after which every write waits;
+//! without a deadline it holds the connection (and the response it is not
+//! reading) forever. Reads pass through [`HeaderScan`].
 
 use std::future::Future;
 use std::io;
@@ -12,22 +13,28 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use super::h2guard::HeaderScan;
+
 /// Fails a write, flush or shutdown with `TimedOut` once writing has made no
-/// progress for `timeout`; reads pass through.
-pub struct SendDeadline<S> {
+/// progress for `timeout`, and a read that takes an HTTP/2 header block over
+/// the limit with `InvalidData`.
+pub struct ConnIo<S> {
     inner: S,
+    headers: HeaderScan,
     timeout: Duration,
     /// Created on the first stall only: most connections never stall.
     stalled: Option<Pin<Box<Sleep>>>,
     armed: bool,
 }
 
-impl<S> SendDeadline<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, timeout: Duration) -> Self {
-        SendDeadline {
+impl<S> ConnIo<S> {
+    /// Wraps `inner`: `send_idle` for writes, `max_header_bytes` for HTTP/2
+    /// header blocks.
+    pub fn new(inner: S, send_idle: Duration, max_header_bytes: usize) -> Self {
+        ConnIo {
             inner,
-            timeout,
+            headers: HeaderScan::new(max_header_bytes),
+            timeout: send_idle,
             stalled: None,
             armed: false,
         }
@@ -73,17 +80,22 @@ impl<S> SendDeadline<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for SendDeadline<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(this.headers.check(&buf.filled()[before..])),
+            other => other,
+        }
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for SendDeadline<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -130,7 +142,7 @@ mod tests {
     async fn a_write_without_progress_fails_after_the_timeout() {
         // A peer that never reads: a 1 KiB pipe fills, then writes wait.
         let (client, _peer) = tokio::io::duplex(1024);
-        let mut s = SendDeadline::new(client, Duration::from_secs(30));
+        let mut s = ConnIo::new(client, Duration::from_secs(30), usize::MAX);
         let started = Instant::now();
         let chunk = vec![0u8; 64 * 1024];
         let err = s.write_all(&chunk).await.expect_err("the peer never reads");
@@ -150,7 +162,7 @@ mod tests {
                 total += peer.read(&mut buf).await.unwrap();
             }
         });
-        let mut s = SendDeadline::new(client, Duration::from_secs(30));
+        let mut s = ConnIo::new(client, Duration::from_secs(30), usize::MAX);
         s.write_all(&vec![0u8; 16 * 1024])
             .await
             .expect("progress every 20 s");
