@@ -36,9 +36,7 @@ fn bad_listener_limits_are_reported_with_their_field_paths() {
     );
     let config = cutover::config::parse_yaml(&yaml).unwrap();
     let registry = cutover::upstream::EndpointRegistry::default();
-    let err = cutover::config::compile::compile(&config, &registry, 1)
-        .err()
-        .expect("invalid limits");
+    let err = cutover::config::compile::compile(&config, &registry, 1).expect_err("invalid limits");
     let got = err.to_string();
     for want in [
         "listeners[0].timeouts.idle: must be more than 0",
@@ -50,9 +48,7 @@ fn bad_listener_limits_are_reported_with_their_field_paths() {
         assert!(got.contains(want), "missing {want:?} in:\n{got}");
     }
     let typo = yaml_with_typo();
-    let err = cutover::config::parse_yaml(&typo)
-        .err()
-        .expect("unknown field");
+    let err = cutover::config::parse_yaml(&typo).expect_err("unknown field");
     assert!(err.to_string().contains("timeouts"), "{err}");
 }
 

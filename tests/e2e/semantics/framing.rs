@@ -76,12 +76,12 @@ fn with_headers(extra: impl IntoIterator<Item = String>) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn header_block_over_64_kib_is_431() {
+async fn header_block_over_60_kib_is_431() {
     let big = |kib: usize| with_headers([format!("X-Big: {}", "a".repeat(kib * 1024))]);
-    let (ok, reached) = send_raw(&big(60)).await;
-    assert_eq!(ok.statuses(), [200], "a 60 KiB head is within the limit");
+    let (ok, reached) = send_raw(&big(59)).await;
+    assert_eq!(ok.statuses(), [200], "a 59 KiB head is within the limit");
     assert_eq!(reached, 1);
-    assert_rejected(&big(65), 431).await;
+    assert_rejected(&big(61), 431).await;
 }
 
 #[tokio::test]
