@@ -26,11 +26,16 @@
 //! `ArcSwap`; each request loads it once. Certificates are read during that
 //! compile, so they reload with the table (`reload::certs` watches their
 //! files); each connection loads the table once for its TLS config.
+//!
+//! Below everything, [`analysis`] is the pure release judge (counts in,
+//! verdict out): the anytime-valid canary-versus-baseline tests that
+//! progressive rollouts will be steered by.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod analysis;
 pub mod app;
 pub mod config;
 pub mod ctl;
