@@ -60,42 +60,21 @@ pub fn ln_beta_upper_tail(x: f64, a: f64, b: f64) -> f64 {
 /// ln I_x(a, b) by the continued fraction (modified Lentz), valid where
 /// x < (a + 1) / (a + b + 2).
 fn ln_beta_inc_cf(x: f64, a: f64, b: f64) -> f64 {
-    const TINY: f64 = 1e-300;
     const EPS: f64 = 1e-14;
     const MAX_TERMS: usize = 10_000;
     let ln_front = a * x.ln() + b * (1.0 - x).ln() - ln_beta(a, b) - a.ln();
     let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
     let mut c = 1.0;
-    let mut d = 1.0 - qab * x / qap;
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
+    let mut d = 1.0 / nonzero(1.0 - qab * x / qap);
     let mut h = d;
     for m in 1..MAX_TERMS {
         let m = m as f64;
         let m2 = 2.0 * m;
-        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
+        let even = m * (b - m) * x / ((qam + m2) * (a + m2));
+        (c, d) = lentz_step(even, c, d);
         h *= d * c;
-        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
-        d = 1.0 + aa * d;
-        if d.abs() < TINY {
-            d = TINY;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < TINY {
-            c = TINY;
-        }
-        d = 1.0 / d;
+        let odd = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        (c, d) = lentz_step(odd, c, d);
         let del = d * c;
         h *= del;
         if (del - 1.0).abs() < EPS {
@@ -103,6 +82,21 @@ fn ln_beta_inc_cf(x: f64, a: f64, b: f64) -> f64 {
         }
     }
     ln_front + h.ln()
+}
+
+/// One term of the modified Lentz recurrence: the next (C, 1/D).
+fn lentz_step(term: f64, c: f64, d: f64) -> (f64, f64) {
+    (nonzero(1.0 + term / c), 1.0 / nonzero(1.0 + term * d))
+}
+
+/// Keeps Lentz's denominators away from zero.
+fn nonzero(x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    if x.abs() < TINY {
+        TINY
+    } else {
+        x
+    }
 }
 
 #[cfg(test)]
