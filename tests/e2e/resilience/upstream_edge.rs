@@ -1,0 +1,239 @@
+//! Broken origins, written byte by byte: a response body that stalls, a
+//! transfer coding cutover cannot pass on, an origin killed under keep-alive
+//! load.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use super::kit::{self, Backend};
+use crate::support::{self, proxy};
+
+/// A raw origin: every request on every connection gets `response`; with
+/// `stall`, the connection then stays open and silent. Counts connections
+/// and the requests it answered.
+struct RawOrigin {
+    addr: std::net::SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+async fn raw_origin(response: &'static [u8], stall: bool) -> RawOrigin {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (conns, reqs) = (Arc::clone(&connections), Arc::clone(&requests));
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            conns.fetch_add(1, Ordering::Relaxed);
+            let reqs = Arc::clone(&reqs);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // Requests here have no body: the head ends the request.
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    reqs.fetch_add(1, Ordering::Relaxed);
+                    if s.write_all(response).await.is_err() {
+                        return;
+                    }
+                    if stall {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    RawOrigin {
+        addr,
+        connections,
+        requests,
+    }
+}
+
+fn one_group(addr: std::net::SocketAddr, group_extra: &[&str]) -> String {
+    kit::config(
+        &[],
+        &[kit::group("app", &[addr], group_extra)],
+        &[kit::rule("all", "[{group: app}]", &[])],
+    )
+}
+
+/// The head, 10 bytes of a 100-byte body, then nothing.
+const STALLED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789";
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_response_body_is_aborted_after_60s_and_counted_as_upstream_failed() {
+    let origin = raw_origin(STALLED, true).await;
+    let p = proxy(&one_group(origin.addr, &[])).await;
+    let c = support::http1_client();
+    let t = Instant::now();
+    let resp = c
+        .request(
+            http::Request::get(p.url("/"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .expect("head");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = body.frame().await.expect("a frame").expect("10 bytes");
+    assert_eq!(first.into_data().unwrap(), "0123456789");
+    // The rest never comes: the proxy closes the connection, the client
+    // sees a broken body rather than waiting forever.
+    // (Bounded: on paused time the wait costs nothing.)
+    let end = tokio::time::timeout(Duration::from_secs(300), body.frame()).await;
+    let took = t.elapsed();
+    assert!(matches!(end, Ok(Some(Err(_)))), "{end:?}");
+    assert!(
+        took >= Duration::from_secs(60) && took < Duration::from_millis(60_500),
+        "{took:?}"
+    );
+    let counts = p.app.routes.load().rules[0].metrics.backends[0].counts();
+    assert!(
+        counts.contains(&(Some("upstream_failed"), 1, 1)),
+        "{counts:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn body_idle_timeout_is_per_group_resets_h2_streams_and_spares_steady_bodies() {
+    let origin = raw_origin(STALLED, true).await;
+    let p = proxy(&one_group(origin.addr, &["body_idle_timeout: 2s"])).await;
+    let c = support::h2_client();
+    let t = Instant::now();
+    let resp = c
+        .request(
+            http::Request::get(p.url("/"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .expect("head");
+    let got = tokio::time::timeout(Duration::from_secs(300), resp.into_body().collect()).await;
+    let took = t.elapsed();
+    let err = format!(
+        "{:?}",
+        got.expect("bounded").expect_err("the stream is reset")
+    );
+    assert!(err.contains("Reset") || err.contains("reset"), "{err}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(2_500),
+        "{took:?}"
+    );
+
+    // A body that arrives slowly but never pauses for 2 s is not cut: a
+    // frame every 1.5 s for 6 s.
+    let steady = Backend::start("steady").await;
+    steady.set_mode(kit::Mode::Drip);
+    let p = proxy(&one_group(steady.addr, &["body_idle_timeout: 2s"])).await;
+    let got = kit::get(&kit::client(), &p.url("/")).await;
+    assert_eq!((got.status, got.text()), (200, "drip-drip-drip-drip-"));
+}
+
+#[tokio::test]
+async fn a_transfer_coding_other_than_chunked_is_a_502_and_the_connection_is_dropped() {
+    for (te, body) in [
+        ("chunked, gzip", "gz raw bytes"),
+        ("gzip, chunked", "5\r\ngz123\r\n0\r\n\r\n"),
+        ("gzip", "gz raw bytes"),
+    ] {
+        let response = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n{body}");
+        let origin = raw_origin(Box::leak(response.into_boxed_str()).as_bytes(), false).await;
+        let p = proxy(&one_group(origin.addr, &["outlier: {enabled: false}"])).await;
+        let c = support::http1_client();
+        for _ in 0..3 {
+            let got = support::get(&c, &p.url("/"), &[]).await;
+            assert_eq!(got.status, 502, "{te}: {}", got.body);
+            assert!(got.body.contains("transfer coding"), "{te}: {}", got.body);
+        }
+        // Not retried (GET, but 502s are only retried on gateway-error) and
+        // each answer's connection gone: one connection per request.
+        assert_eq!(origin.requests.load(Ordering::Relaxed), 3, "{te}");
+        assert_eq!(origin.connections.load(Ordering::Relaxed), 3, "{te}");
+        let counts = p.app.routes.load().rules[0].metrics.backends[0].counts();
+        assert!(
+            counts.contains(&(Some("upstream_framing"), 4, 3)),
+            "{te}: {counts:?}"
+        );
+    }
+
+    // Plain `chunked` (any case) passes, on one kept-alive connection.
+    let origin = raw_origin(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        false,
+    )
+    .await;
+    let p = proxy(&one_group(origin.addr, &[])).await;
+    let c = support::http1_client();
+    for _ in 0..3 {
+        let got = support::get(&c, &p.url("/"), &[]).await;
+        assert_eq!((got.status.as_u16(), got.body.as_str()), (200, "ok"));
+    }
+    assert_eq!(origin.connections.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn killing_one_of_three_origins_under_keep_alive_load_costs_at_most_one_error() {
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    for b in &backends {
+        // Requests take a moment, so several are in flight on the one killed.
+        b.set_delay(Duration::from_millis(5));
+    }
+    let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
+    let p = proxy(&kit::config(
+        &[],
+        &[kit::group("app", &addrs, &[])],
+        &[kit::rule("all", "[{group: app}]", &[])],
+    ))
+    .await;
+    let url = p.url("/");
+    let done = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let (url, done, errors) = (url.clone(), Arc::clone(&done), Arc::clone(&errors));
+        clients.push(tokio::spawn(async move {
+            let c = kit::client();
+            for _ in 0..100 {
+                let got = kit::get(&c, &url).await;
+                if got.status != 200 || got.body.is_err() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    kit::until("load is running", Duration::from_secs(10), || {
+        done.load(Ordering::Relaxed) >= 300
+    })
+    .await;
+    backends[0].kill();
+    for c in clients {
+        c.await.unwrap();
+    }
+    assert_eq!(done.load(Ordering::Relaxed), 1200);
+    assert!(backends[0].count() >= 50, "the killed origin had its share");
+    let errors = errors.load(Ordering::Relaxed);
+    assert!(errors <= 1, "{errors} client-visible errors");
+}
