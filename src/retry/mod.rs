@@ -419,3 +419,36 @@ pub fn first_slot(rule: &Rule, table: &RouteTable, point: u64) -> Result<usize, 
         })
         .ok_or(unavailable)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{retryable, Kind, Method, RetryConfig, RetryOn};
+
+    #[test]
+    fn a_connection_lost_before_the_response_is_retried_by_default_when_safe() {
+        let default = RetryConfig::default();
+        assert!(retryable(&default, Kind::Closed, &Method::GET));
+        assert!(retryable(&default, Kind::Closed, &Method::DELETE));
+        assert!(!retryable(&default, Kind::Closed, &Method::POST));
+        // Never written: nothing to repeat, whatever the method.
+        assert!(retryable(&default, Kind::Unsent, &Method::POST));
+        // A reset after the upstream may have acted stays opt-in.
+        assert!(!retryable(&default, Kind::Reset, &Method::GET));
+        assert!(!retryable(&default, Kind::Framing, &Method::GET));
+
+        let only_connect = RetryConfig {
+            on: vec![RetryOn::ConnectFailure],
+            ..RetryConfig::default()
+        };
+        assert!(!retryable(&only_connect, Kind::Closed, &Method::GET));
+        assert!(!retryable(&only_connect, Kind::Unsent, &Method::GET));
+
+        let gateway = RetryConfig {
+            on: vec![RetryOn::GatewayError, RetryOn::Reset],
+            ..RetryConfig::default()
+        };
+        assert!(retryable(&gateway, Kind::Framing, &Method::GET));
+        assert!(!retryable(&gateway, Kind::Framing, &Method::POST));
+        assert!(retryable(&gateway, Kind::Closed, &Method::GET));
+    }
+}

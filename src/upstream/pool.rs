@@ -192,3 +192,34 @@ fn refused_stream(e: &hyper_util::client::legacy::Error) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::framing_ok;
+    use http::{header::TRANSFER_ENCODING, HeaderMap, HeaderValue};
+
+    fn te(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(TRANSFER_ENCODING, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn only_exactly_chunked_framing_passes() {
+        for ok in [&[][..], &["chunked"], &["Chunked"], &[" chunked "]] {
+            assert!(framing_ok(&te(ok)), "{ok:?}");
+        }
+        for bad in [
+            &["gzip, chunked"][..],
+            &["chunked, gzip"],
+            &["gzip"],
+            &["chunked", "chunked"],
+            &["identity"],
+            &[""],
+        ] {
+            assert!(!framing_ok(&te(bad)), "{bad:?}");
+        }
+    }
+}
