@@ -67,10 +67,11 @@ async fn raw_origin(response: &'static [u8], stall: bool) -> RawOrigin {
     }
 }
 
-fn one_group(addr: std::net::SocketAddr, group_extra: &[&str]) -> String {
+/// One group `app` of `addrs` (plus extra lines), one rule with defaults.
+fn one_group(addrs: &[std::net::SocketAddr], group_extra: &[&str]) -> String {
     kit::config(
         &[],
-        &[kit::group("app", &[addr], group_extra)],
+        &[kit::group("app", addrs, group_extra)],
         &[kit::rule("all", "[{group: app}]", &[])],
     )
 }
@@ -90,7 +91,7 @@ const STALLED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n012345678
 #[tokio::test(start_paused = true)]
 async fn a_stalled_response_body_is_aborted_after_60s_and_counted_as_upstream_failed() {
     let origin = raw_origin(STALLED, true).await;
-    let p = proxy(&one_group(origin.addr, &[])).await;
+    let p = proxy(&one_group(&[origin.addr], &[])).await;
     let c = support::http1_client();
     let t = Instant::now();
     let resp = head(&c, &p.url("/")).await;
@@ -118,7 +119,7 @@ async fn a_stalled_response_body_is_aborted_after_60s_and_counted_as_upstream_fa
 #[tokio::test(start_paused = true)]
 async fn body_idle_timeout_is_per_group_resets_h2_streams_and_spares_steady_bodies() {
     let origin = raw_origin(STALLED, true).await;
-    let p = proxy(&one_group(origin.addr, &["body_idle_timeout: 2s"])).await;
+    let p = proxy(&one_group(&[origin.addr], &["body_idle_timeout: 2s"])).await;
     let c = support::h2_client();
     let t = Instant::now();
     let resp = head(&c, &p.url("/")).await;
@@ -138,7 +139,7 @@ async fn body_idle_timeout_is_per_group_resets_h2_streams_and_spares_steady_bodi
     // frame every 1.5 s for 6 s.
     let steady = Backend::start("steady").await;
     steady.set_mode(kit::Mode::Drip);
-    let p = proxy(&one_group(steady.addr, &["body_idle_timeout: 2s"])).await;
+    let p = proxy(&one_group(&[steady.addr], &["body_idle_timeout: 2s"])).await;
     let got = kit::get(&kit::client(), &p.url("/")).await;
     assert_eq!((got.status, got.text()), (200, "drip-drip-drip-drip-"));
 }
@@ -152,7 +153,7 @@ async fn a_transfer_coding_other_than_chunked_is_a_502_and_the_connection_is_dro
     ] {
         let response = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n{body}");
         let origin = raw_origin(Box::leak(response.into_boxed_str()).as_bytes(), false).await;
-        let p = proxy(&one_group(origin.addr, &["outlier: {enabled: false}"])).await;
+        let p = proxy(&one_group(&[origin.addr], &["outlier: {enabled: false}"])).await;
         let c = support::http1_client();
         for _ in 0..3 {
             let got = support::get(&c, &p.url("/"), &[]).await;
@@ -176,7 +177,7 @@ async fn a_transfer_coding_other_than_chunked_is_a_502_and_the_connection_is_dro
         false,
     )
     .await;
-    let p = proxy(&one_group(origin.addr, &[])).await;
+    let p = proxy(&one_group(&[origin.addr], &[])).await;
     let c = support::http1_client();
     for _ in 0..3 {
         let got = support::get(&c, &p.url("/"), &[]).await;
@@ -211,12 +212,7 @@ async fn kill_one_of_three_under_load(protocol: &str) -> usize {
     }
     let addrs: Vec<_> = backends.iter().map(|b| b.addr).collect();
     let protocol_line = format!("protocol: {protocol}");
-    let p = proxy(&kit::config(
-        &[],
-        &[kit::group("app", &addrs, &[&protocol_line])],
-        &[kit::rule("all", "[{group: app}]", &[])],
-    ))
-    .await;
+    let p = proxy(&one_group(&addrs, &[&protocol_line])).await;
     let url = p.url("/");
     let done = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
@@ -253,14 +249,9 @@ async fn a_connection_closed_after_the_request_is_retried_for_get_but_not_for_po
     let b = Backend::start("b").await;
     // `a` reads each request, then closes without a response.
     a.set_mode(kit::Mode::Reset);
-    let p = proxy(&kit::config(
-        &[],
-        &[kit::group(
-            "app",
-            &[a.addr, b.addr],
-            &["outlier: {enabled: false}"],
-        )],
-        &[kit::rule("all", "[{group: app}]", &[])],
+    let p = proxy(&one_group(
+        &[a.addr, b.addr],
+        &["outlier: {enabled: false}"],
     ))
     .await;
     let c = kit::client();
