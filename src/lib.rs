@@ -7,6 +7,7 @@
 //! listener      accept loop, TLS handshake (tls::server: SNI, ALPN, mTLS),
 //!               HTTP/1.1 + h2 (h2c or ALPN), limits, drain
 //!   -> proxy    handle(): the pipeline, read it first
+//!      -> proxy::host          the one host: target authority or Host, validated
 //!      -> route::find          host -> virtual host -> rule (Gateway API precedence)
 //!      -> route::split         group pick: weighted ranges, sticky hash
 //!      -> proxy::forward       hop-by-hop stripping, X-Forwarded-*, request id

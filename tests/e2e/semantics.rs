@@ -8,6 +8,7 @@
 
 mod framing;
 mod headers;
+mod host;
 mod http2;
 mod kit;
 mod lifecycle;
