@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
@@ -139,7 +139,7 @@ async fn forward_request(
         rule.request_headers.apply(&mut parts.headers);
     }
     let body = prepare_body(table, conn, rule, body).await?;
-    let too_large = body.too_large_flag();
+    let fault = body.fault();
     let answer = retry::exchange(retry::Exchange {
         table,
         rule,
@@ -152,13 +152,7 @@ async fn forward_request(
         chosen,
     })
     .await
-    .map_err(|e| {
-        if too_large.is_some_and(|f| f.load(Ordering::Relaxed)) {
-            ProxyError::BodyTooLarge
-        } else {
-            e
-        }
-    })?;
+    .map_err(|e| fault.and_then(|f| f.get()).map_or(e, body_error))?;
     let mut resp = answer.response;
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -189,24 +183,31 @@ fn clean_head(parts: &mut Parts, upgrade: Option<HeaderValue>) -> Result<ClientH
 }
 
 /// Reads a small body so it can be replayed, or sets up streaming; enforces
-/// the listener's body limit (413).
+/// the listener's body limit (413) and body idle timeout (408).
 async fn prepare_body(
     table: &RouteTable,
     conn: &ConnInfo,
     rule: &Rule,
     body: Incoming,
 ) -> Result<PreparedBody, ProxyError> {
-    let max_body = table
+    let (max_body, idle) = table
         .listeners
         .get(conn.listener)
-        .map_or(u64::MAX, |l| l.max_request_body);
+        .map_or((u64::MAX, Duration::from_secs(30)), |l| {
+            (l.max_request_body, l.request_body_timeout)
+        });
     let replay = rule.policy.retry.replay_buffer.0;
-    PreparedBody::prepare(body, replay, max_body)
+    PreparedBody::prepare(body, replay, max_body, idle)
         .await
-        .map_err(|e| match e {
-            BodyError::TooLarge => ProxyError::BodyTooLarge,
-            BodyError::Client(_) => ProxyError::ClientBodyFailed,
-        })
+        .map_err(body_error)
+}
+
+fn body_error(e: BodyError) -> ProxyError {
+    match e {
+        BodyError::TooLarge => ProxyError::BodyTooLarge,
+        BodyError::Idle => ProxyError::BodyTimeout,
+        BodyError::Client(_) => ProxyError::ClientBodyFailed,
+    }
 }
 
 /// Route match and group pick: pure decisions, taken before the first await

@@ -12,5 +12,6 @@ mod host;
 mod http2;
 mod kit;
 mod lifecycle;
+mod slow_body;
 mod streaming;
 mod upgrade;
