@@ -37,6 +37,7 @@ pub fn check<B>(req: &Request<B>) -> Result<(), ProxyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn req(headers: &[(&str, &str)]) -> Request<()> {
         let mut b = Request::builder().uri("/");
@@ -60,5 +61,68 @@ mod tests {
         assert!(check(&req(&twice)).is_err());
         let gzip = [("host", "a"), ("transfer-encoding", "gzip, chunked")];
         assert!(check(&req(&gzip)).is_err());
+    }
+
+    /// What RFC 9112 6.1 and 6.3 ask of a request, written independently of
+    /// `check`: no Transfer-Encoding, or exactly `chunked` and no
+    /// Content-Length.
+    fn acceptable(version: Version, headers: &[(&str, &str)]) -> bool {
+        if version == Version::HTTP_2 {
+            return true;
+        }
+        let te: Vec<String> = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let has_te = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"));
+        let has_cl = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+        !has_te || (!has_cl && te == ["chunked"])
+    }
+
+    fn framing_headers() -> impl Strategy<Value = Vec<(&'static str, &'static str)>> {
+        let name = prop::sample::select(vec![
+            "transfer-encoding",
+            "Transfer-Encoding",
+            "content-length",
+            "host",
+            "x-a",
+        ]);
+        let value = prop::sample::select(vec![
+            "chunked",
+            "Chunked",
+            "chunked, chunked",
+            "gzip, chunked",
+            "chunked, gzip",
+            " chunked ",
+            ",chunked,",
+            "",
+            "identity",
+            "5",
+        ]);
+        prop::collection::vec((name, value), 0..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40_000))]
+
+        #[test]
+        fn check_agrees_with_the_rfc(
+            version in prop::sample::select(vec![Version::HTTP_10, Version::HTTP_11, Version::HTTP_2]),
+            headers in framing_headers(),
+        ) {
+            let mut b = Request::builder().version(version).uri("/");
+            for (k, v) in &headers {
+                b = b.header(*k, *v);
+            }
+            let req = b.body(()).unwrap();
+            prop_assert_eq!(check(&req).is_ok(), acceptable(version, &headers), "{:?}", headers);
+        }
     }
 }

@@ -71,7 +71,7 @@ fn host_header_count_is_checked() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(30_000))]
+    #![proptest_config(ProptestConfig::with_cases(40_000))]
 
     /// A valid host never has what makes two parsers disagree about it.
     #[test]
