@@ -15,6 +15,9 @@ pub fn check<B>(req: &Request<B>) -> Result<(), ProxyError> {
     if !h.contains_key(header::TRANSFER_ENCODING) {
         return Ok(());
     }
+    // hyper 1.x drops a Content-Length that comes with Transfer-Encoding
+    // while parsing (and closes the connection after the response), so on
+    // its HTTP/1.1 server this never sees both; kept for any other source.
     if h.contains_key(header::CONTENT_LENGTH) {
         return Err(ProxyError::BadRequest(
             "both Content-Length and Transfer-Encoding are set",
