@@ -112,3 +112,30 @@ async fn a_slow_but_steady_body_is_served() {
         .collect();
     assert_eq!(lens, [("/small".into(), 600), ("/big".into(), 76_000)]);
 }
+
+#[tokio::test]
+async fn an_h2_stream_whose_body_never_arrives_gets_408() {
+    let up = upstream("app").await;
+    let p = proxy(&config(&up)).await;
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(p.url("/up"))
+        .header("content-length", "4096")
+        .body(())
+        .unwrap();
+    let started = Instant::now();
+    // The stream stays open (no END_STREAM) and no DATA frame follows.
+    let (resp, _body) = client.send_request(req, false).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(3), resp)
+        .await
+        .expect("answered within 3s")
+        .unwrap();
+    assert_eq!(resp.status(), 408);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(up.count(), 0);
+}
