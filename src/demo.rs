@@ -1,6 +1,7 @@
 //! `cutover demo`: two stable endpoints and one canary endpoint in-process,
 //! the proxy in front with a 90/10 split, a header override and a sticky
-//! rule, and the curl commands to try it.
+//! rule, the admin listener on loopback, and the curl and `cutover ctl`
+//! commands to try it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,7 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::app::{App, Signal, StartError};
+use crate::admin::AdminOptions;
+use crate::app::{App, Options, Signal, StartError};
 use crate::config::parse_yaml;
 
 /// Starts an upstream on 127.0.0.1 (port 0) that answers every request with
@@ -77,8 +79,9 @@ routes:
     )
 }
 
-/// Runs the demo until Ctrl-C.
-pub async fn run(listen: SocketAddr) -> Result<(), StartError> {
+/// Runs the demo until Ctrl-C. `admin` is the control API's address
+/// (loopback, so no token is needed); `None` runs without one.
+pub async fn run(listen: SocketAddr, admin: Option<SocketAddr>) -> Result<(), StartError> {
     let io = |e: std::io::Error| StartError::Bind {
         name: "demo upstream".into(),
         address: "127.0.0.1:0".parse().unwrap_or(listen),
@@ -91,9 +94,20 @@ pub async fn run(listen: SocketAddr) -> Result<(), StartError> {
     let canary = spawn_version_server("canary").await.map_err(io)?;
     let yaml = demo_config_yaml(listen, stable, canary);
     let config = parse_yaml(&yaml)?;
-    let app = App::bind(&config).await?;
+    let options = Options {
+        admin: admin.map(|address| AdminOptions {
+            address,
+            token: None,
+        }),
+        ..Options::default()
+    };
+    let app = App::start(&config, options).await?;
     let addr = app.local_addr("public").unwrap_or(listen);
     println!("{}", instructions(addr, &yaml));
+    if let Some(admin) = app.local_addr("admin") {
+        println!("{}", admin_instructions(admin));
+    }
+    println!("\nCtrl-C stops the demo.");
     // Ctrl-C is the demo's only way out: drain without a delay and say so.
     let (signals, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -127,8 +141,28 @@ Try:
   curl -s --http2-prior-knowledge http://{addr}/
 
   # validate a config file: every error with its field path
-  cargo run --release -- check config/cutover.yaml
+  cargo run --release -- check config/cutover.yaml"#
+    )
+}
 
-Ctrl-C stops the demo."#
+/// The control API commands, pointed at the demo's admin listener.
+fn admin_instructions(admin: SocketAddr) -> String {
+    let ctl = if admin.port() == 9901 && admin.ip().is_loopback() {
+        "cutover ctl".to_string()
+    } else {
+        format!("cutover ctl --admin http://{admin}")
+    };
+    format!(
+        r#"
+Control API on http://{admin} (loopback: no token needed):
+  # weights, observed split and generation per rule
+  {ctl} status
+
+  # move the split (the curl loop above shows it), then undo it
+  {ctl} weights web split stable=50 canary=50
+  {ctl} rollback web split
+
+  # per-version Prometheus metrics
+  curl -s http://{admin}/metrics | grep cutover_requests_total"#
     )
 }

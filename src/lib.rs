@@ -7,6 +7,7 @@
 //! listener      accept loop, TLS handshake (tls::server: SNI, ALPN, mTLS),
 //!               HTTP/1.1 + h2 (h2c or ALPN), limits, drain
 //!   -> proxy    handle(): the pipeline, read it first
+//!      -> proxy::host          the one host: target authority or Host, validated
 //!      -> route::find          host -> virtual host -> rule (Gateway API precedence)
 //!      -> route::split         group pick: weighted ranges, sticky hash
 //!      -> proxy::forward       hop-by-hop stripping, X-Forwarded-*, request id
@@ -26,11 +27,16 @@
 //! `ArcSwap`; each request loads it once. Certificates are read during that
 //! compile, so they reload with the table (`reload::certs` watches their
 //! files); each connection loads the table once for its TLS config.
+//!
+//! Below everything, [`analysis`] is the pure release judge (counts in,
+//! verdict out): the anytime-valid canary-versus-baseline tests that
+//! progressive rollouts will be steered by.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod analysis;
 pub mod app;
 pub mod config;
 pub mod ctl;
@@ -43,3 +49,18 @@ pub mod retry;
 pub mod route;
 pub mod tls;
 pub mod upstream;
+
+/// The property tests' settings: `cases` per test, and failures kept next
+/// to the test's source file (`*.proptest-regressions`) rather than in a
+/// top-level folder.
+#[cfg(test)]
+pub(crate) fn prop_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, FileFailurePersistence};
+    Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..Config::default()
+    }
+}

@@ -48,6 +48,13 @@ enum Command {
         /// Where the demo proxy listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// The demo's admin listener (control API for `cutover ctl`, probes,
+        /// metrics), on loopback so no token is needed.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+        /// Run the demo without the admin listener.
+        #[arg(long)]
+        no_admin: bool,
     },
 }
 
@@ -107,8 +114,15 @@ fn main() -> ExitCode {
                 async move { cutover::ctl::run(&target, action).await },
             )
         }
-        Command::Demo { listen } => serve(Some(1), async move {
-            cutover::demo::run(listen).await.map_err(|e| e.to_string())
+        Command::Demo {
+            listen,
+            admin,
+            no_admin,
+        } => serve(Some(1), async move {
+            let admin = (!no_admin).then_some(admin);
+            cutover::demo::run(listen, admin)
+                .await
+                .map_err(|e| e.to_string())
         }),
     }
 }

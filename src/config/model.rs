@@ -94,6 +94,10 @@ pub struct ListenerConfig {
     /// Largest request body; larger gets 413. Default 1GiB.
     #[serde(default = "default_max_body")]
     pub max_request_body: Size,
+    /// Longest wait for the next piece of a request body: 408 if none of it
+    /// was forwarded yet, else the upstream request is aborted. Default 30s.
+    #[serde(default = "default_request_body_timeout")]
+    pub request_body_timeout: Dur,
     /// HTTPS on this port (certificates by SNI, ALPN, mTLS); off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTlsConfig>,
@@ -149,6 +153,10 @@ fn default_max_header_bytes() -> Size {
     Size(60 << 10)
 }
 
+fn default_request_body_timeout() -> Dur {
+    Dur::secs(30)
+}
+
 fn default_max_body() -> Size {
     Size(1 << 30)
 }
@@ -168,6 +176,10 @@ pub struct GroupConfig {
     /// Time to establish a connection. Default 1s.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Dur,
+    /// Longest wait for the next frame of a response body once the head came;
+    /// then the response is aborted. Default 60s.
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout: Dur,
     /// Passive outlier ejection (on by default).
     #[serde(default)]
     pub outlier: OutlierConfig,
@@ -191,6 +203,7 @@ impl GroupConfig {
             balance: Balance::default(),
             protocol: UpstreamProtocol::default(),
             connect_timeout: default_connect_timeout(),
+            body_idle_timeout: default_body_idle_timeout(),
             outlier: OutlierConfig::default(),
             limits: LimitsConfig::default(),
             health_check: None,
@@ -201,6 +214,10 @@ impl GroupConfig {
 
 fn default_connect_timeout() -> Dur {
     Dur::secs(1)
+}
+
+fn default_body_idle_timeout() -> Dur {
+    Dur::secs(60)
 }
 
 /// Endpoint load-balancing policy.

@@ -145,12 +145,12 @@ impl ConnBody {
 
 impl Body for ConnBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = <Observed as Body>::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match &mut self.get_mut().inner {
             Inner::Proxied(body) => Pin::new(body).poll_frame(cx),
             Inner::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),

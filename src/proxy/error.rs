@@ -21,6 +21,8 @@ pub enum ProxyError {
     ConnectFailed,
     /// The endpoint failed mid-exchange (reset, protocol error).
     UpstreamFailed,
+    /// The endpoint's response had a transfer coding other than `chunked`.
+    UpstreamFraming,
     /// The endpoint answered 101 to a request that did not ask to upgrade.
     UnexpectedUpgrade,
     /// `timeouts.request` fired before a response head arrived.
@@ -37,6 +39,8 @@ pub enum ProxyError {
     BodyTooLarge,
     /// The client's connection failed while its body was read.
     ClientBodyFailed,
+    /// The listener's `request_body_timeout` passed with nothing of the body.
+    BodyTimeout,
 }
 
 impl ProxyError {
@@ -52,10 +56,12 @@ impl ProxyError {
             | ProxyError::OverflowConnections => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ConnectFailed
             | ProxyError::UpstreamFailed
+            | ProxyError::UpstreamFraming
             | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::RequestTimeout | ProxyError::PerTryTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBodyFailed => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -68,6 +74,7 @@ impl ProxyError {
             ProxyError::NoEndpoints => "no_endpoints",
             ProxyError::ConnectFailed => "connect_failed",
             ProxyError::UpstreamFailed => "upstream_failed",
+            ProxyError::UpstreamFraming => "upstream_framing",
             ProxyError::UnexpectedUpgrade => "unexpected_upgrade",
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::PerTryTimeout => "per_try_timeout",
@@ -76,6 +83,7 @@ impl ProxyError {
             ProxyError::OverflowConnections => "overflow_max_connections",
             ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::ClientBodyFailed => "client_body_failed",
+            ProxyError::BodyTimeout => "request_body_timeout",
         }
     }
 
@@ -88,6 +96,9 @@ impl ProxyError {
             ProxyError::NoEndpoints => "the chosen upstream group has no endpoint",
             ProxyError::ConnectFailed => "could not connect to the upstream",
             ProxyError::UpstreamFailed => "the upstream connection failed",
+            ProxyError::UpstreamFraming => {
+                "the upstream response has a transfer coding other than chunked"
+            }
             ProxyError::UnexpectedUpgrade => "the upstream switched protocols unasked",
             ProxyError::RequestTimeout => "request timeout (timeouts.request) fired",
             ProxyError::PerTryTimeout => "per-try timeout (timeouts.per_try) fired",
@@ -102,6 +113,7 @@ impl ProxyError {
             }
             ProxyError::BodyTooLarge => "request body over max_request_body",
             ProxyError::ClientBodyFailed => "the request body could not be read",
+            ProxyError::BodyTimeout => "request body timeout (request_body_timeout) fired",
         }
     }
 
@@ -118,7 +130,10 @@ impl ProxyError {
         );
         if matches!(
             self,
-            ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::ClientBodyFailed
+            ProxyError::BadRequest(_)
+                | ProxyError::BodyTooLarge
+                | ProxyError::ClientBodyFailed
+                | ProxyError::BodyTimeout
         ) {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -1,4 +1,5 @@
-//! The `cutover` binary: `check` on good and bad files, and `--help`.
+//! The `cutover` binary: `check` on good and bad files, `--help`, and the
+//! demo driven by the `ctl` commands it prints.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -277,4 +278,79 @@ fn help_lists_commands_and_check_usage() {
     assert!(run.stdout.starts_with("cutover "), "{}", run.stdout);
     let run = cutover(&["no-such-command"]);
     assert_eq!(run.code, Some(2));
+}
+
+/// A new user follows the demo's own instructions: the `cutover ctl`
+/// commands it prints reach its admin listener and move its split.
+#[test]
+fn demo_prints_ctl_commands_that_reach_its_admin_listener() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo");
+    let stdout = demo.stdout.take().expect("piped stdout");
+    let (lines, rx) = (BufReader::new(stdout).lines(), std::sync::mpsc::channel());
+    let tx = rx.0;
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ctl_prefix = None;
+    let mut printed = String::new();
+    while ctl_prefix.is_none() && Instant::now() < deadline {
+        let Ok(line) = rx.1.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        printed.push_str(&line);
+        printed.push('\n');
+        let command = line.split('#').next().unwrap_or_default().trim();
+        if let Some(cmd) = command.strip_suffix("status").map(str::trim) {
+            if let Some(rest) = cmd.strip_prefix("cutover ctl") {
+                ctl_prefix = Some(
+                    rest.split_whitespace()
+                        .map(String::from)
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+    }
+    let prefix = ctl_prefix.unwrap_or_else(|| {
+        let _ = demo.kill();
+        panic!("the demo printed no `cutover ctl ... status` line:\n{printed}")
+    });
+    let ctl = |args: &[&str]| {
+        let mut all: Vec<&str> = vec!["ctl"];
+        all.extend(prefix.iter().map(String::as_str));
+        all.extend_from_slice(args);
+        cutover(&all)
+    };
+    let status = ctl(&["status"]);
+    let weights = ctl(&["weights", "web", "split", "stable=50", "canary=50"]);
+    let after = ctl(&["status"]);
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert_eq!(status.code, Some(0), "ctl status: {}", status.stderr);
+    assert!(status.stdout.contains("split"), "{}", status.stdout);
+    assert_eq!(weights.code, Some(0), "ctl weights: {}", weights.stderr);
+    let moved = |l: &&str| l.contains("split") && l.contains("stable") && l.contains("50.0%");
+    assert!(
+        after.stdout.lines().any(|l| moved(&l)),
+        "the new weights show in status:\n{}",
+        after.stdout
+    );
+    assert!(
+        printed.contains("Control API on http://127.0.0.1:"),
+        "{printed}"
+    );
 }

@@ -263,3 +263,19 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Whether the tool a test drives is installed. Without it the test says
+/// SKIPPED and returns, except under `CUTOVER_REQUIRE_ALL=1` (set by
+/// `.ci/run`, which installs every tool), where a skip is a failure.
+pub fn tool_or_skip(test: &str, tool: &str, install: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()));
+    if !found {
+        assert!(
+            std::env::var_os("CUTOVER_REQUIRE_ALL").is_none_or(|v| v != "1"),
+            "{test}: {tool} is not installed and CUTOVER_REQUIRE_ALL=1 forbids skipping ({install})"
+        );
+        eprintln!("SKIPPED {test}: {tool} not on PATH ({install})");
+    }
+    found
+}

@@ -25,7 +25,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::support::{proxy, upstream, Proxy, TempDir};
+use crate::support::{proxy, tool_or_skip, upstream, Proxy, TempDir};
 
 // === certificates ===
 
@@ -898,6 +898,10 @@ async fn curl(port: u16, ca_file: &str, flags: &[&str]) -> (i32, String) {
 
 #[tokio::test]
 async fn curl_speaks_h2_and_http1_and_tls_versions_follow_min_version() {
+    let test = "curl_speaks_h2_and_http1_and_tls_versions_follow_min_version";
+    if !tool_or_skip(test, "curl", "apt-get install curl") {
+        return;
+    }
     let ca = Ca::new("test-ca");
     let dir = TempDir::new("curl");
     let ca_file = dir.file("ca.pem", &ca.pem());

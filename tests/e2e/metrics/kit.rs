@@ -166,18 +166,6 @@ pub fn series_count(text: &str) -> usize {
         .count()
 }
 
-/// Whether an executable is on `PATH`. Under CI (`CI` set) a missing tool
-/// is a failure, not a skip: `.ci/run` installs it.
-pub fn on_path(name: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()));
-    assert!(
-        found || std::env::var_os("CI").is_none(),
-        "{name} is not installed but CI is set: .ci/run installs it (apt-get install prometheus)"
-    );
-    found
-}
-
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

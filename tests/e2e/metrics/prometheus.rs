@@ -1,7 +1,8 @@
 //! The scrape checked by the real tools (Debian package `prometheus`):
 //! `promtool check metrics` on a live scrape, and a Prometheus server that
 //! scrapes the proxy and answers per-version success-rate queries.
-//! Skipped, saying so, only when the binaries are absent (CI installs them).
+//! Skipped, saying so, only when the binaries are absent; under
+//! `CUTOVER_REQUIRE_ALL=1` (CI, which installs them) a skip is a failure.
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -14,8 +15,11 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_accepts_a_live_scrape() {
-    if !on_path("promtool") {
-        eprintln!("SKIPPED promtool_accepts_a_live_scrape: promtool not on PATH (apt-get install prometheus)");
+    if !tool_or_skip(
+        "promtool_accepts_a_live_scrape",
+        "promtool",
+        "apt-get install prometheus",
+    ) {
         return;
     }
     let stable = slow_upstream("stable", Duration::ZERO).await;
@@ -185,8 +189,11 @@ async fn batch(p: &Admin, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_computes_the_per_version_success_rate() {
-    if !on_path("prometheus") {
-        eprintln!("SKIPPED prometheus_computes_the_per_version_success_rate: prometheus not on PATH (apt-get install prometheus)");
+    if !tool_or_skip(
+        "prometheus_computes_the_per_version_success_rate",
+        "prometheus",
+        "apt-get install prometheus",
+    ) {
         return;
     }
     let stable = slow_upstream("stable", Duration::ZERO).await;
