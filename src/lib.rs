@@ -35,6 +35,7 @@ pub mod app;
 pub mod config;
 pub mod ctl;
 pub mod demo;
+pub mod inject;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;
