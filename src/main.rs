@@ -93,6 +93,10 @@ struct RunArgs {
     /// signal drops them at once.
     #[arg(long, default_value = "20s", value_name = "DURATION")]
     drain_timeout: Dur,
+    /// DNS server (ip:port) for host-name endpoints; repeat for several.
+    /// Default: the system's /etc/resolv.conf.
+    #[arg(long, value_name = "ADDR")]
+    dns_server: Vec<SocketAddr>,
 }
 
 const INJECT_ABOUT: &str = "\
@@ -308,6 +312,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             delay: args.drain_delay.0,
             timeout: args.drain_timeout.0,
         },
+        dns_servers: args.dns_server,
         ..Options::default()
     };
     let app = App::start(&loaded.config, options)

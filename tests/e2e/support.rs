@@ -53,9 +53,18 @@ impl Upstream {
 
 /// Starts an upstream that answers 200 with body `name` and header
 /// `x-upstream: name`. It drains and counts request bodies (streaming, not
-/// buffering them).
+/// buffering them). `GET /linger` answers after 800 ms (a request in flight).
 pub async fn upstream(name: &'static str) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    upstream_at(name, "127.0.0.1:0".parse().unwrap()).await.0
+}
+
+/// [`upstream`] on `addr` (e.g. a pod's `127.0.0.3:port`); the handle stops
+/// its accept loop (a pod gone: new connections are refused).
+pub async fn upstream_at(
+    name: &'static str,
+    addr: SocketAddr,
+) -> (Upstream, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let up = Upstream {
@@ -63,7 +72,7 @@ pub async fn upstream(name: &'static str) -> Upstream {
         addr,
         seen: Arc::clone(&seen),
     };
-    tokio::spawn(async move {
+    let accept = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
@@ -80,6 +89,7 @@ pub async fn upstream(name: &'static str) -> Upstream {
                             Err(_) => break,
                         }
                     }
+                    let linger = parts.uri.path() == "/linger";
                     seen.lock().unwrap().push(Seen {
                         method: parts.method,
                         uri: parts.uri,
@@ -87,6 +97,9 @@ pub async fn upstream(name: &'static str) -> Upstream {
                         headers: parts.headers,
                         body_len,
                     });
+                    if linger {
+                        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+                    }
                     let mut resp = Response::new(Full::new(Bytes::from(name)));
                     resp.headers_mut()
                         .insert("x-upstream", name.parse().unwrap());
@@ -100,7 +113,7 @@ pub async fn upstream(name: &'static str) -> Upstream {
             });
         }
     });
-    up
+    (up, accept)
 }
 
 /// The proxy under test.
