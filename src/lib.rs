@@ -25,7 +25,9 @@
 //! compiled into an immutable [`route::RouteTable`] and stored in one
 //! `ArcSwap`; each request loads it once. Certificates are read during that
 //! compile, so they reload with the table (`reload::certs` watches their
-//! files); each connection loads the table once for its TLS config.
+//! files); each connection loads the table once for its TLS config. DNS
+//! answers for host-name endpoints (`reload::dns`) republish the same way.
+//! `inject` (the `cutover inject` command) is outside the request path.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
