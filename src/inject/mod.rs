@@ -388,11 +388,7 @@ impl Workload<'_> {
             return Value::Object(moved);
         };
         for c in containers {
-            let name = c
-                .get("name")
-                .and_then(Node::as_str)
-                .unwrap_or("")
-                .to_string();
+            let name = name_of(c);
             let app_port_names: Vec<String> = c
                 .get("ports")
                 .and_then(Node::as_seq)
@@ -457,11 +453,7 @@ impl Workload<'_> {
             (spec.get_mut("containers"), record["probes"].as_object())
         {
             for c in containers {
-                let name = c
-                    .get("name")
-                    .and_then(Node::as_str)
-                    .unwrap_or("")
-                    .to_string();
+                let name = name_of(c);
                 for (probe, port) in moved
                     .get(&name)
                     .and_then(Value::as_object)
@@ -506,6 +498,14 @@ fn remove_if_created(parent: &mut Node, key: &str, created: bool) {
     if created && parent.get(key).is_some_and(Node::is_empty_collection) {
         parent.remove(key);
     }
+}
+
+/// A container's `name` ("" without one).
+fn name_of(c: &Node) -> String {
+    c.get("name")
+        .and_then(Node::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 fn to_json(n: &Node) -> Value {

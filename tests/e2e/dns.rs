@@ -375,16 +375,7 @@ fn check_does_not_resolve_and_ip_literals_stay() {
         "c.yaml",
         "listeners: [{name: public, address: \"127.0.0.1:0\"}]\ngroups:\n  web: {endpoints: [\"no-such-name.invalid:80\", \"10.0.0.5:80\"]}\nroutes: [{name: web, rules: [{name: all, backends: [{group: web}]}]}]\n",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .arg("check")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_check_passes(&file);
     let config = cutover::config::load_path(&file).unwrap().config;
     let registry = cutover::upstream::EndpointRegistry::default();
     let table = cutover::config::compile::compile(&config, &registry, 1).unwrap();

@@ -2,9 +2,6 @@
 //! productpage injected with the binary passes every check the committed
 //! sidecar manifest passes, and gets the same cutover container.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 
@@ -59,21 +56,8 @@ spec:
 
 /// Runs the binary: `cutover inject ARGS` with `input` on stdin.
 fn cli(args: &[&str], input: &str) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .arg("inject")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
+    let out = crate::support::run_with_stdin(cmd.arg("inject").args(args), input);
     let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
     (out.status.success(), text(out.stdout), text(out.stderr))
 }
