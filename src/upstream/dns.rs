@@ -153,4 +153,46 @@ mod tests {
         assert!(!t.answer("web:80", vec![a, b], now));
         assert!(!t.is_failing("web:80"));
     }
+
+    /// The compiler: a resolved name is one endpoint per address, state
+    /// shared by address with the previous table; a literal is unchanged;
+    /// a TLS group without `server_name` keeps the name.
+    #[test]
+    fn compile_expands_resolved_names_and_carries_state_by_address() {
+        use crate::config::{compile::compile, parse_yaml};
+        use crate::upstream::EndpointRegistry;
+        let yaml = "listeners: [{name: public, address: \"127.0.0.1:0\"}]\n\
+            groups:\n  \
+              web: {endpoints: [\"web:80\", \"10.0.0.9:80\"]}\n  \
+              secure: {endpoints: [\"web:80\"], tls: {}}\n\
+            routes: [{name: r, rules: [{name: all, backends: [{group: web}, {group: secure}]}]}]\n";
+        let cfg = parse_yaml(yaml).unwrap();
+        let registry = EndpointRegistry::default();
+        let addresses = |t: &crate::route::RouteTable, g: usize| -> Vec<String> {
+            t.groups[g]
+                .endpoints
+                .iter()
+                .map(|e| e.state.address.to_string())
+                .collect()
+        };
+        let first = compile(&cfg, &registry, 1).unwrap();
+        let (secure, web) = (0, 1);
+        assert_eq!(addresses(&first, web), ["web:80", "10.0.0.9:80"]);
+        let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let b: SocketAddr = "10.0.0.9:80".parse().unwrap();
+        registry.dns.answer("web:80", vec![a], SystemTime::now());
+        let second = compile(&cfg, &registry, 2).unwrap();
+        assert_eq!(addresses(&second, web), ["10.0.0.1:80", "10.0.0.9:80"]);
+        assert_eq!(addresses(&second, secure), ["web:80"], "SNI needs the name");
+        registry.dns.answer("web:80", vec![a, b], SystemTime::now());
+        let third = compile(&cfg, &registry, 3).unwrap();
+        assert_eq!(
+            addresses(&third, web),
+            ["10.0.0.1:80", "10.0.0.9:80"],
+            "no duplicate"
+        );
+        let state =
+            |t: &crate::route::RouteTable| std::sync::Arc::clone(&t.groups[web].endpoints[0].state);
+        assert!(std::sync::Arc::ptr_eq(&state(&second), &state(&third)));
+    }
 }

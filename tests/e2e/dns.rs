@@ -214,6 +214,7 @@ async fn scale_up_scale_down_and_a_replaced_pod_lose_no_request() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients = load(addr, Arc::clone(&stop));
+    let state_of_a = Arc::clone(&shared.routes.load().groups[0].endpoints[0].state);
     // Scale-up: b joins and gets traffic.
     dns.set("web.test", &[ip(0), ip(1)], 1);
     until("b gets traffic", Duration::from_secs(3), || {
@@ -221,6 +222,15 @@ async fn scale_up_scale_down_and_a_replaced_pod_lose_no_request() {
     })
     .await;
     assert_eq!(endpoints(&shared), [a.clone(), b.clone()]);
+    let table = shared.routes.load();
+    let kept = table.groups[0]
+        .endpoints
+        .iter()
+        .find(|e| e.state.address.as_ref() == a);
+    assert!(
+        kept.is_some_and(|e| Arc::ptr_eq(&e.state, &state_of_a)),
+        "a's state (in flight, outlier, health) carried over by address"
+    );
 
     // Scale-down: a leaves.
     dns.set("web.test", &[ip(1)], 1);
