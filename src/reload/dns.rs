@@ -95,7 +95,10 @@ async fn run(shared: Arc<Shared>, resolver: TokioResolver) {
             });
         }
         let mut changed = false;
-        while let Some(Ok((name, result))) = lookups.join_next().await {
+        while let Some(joined) = lookups.join_next().await {
+            // A lookup task that panicked has no due time: it is retried
+            // on the next pass.
+            let Ok((name, result)) = joined else { continue };
             let Some(w) = wanted.get(&name) else { continue };
             let at = Instant::now();
             let next = match result {
@@ -123,8 +126,9 @@ async fn run(shared: Arc<Shared>, resolver: TokioResolver) {
             if let Err(e) = super::change(&shared, None, "dns", |_| Ok(())) {
                 tracing::warn!(error = %e, "DNS answers changed, but the table was not republished");
             }
-            // Our own publish: the names did not change.
-            published.borrow_and_update();
+            // Our own publish wakes the loop once more below: it finds the
+            // same names, none due, and sleeps (marking it seen could hide
+            // a file reload published in between).
         }
         let next = due.values().min().copied();
         tokio::select! {
