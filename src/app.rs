@@ -90,6 +90,9 @@ pub struct Options {
     pub no_metrics: bool,
     /// How shutdown drains.
     pub drain: DrainOptions,
+    /// DNS servers for host-name endpoints (`--dns-server`); empty: the
+    /// system's `/etc/resolv.conf`.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// The shutdown timeline: `/ready` turns 503 at once; listeners keep
@@ -142,6 +145,7 @@ pub struct App {
     watch: Option<reload::watch::FileWatch>,
     certs: reload::certs::CertWatch,
     drain: DrainOptions,
+    dns_servers: Vec<SocketAddr>,
 }
 
 impl App {
@@ -217,6 +221,7 @@ impl App {
             watch,
             certs,
             drain: options.drain,
+            dns_servers: options.dns_servers,
         })
     }
 
@@ -282,6 +287,7 @@ impl App {
         let _watch = self.watch;
         let _certs = self.certs;
         let health = tokio::spawn(crate::upstream::health::supervise(Arc::clone(&self.shared)));
+        let dns = reload::dns::spawn(Arc::clone(&self.shared), self.dns_servers);
 
         let first = next_signal(&mut signals).await;
         self.shared.draining.store(true, Ordering::Relaxed);
@@ -291,6 +297,7 @@ impl App {
             let _ = admin.await;
         }
         health.abort();
+        dns.abort();
     }
 
     /// Publishes a new config through the one reload path.
