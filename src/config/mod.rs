@@ -9,6 +9,7 @@ pub mod load;
 pub mod model;
 mod policy;
 pub mod resilience;
+pub mod rollout;
 mod rules;
 pub mod tls;
 

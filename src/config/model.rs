@@ -224,6 +224,10 @@ pub struct RuleConfig {
     /// When a chosen group has no healthy endpoint.
     #[serde(default)]
     pub on_group_unavailable: OnGroupUnavailable,
+    /// A progressive rollout the proxy judges itself (started through the
+    /// control API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::rollout::RolloutConfig>,
 }
 
 /// One alternative: every condition given must hold (AND).

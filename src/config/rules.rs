@@ -69,6 +69,9 @@ pub fn compile_rule(
         errors,
     );
     let policy = super::policy::rule_policy(rule, path, errors);
+    if let Some(rollout) = &rule.rollout {
+        super::rollout::check(rollout, rule, path, errors);
+    }
     if errors.0.len() > before {
         return None;
     }
@@ -92,6 +95,7 @@ pub fn compile_rule(
                 &rule.name,
                 rule.backends.iter().map(|b| b.group.as_str()),
             ),
+            rollout: rule.rollout.clone().map(Box::new),
         },
         conditions,
     })

@@ -94,6 +94,9 @@ pub struct Rule {
     pub budget: std::sync::Arc<crate::retry::budget::RetryBudget>,
     /// Metric handles: per backend (split order), per route.
     pub metrics: crate::metrics::RuleMetrics,
+    /// The rule's rollout plan, read by the rollout controller (never on the
+    /// request path).
+    pub rollout: Option<Box<crate::config::rollout::RolloutConfig>>,
 }
 
 /// A rule's resilience settings (validated config values).

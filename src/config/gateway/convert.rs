@@ -140,6 +140,7 @@ fn convert_rule(
         timeouts: convert_timeouts(rule, at, errors),
         retry: convert_retry(rule, at, errors),
         on_group_unavailable: Default::default(),
+        rollout: None,
     };
     (rule_config, filter_index)
 }
