@@ -175,7 +175,11 @@ async fn forward_request(
     if !rule.response_headers.is_empty() {
         rule.response_headers.apply(&mut rparts.headers);
     }
-    Ok(Response::from_parts(rparts, ProxyBody::Upstream(rbody)))
+    let idle = answer.group.policy.body_idle_timeout.map(|d| d.0);
+    Ok(Response::from_parts(
+        rparts,
+        ProxyBody::upstream(rbody, idle),
+    ))
 }
 
 /// Reads a small body so it can be replayed, or sets up streaming; enforces

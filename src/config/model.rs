@@ -122,6 +122,10 @@ pub struct GroupConfig {
     /// Time to establish a connection. Default 1s.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Dur,
+    /// Longest wait for the next frame of a response body once the head came;
+    /// then the response is aborted. Default 60s.
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout: Dur,
     /// Passive outlier ejection (on by default).
     #[serde(default)]
     pub outlier: OutlierConfig,
@@ -145,6 +149,7 @@ impl GroupConfig {
             balance: Balance::default(),
             protocol: UpstreamProtocol::default(),
             connect_timeout: default_connect_timeout(),
+            body_idle_timeout: default_body_idle_timeout(),
             outlier: OutlierConfig::default(),
             limits: LimitsConfig::default(),
             health_check: None,
@@ -155,6 +160,10 @@ impl GroupConfig {
 
 fn default_connect_timeout() -> Dur {
     Dur::secs(1)
+}
+
+fn default_body_idle_timeout() -> Dur {
+    Dur::secs(60)
 }
 
 /// Endpoint load-balancing policy.

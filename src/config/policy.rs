@@ -99,6 +99,9 @@ pub fn group_policy(g: &GroupConfig, path: &str, errors: &mut ConfigErrors) -> G
     if g.connect_timeout.0.is_zero() {
         errors.push(format!("{path}.connect_timeout"), "must be more than 0");
     }
+    if g.body_idle_timeout.0.is_zero() {
+        errors.push(format!("{path}.body_idle_timeout"), "must be more than 0");
+    }
     if let Some(h) = &g.health_check {
         let at = format!("{path}.health_check");
         if !h.path.starts_with('/') || h.path.parse::<http::uri::PathAndQuery>().is_err() {
@@ -125,6 +128,7 @@ pub fn group_policy(g: &GroupConfig, path: &str, errors: &mut ConfigErrors) -> G
         limits: l.clone(),
         health_check: g.health_check.clone(),
         connect_timeout: Some(g.connect_timeout),
+        body_idle_timeout: Some(g.body_idle_timeout),
         tls: g
             .tls
             .as_ref()

@@ -152,6 +152,10 @@ pub enum RetryOn {
     ConnectFailure,
     /// The connection was reset or closed before a response.
     Reset,
+    /// The connection was reset or closed before the first response byte
+    /// (an origin that died, a pooled connection closed as it was reused):
+    /// idempotent requests are sent again, any request that was not written.
+    ResetBeforeResponse,
     /// HTTP/2 REFUSED_STREAM (the upstream did not process the request).
     RefusedStream,
     /// 502, 503 or 504 from the upstream.
@@ -183,7 +187,8 @@ pub struct RetryConfig {
     /// Retries after the first attempt, 0..=10. Default 1.
     pub attempts: u32,
     /// Retryable failures. Default: connect-failure, refused-stream (both
-    /// mean the upstream never processed the request).
+    /// mean the upstream never processed the request), reset-before-response
+    /// (for idempotent methods, which may repeat).
     pub on: Vec<RetryOn>,
     /// Statuses retried with `retriable-status-codes`.
     pub retriable_status_codes: Vec<u16>,
@@ -204,7 +209,11 @@ impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
             attempts: 1,
-            on: vec![RetryOn::ConnectFailure, RetryOn::RefusedStream],
+            on: vec![
+                RetryOn::ConnectFailure,
+                RetryOn::RefusedStream,
+                RetryOn::ResetBeforeResponse,
+            ],
             retriable_status_codes: Vec::new(),
             backoff: BackoffConfig::default(),
             fallback: Fallback::SameGroup,

@@ -13,8 +13,11 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::access_log::{self, Line};
 use super::series::RuleGroupSeries;
+use crate::proxy::body::ResponseBodyError;
 use crate::proxy::{ProxyBody, ProxyError};
 use crate::route::{RouteTable, Rule};
+use crate::upstream::outlier::{self, Outcome};
+use crate::upstream::{Endpoint, Group};
 
 /// Status recorded when the client went away before the response head (as
 /// nginx logs it).
@@ -171,7 +174,9 @@ impl Exchange {
         }
     }
 
-    fn write_log(&self, log: &LogStart, us: u64) {
+    /// The rule, group and endpoint the last attempt went to, as far as
+    /// they were chosen.
+    fn target(&self) -> (Option<&Rule>, Option<&Group>, Option<&Endpoint>) {
         let t = &self.table;
         let rule = self.chosen.rule.and_then(|r| t.rules.get(r as usize));
         let group = rule
@@ -181,6 +186,31 @@ impl Exchange {
         let endpoint = group
             .zip(self.chosen.endpoint)
             .and_then(|(g, e)| g.endpoints.get(e as usize));
+        (rule, group, endpoint)
+    }
+
+    /// An upstream broke its body after a good head: one log line, and a
+    /// gateway failure against the endpoint for outlier ejection (its head
+    /// was counted a success).
+    fn upstream_body_failed(&self, e: &ResponseBodyError) {
+        let (rule, group, endpoint) = self.target();
+        tracing::warn!(
+            route = rule.map(|r| &*r.route),
+            rule = rule.map(|r| &*r.name),
+            group = group.map(|g| &*g.name),
+            endpoint = endpoint.map(|e| &*e.state.address),
+            error = %e,
+            "response aborted"
+        );
+        if let (Some(g), Some(e)) = (group, endpoint) {
+            if let Some(cfg) = &g.policy.outlier {
+                outlier::record(g, e, cfg, Outcome::GatewayFailure, outlier::now_ms());
+            }
+        }
+    }
+
+    fn write_log(&self, log: &LogStart, us: u64) {
+        let (rule, group, endpoint) = self.target();
         let request_id = self.chosen.request_id.as_ref().or(log.request_id.as_ref());
         Line {
             time: access_log::rfc3339(log.time),
@@ -224,12 +254,12 @@ pub struct Observed {
 
 impl Body for Observed {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
@@ -239,9 +269,10 @@ impl Body for Observed {
                 }
             }
             Poll::Ready(None) => this.ex.record(),
-            Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(Some(Err(e))) => {
                 // The head said 200, but the body broke: count it apart.
                 this.ex.reason.get_or_insert(UPSTREAM_FAILED);
+                this.ex.upstream_body_failed(e);
                 this.ex.record();
             }
             Poll::Pending => {}

@@ -21,6 +21,8 @@ pub enum ProxyError {
     ConnectFailed,
     /// The endpoint failed mid-exchange (reset, protocol error).
     UpstreamFailed,
+    /// The endpoint's response had a transfer coding other than `chunked`.
+    UpstreamFraming,
     /// The endpoint answered 101 to a request that did not ask to upgrade.
     UnexpectedUpgrade,
     /// `timeouts.request` fired before a response head arrived.
@@ -52,6 +54,7 @@ impl ProxyError {
             | ProxyError::OverflowConnections => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ConnectFailed
             | ProxyError::UpstreamFailed
+            | ProxyError::UpstreamFraming
             | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::RequestTimeout | ProxyError::PerTryTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -68,6 +71,7 @@ impl ProxyError {
             ProxyError::NoEndpoints => "no_endpoints",
             ProxyError::ConnectFailed => "connect_failed",
             ProxyError::UpstreamFailed => "upstream_failed",
+            ProxyError::UpstreamFraming => "upstream_framing",
             ProxyError::UnexpectedUpgrade => "unexpected_upgrade",
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::PerTryTimeout => "per_try_timeout",
@@ -88,6 +92,9 @@ impl ProxyError {
             ProxyError::NoEndpoints => "the chosen upstream group has no endpoint",
             ProxyError::ConnectFailed => "could not connect to the upstream",
             ProxyError::UpstreamFailed => "the upstream connection failed",
+            ProxyError::UpstreamFraming => {
+                "the upstream response has a transfer coding other than chunked"
+            }
             ProxyError::UnexpectedUpgrade => "the upstream switched protocols unasked",
             ProxyError::RequestTimeout => "request timeout (timeouts.request) fired",
             ProxyError::PerTryTimeout => "per-try timeout (timeouts.per_try) fired",

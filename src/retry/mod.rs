@@ -83,6 +83,12 @@ enum Kind {
     Connect,
     Refused,
     Reset,
+    /// Closed or reset before any response byte, after the request was written.
+    Closed,
+    /// Lost before the request was written.
+    Unsent,
+    /// A response head with a transfer coding other than `chunked`.
+    Framing,
     PerTryTimeout,
     Status(StatusCode),
     Overflow(ProxyError),
@@ -190,6 +196,13 @@ async fn send_once(
         None => pool::send(&group.client, req).await,
     };
     drop(in_flight);
+    if matches!(sent, Err(SendError::Framing)) {
+        tracing::warn!(
+            group = &*group.name,
+            endpoint = &*endpoint.state.address,
+            "upstream response with a transfer coding other than chunked: 502, connection dropped"
+        );
+    }
     let (attempt, outcome) = classify(sent, &x.rule.policy.retry);
     if let (Some(cfg), Some(outcome)) = (&group.policy.outlier, outcome) {
         outlier::record(group, endpoint, cfg, outcome, now_ms());
@@ -260,6 +273,9 @@ fn classify(
         Err(SendError::Connect(_)) => (failure(Kind::Connect), Some(Outcome::GatewayFailure)),
         Err(SendError::Refused(_)) => (failure(Kind::Refused), Some(Outcome::GatewayFailure)),
         Err(SendError::Exchange(_)) => (failure(Kind::Reset), Some(Outcome::GatewayFailure)),
+        Err(SendError::Closed(_)) => (failure(Kind::Closed), Some(Outcome::GatewayFailure)),
+        Err(SendError::Unsent(_)) => (failure(Kind::Unsent), Some(Outcome::GatewayFailure)),
+        Err(SendError::Framing) => (failure(Kind::Framing), Some(Outcome::GatewayFailure)),
         Err(SendError::ClientBody(_)) => (failure(Kind::ClientBody), None),
         Err(SendError::TimedOut) => (failure(Kind::PerTryTimeout), Some(Outcome::GatewayFailure)),
     }
@@ -276,16 +292,21 @@ fn status_retryable(policy: &RetryConfig, status: StatusCode) -> bool {
 }
 
 /// Whether the policy retries this kind of failure for this method. A
-/// connect failure or refused stream never reached the application, so any
-/// method may be retried; anything else only for idempotent methods unless
-/// the rule opts in.
+/// connect failure, refused stream or unwritten request never reached the
+/// application, so any method may be retried; anything else only for
+/// idempotent methods unless the rule opts in.
 fn retryable(policy: &RetryConfig, kind: Kind, method: &Method) -> bool {
     let safe_method = policy.non_idempotent || is_idempotent(method);
     let on = |o| policy.on.contains(&o);
+    let before_response = on(RetryOn::ResetBeforeResponse) || on(RetryOn::Reset);
     match kind {
         Kind::Connect => on(RetryOn::ConnectFailure),
         Kind::Refused => on(RetryOn::RefusedStream),
+        Kind::Unsent => before_response,
+        Kind::Closed => safe_method && before_response,
         Kind::Reset => safe_method && on(RetryOn::Reset),
+        // As if the upstream had answered 502.
+        Kind::Framing => safe_method && on(RetryOn::GatewayError),
         Kind::PerTryTimeout => {
             safe_method
                 && (on(RetryOn::Reset) || on(RetryOn::GatewayError) || on(RetryOn::ServerError))
@@ -313,7 +334,10 @@ fn give_up(f: Failure, group: &Group, attempts: u32) -> Result<Answer<'_>, Proxy
     }
     Err(match f.kind {
         Kind::Connect => ProxyError::ConnectFailed,
-        Kind::Refused | Kind::Reset | Kind::Status(_) => ProxyError::UpstreamFailed,
+        Kind::Refused | Kind::Reset | Kind::Closed | Kind::Unsent | Kind::Status(_) => {
+            ProxyError::UpstreamFailed
+        }
+        Kind::Framing => ProxyError::UpstreamFraming,
         Kind::PerTryTimeout => ProxyError::PerTryTimeout,
         Kind::Overflow(e) => e,
         Kind::ClientBody => ProxyError::ClientBodyFailed,
@@ -394,4 +418,37 @@ pub fn first_slot(rule: &Rule, table: &RouteTable, point: u64) -> Result<usize, 
             table.groups[rule.split.group_at(s) as usize].has_available(now)
         })
         .ok_or(unavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{retryable, Kind, Method, RetryConfig, RetryOn};
+
+    #[test]
+    fn a_connection_lost_before_the_response_is_retried_by_default_when_safe() {
+        let default = RetryConfig::default();
+        assert!(retryable(&default, Kind::Closed, &Method::GET));
+        assert!(retryable(&default, Kind::Closed, &Method::DELETE));
+        assert!(!retryable(&default, Kind::Closed, &Method::POST));
+        // Never written: nothing to repeat, whatever the method.
+        assert!(retryable(&default, Kind::Unsent, &Method::POST));
+        // A reset after the upstream may have acted stays opt-in.
+        assert!(!retryable(&default, Kind::Reset, &Method::GET));
+        assert!(!retryable(&default, Kind::Framing, &Method::GET));
+
+        let only_connect = RetryConfig {
+            on: vec![RetryOn::ConnectFailure],
+            ..RetryConfig::default()
+        };
+        assert!(!retryable(&only_connect, Kind::Closed, &Method::GET));
+        assert!(!retryable(&only_connect, Kind::Unsent, &Method::GET));
+
+        let gateway = RetryConfig {
+            on: vec![RetryOn::GatewayError, RetryOn::Reset],
+            ..RetryConfig::default()
+        };
+        assert!(retryable(&gateway, Kind::Framing, &Method::GET));
+        assert!(!retryable(&gateway, Kind::Framing, &Method::POST));
+        assert!(retryable(&gateway, Kind::Closed, &Method::GET));
+    }
 }

@@ -64,6 +64,9 @@ pub struct GroupPolicy {
     pub health_check: Option<HealthCheckConfig>,
     /// Connect timeout.
     pub connect_timeout: Option<Dur>,
+    /// Longest gap between response body frames (`None`: no limit, only for
+    /// groups built without a config).
+    pub body_idle_timeout: Option<Dur>,
     /// TLS to the endpoints, if the group has a `tls` block.
     pub tls: Option<Arc<UpstreamTls>>,
 }

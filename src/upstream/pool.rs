@@ -6,9 +6,9 @@ use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{header, HeaderMap, Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::counted::CountingConnector;
@@ -31,8 +31,20 @@ pub enum SendError {
     Connect(hyper_util::client::legacy::Error),
     /// HTTP/2 REFUSED_STREAM: the upstream did not process the request.
     Refused(hyper_util::client::legacy::Error),
-    /// The connection failed after the request was sent (reset, close).
+    /// The connection closed or was reset before any response byte came
+    /// back (an origin that died, or closed a pooled connection as it was
+    /// reused). An idempotent request may be sent again.
+    Closed(hyper_util::client::legacy::Error),
+    /// The connection was lost before the request was written: the upstream
+    /// cannot have acted on it, whatever the method.
+    Unsent(hyper_util::client::legacy::Error),
+    /// The connection failed after the request was sent (protocol error,
+    /// anything not known to be harmless to repeat).
     Exchange(hyper_util::client::legacy::Error),
+    /// The response head declared a transfer coding other than exactly
+    /// `chunked`; its body cannot be framed or passed on faithfully. The
+    /// connection has been taken out of the pool.
+    Framing,
     /// The per-try timeout fired before the response head.
     TimedOut,
     /// The client's body failed (over the size limit, or the client went
@@ -80,19 +92,83 @@ pub fn tcp_connector(connect_timeout: Option<Duration>) -> HttpConnector {
 /// Sends `req` (absolute URI, version already set for the protocol).
 pub async fn send(
     client: &Client,
-    req: Request<UpstreamBody>,
+    mut req: Request<UpstreamBody>,
 ) -> Result<Response<Incoming>, SendError> {
-    client.request(req).await.map_err(|e| {
-        if e.is_connect() {
-            SendError::Connect(e)
-        } else if caused_by_client_body(&e) {
-            SendError::ClientBody(e)
-        } else if refused_stream(&e) {
-            SendError::Refused(e)
-        } else {
-            SendError::Exchange(e)
+    // Only HTTP/1.1 has transfer codings; only there may a response have to
+    // take its connection out of the pool.
+    let captured = (req.version() == Version::HTTP_11).then(|| capture_connection(&mut req));
+    let resp = client.request(req).await.map_err(classify)?;
+    if !framing_ok(resp.headers()) {
+        // hyper may already have read the whole body and put the
+        // connection back: it must not carry another request.
+        if let Some(conn) = captured.as_ref().map(|c| c.connection_metadata()) {
+            if let Some(conn) = conn.as_ref() {
+                conn.poison();
+            }
         }
-    })
+        return Err(SendError::Framing);
+    }
+    Ok(resp)
+}
+
+fn classify(e: hyper_util::client::legacy::Error) -> SendError {
+    if e.is_connect() {
+        SendError::Connect(e)
+    } else if caused_by_client_body(&e) {
+        SendError::ClientBody(e)
+    } else if refused_stream(&e) {
+        SendError::Refused(e)
+    } else {
+        match lost_before_response(&e) {
+            Some(Lost::Unsent) => SendError::Unsent(e),
+            Some(Lost::Closed) => SendError::Closed(e),
+            None => SendError::Exchange(e),
+        }
+    }
+}
+
+/// Whether a response's framing is one cutover can pass on: no
+/// `Transfer-Encoding`, or exactly `chunked`. Anything else (`gzip, chunked`,
+/// `chunked, gzip`, two headers) is a 502, as such requests get a 400.
+pub fn framing_ok(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (values.next(), values.next()) {
+        (None, _) => true,
+        (Some(v), None) => v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => false,
+    }
+}
+
+/// How a connection was lost before any response came back.
+enum Lost {
+    /// Before the request was written (hyper handed it back).
+    Unsent,
+    /// After (or while) it was written, before a response byte.
+    Closed,
+}
+
+/// Whether the exchange failed because the connection closed or was reset
+/// before a response head, and whether the request was written. A protocol
+/// error, a timeout or anything else is `None`.
+fn lost_before_response(e: &hyper_util::client::legacy::Error) -> Option<Lost> {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_canceled() {
+                return Some(Lost::Unsent);
+            }
+            if h.is_incomplete_message() || h.is_closed() {
+                return Some(Lost::Closed);
+            }
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+            return matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
+                .then_some(Lost::Closed);
+        }
+        source = s.source();
+    }
+    None
 }
 
 fn caused_by_client_body(e: &hyper_util::client::legacy::Error) -> bool {
@@ -115,4 +191,35 @@ fn refused_stream(e: &hyper_util::client::legacy::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::framing_ok;
+    use http::{header::TRANSFER_ENCODING, HeaderMap, HeaderValue};
+
+    fn te(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(TRANSFER_ENCODING, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn only_exactly_chunked_framing_passes() {
+        for ok in [&[][..], &["chunked"], &["Chunked"], &[" chunked "]] {
+            assert!(framing_ok(&te(ok)), "{ok:?}");
+        }
+        for bad in [
+            &["gzip, chunked"][..],
+            &["chunked, gzip"],
+            &["gzip"],
+            &["chunked", "chunked"],
+            &["identity"],
+            &[""],
+        ] {
+            assert!(!framing_ok(&te(bad)), "{bad:?}");
+        }
+    }
 }

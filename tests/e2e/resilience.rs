@@ -17,3 +17,4 @@ mod limits;
 mod outlier;
 mod retries;
 mod timeouts;
+mod upstream_edge;

@@ -31,6 +31,7 @@ fn every_bad_value_is_reported_with_its_field_path() {
                 \x20         budget: {ratio: 11.0}\n\
                 \x20         retriable_status_codes: [503, 700]\n";
     let group = "    connect_timeout: 0ms\n\
+                 \x20   body_idle_timeout: 0s\n\
                  \x20   outlier: {max_ejection_percent: 101, failure_percentage: 0, \
                  base_ejection_time: 10s, max_ejection_time: 5s, interval: 0s}\n\
                  \x20   limits: {max_requests: 0, max_connections: 0}\n\
@@ -49,6 +50,7 @@ fn every_bad_value_is_reported_with_its_field_path() {
         "routes[0].rules[0].retry.retriable_status_codes: has no effect unless retry.on \
          lists retriable-status-codes",
         "groups.app.connect_timeout: must be more than 0",
+        "groups.app.body_idle_timeout: must be more than 0",
         "groups.app.outlier.max_ejection_percent: must be 0..=100",
         "groups.app.outlier.failure_percentage: must be 1..=100",
         "groups.app.outlier.base_ejection_time: must be more than 0 and at most \

@@ -42,6 +42,8 @@ pub enum Mode {
     Reset = 1,
     /// Send a 200 head promising 1000 bytes, 10 bytes, then close.
     Truncate = 2,
+    /// A 200 whose body is `drip-` four times, 1.5 s apart.
+    Drip = 3,
 }
 
 /// One request as a backend saw it.
@@ -231,6 +233,7 @@ async fn respond(
                 .insert(http::header::CONTENT_LENGTH, 1000.into());
             Ok(resp)
         }
+        3 => Ok(Response::new(Reply::Drip(0, None))),
         _ => Ok(reply(status, Bytes::from_static(inner.name.as_bytes()))),
     }
 }
@@ -246,6 +249,8 @@ fn reply(status: u16, body: Bytes) -> Response<Reply> {
 pub enum Reply {
     Full(Option<Bytes>),
     Truncated(u8, Option<Pin<Box<tokio::time::Sleep>>>),
+    /// Frames sent so far, and the pause before the next.
+    Drip(u8, Option<Pin<Box<tokio::time::Sleep>>>),
 }
 
 impl Body for Reply {
@@ -271,6 +276,20 @@ impl Body for Reply {
                 }
                 Poll::Ready(Some(Err(std::io::Error::other("cut"))))
             }
+            Reply::Drip(sent, pause) => {
+                if *sent == 4 {
+                    return Poll::Ready(None);
+                }
+                let p = pause.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep(Duration::from_millis(1500)))
+                });
+                if p.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                *pause = None;
+                *sent += 1;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"drip-")))))
+            }
         }
     }
 
@@ -282,7 +301,7 @@ impl Body for Reply {
         match self {
             Reply::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Reply::Full(None) => SizeHint::with_exact(0),
-            Reply::Truncated(..) => SizeHint::default(),
+            Reply::Truncated(..) | Reply::Drip(..) => SizeHint::default(),
         }
     }
 }
