@@ -7,6 +7,7 @@
 //! listener      accept loop, TLS handshake (tls::server: SNI, ALPN, mTLS),
 //!               HTTP/1.1 + h2 (h2c or ALPN), limits, drain
 //!   -> proxy    handle(): the pipeline, read it first
+//!      -> proxy::host          the one host: target authority or Host, validated
 //!      -> route::find          host -> virtual host -> rule (Gateway API precedence)
 //!      -> route::split         group pick: weighted ranges, sticky hash
 //!      -> proxy::forward       hop-by-hop stripping, X-Forwarded-*, request id
@@ -49,3 +50,18 @@ pub mod rollout;
 pub mod route;
 pub mod tls;
 pub mod upstream;
+
+/// The property tests' settings: `cases` per test, and failures kept next
+/// to the test's source file (`*.proptest-regressions`) rather than in a
+/// top-level folder.
+#[cfg(test)]
+pub(crate) fn prop_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, FileFailurePersistence};
+    Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..Config::default()
+    }
+}

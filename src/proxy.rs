@@ -6,18 +6,18 @@ pub mod body;
 pub mod error;
 pub mod forward;
 pub mod framing;
+pub mod host;
 pub mod request_body;
 pub mod upgrade;
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{PathAndQuery, Scheme};
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use rand::Rng;
@@ -32,6 +32,7 @@ use crate::route::{RouteTable, Rule};
 use crate::upstream::Endpoint;
 pub use body::ProxyBody;
 pub use error::ProxyError;
+use host::ClientHost;
 use request_body::{BodyError, PreparedBody};
 
 /// What the pipeline knows about the connection a request came on.
@@ -122,12 +123,11 @@ async fn forward_request(
     let upgrade = forward::requested_upgrade(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let client_host = ClientHost::of(&parts);
+    let client_host = clean_head(&mut parts, upgrade.clone())?;
     let raw_host = client_host.as_str();
     let decision = decide(table, conn, &mut parts, raw_host, chosen)?;
     let rule = decision.rule;
 
-    forward::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
     let forwarded_host = client_host.header_value();
     forward::add_forwarded(
         &mut parts.headers,
@@ -139,7 +139,7 @@ async fn forward_request(
         rule.request_headers.apply(&mut parts.headers);
     }
     let body = prepare_body(table, conn, rule, body).await?;
-    let too_large = body.too_large_flag();
+    let fault = body.fault();
     let answer = retry::exchange(retry::Exchange {
         table,
         rule,
@@ -152,13 +152,7 @@ async fn forward_request(
         chosen,
     })
     .await
-    .map_err(|e| {
-        if too_large.is_some_and(|f| f.load(Ordering::Relaxed)) {
-            ProxyError::BodyTooLarge
-        } else {
-            e
-        }
-    })?;
+    .map_err(|e| fault.and_then(|f| f.get()).map_or(e, body_error))?;
     let mut resp = answer.response;
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -182,25 +176,42 @@ async fn forward_request(
     ))
 }
 
+/// Settles the host (see [`ClientHost::resolve`]) and strips hop-by-hop
+/// headers, before routing: the request is routed by what is forwarded, and
+/// the request id is adopted or generated after a `Connection` header could
+/// have named it for removal.
+fn clean_head(parts: &mut Parts, upgrade: Option<HeaderValue>) -> Result<ClientHost, ProxyError> {
+    let host = ClientHost::resolve(parts)?;
+    forward::strip_hop_by_hop(&mut parts.headers, upgrade);
+    Ok(host)
+}
+
 /// Reads a small body so it can be replayed, or sets up streaming; enforces
-/// the listener's body limit (413).
+/// the listener's body limit (413) and body idle timeout (408).
 async fn prepare_body(
     table: &RouteTable,
     conn: &ConnInfo,
     rule: &Rule,
     body: Incoming,
 ) -> Result<PreparedBody, ProxyError> {
-    let max_body = table
+    let (max_body, idle) = table
         .listeners
         .get(conn.listener)
-        .map_or(u64::MAX, |l| l.max_request_body);
+        .map_or((u64::MAX, Duration::from_secs(30)), |l| {
+            (l.max_request_body, l.request_body_timeout)
+        });
     let replay = rule.policy.retry.replay_buffer.0;
-    PreparedBody::prepare(body, replay, max_body)
+    PreparedBody::prepare(body, replay, max_body, idle)
         .await
-        .map_err(|e| match e {
-            BodyError::TooLarge => ProxyError::BodyTooLarge,
-            BodyError::Client(_) => ProxyError::ClientBodyFailed,
-        })
+        .map_err(body_error)
+}
+
+fn body_error(e: BodyError) -> ProxyError {
+    match e {
+        BodyError::TooLarge => ProxyError::BodyTooLarge,
+        BodyError::Idle => ProxyError::BodyTimeout,
+        BodyError::Client(_) => ProxyError::ClientBodyFailed,
+    }
 }
 
 /// Route match and group pick: pure decisions, taken before the first await
@@ -212,7 +223,7 @@ fn decide<'t>(
     raw_host: &str,
     chosen: &mut Chosen,
 ) -> Result<Decision<'t>, ProxyError> {
-    let host = normalize_host(raw_host);
+    let host = host::normalize(raw_host);
     let view = RequestView {
         method: &parts.method,
         host: &host,
@@ -238,72 +249,9 @@ fn decide<'t>(
     })
 }
 
-/// The authority the client asked for: the absolute URI's (HTTP/2, or
-/// absolute-form HTTP/1.1), else the Host header (when it is visible ASCII).
-/// Held as a reference-counted clone, not a copy: the head it comes from is
-/// changed and moved on while the host is still needed.
-enum ClientHost {
-    Authority(Authority),
-    Header(HeaderValue),
-    Missing,
-}
-
-impl ClientHost {
-    fn of(parts: &Parts) -> ClientHost {
-        if let Some(a) = parts.uri.authority() {
-            return ClientHost::Authority(a.clone());
-        }
-        match parts.headers.get(header::HOST) {
-            Some(v) if v.to_str().is_ok() => ClientHost::Header(v.clone()),
-            _ => ClientHost::Missing,
-        }
-    }
-
-    /// The host as the client wrote it; empty when there is none.
-    fn as_str(&self) -> &str {
-        match self {
-            ClientHost::Authority(a) => a.as_str(),
-            // Checked in `of`: never the empty fallback.
-            ClientHost::Header(v) => v.to_str().unwrap_or_default(),
-            ClientHost::Missing => "",
-        }
-    }
-
-    /// The `X-Forwarded-Host` value, if the host is not empty.
-    fn header_value(&self) -> Option<HeaderValue> {
-        match self {
-            ClientHost::Header(v) if !v.is_empty() => Some(v.clone()),
-            ClientHost::Authority(a) if !a.as_str().is_empty() => {
-                HeaderValue::from_str(a.as_str()).ok()
-            }
-            _ => None,
-        }
-    }
-}
-
-/// Lower case, without port or trailing dot, for hostname matching.
-/// Borrows unless the host has upper-case letters.
-fn normalize_host(raw: &str) -> Cow<'_, str> {
-    let without_port = if let Some(rest) = raw.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        // A byte search: `rsplit_once(':')` costs more than the rest of the
-        // function on a short host.
-        match raw.bytes().rposition(|b| b == b':') {
-            Some(i) => &raw[..i],
-            None => raw,
-        }
-    };
-    let host = without_port.strip_suffix('.').unwrap_or(without_port);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
-    }
-}
-
 /// Points the request at the endpoint in the form the upstream protocol
-/// wants. HTTP/1.1 upstreams get the client's Host (preserved by default).
+/// wants. HTTP/1.1 upstreams get the routed host as Host (the client's
+/// Host, or the target's authority that replaced it, see [`ClientHost`]).
 /// h2 upstreams get `:authority` = the endpoint and no Host header (two
 /// differing authorities are invalid in HTTP/2); the client's host is still in
 /// `X-Forwarded-Host`. TLS groups get `https://`, so the pool keys their
@@ -344,14 +292,4 @@ pub fn aim_at(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::normalize_host;
-
-    #[test]
-    fn hosts_are_normalized() {
-        assert_eq!(normalize_host("Example.COM:8080"), "example.com");
-        assert_eq!(normalize_host("example.com."), "example.com");
-        assert_eq!(normalize_host("[::1]:80"), "::1");
-        assert_eq!(normalize_host("a.b"), "a.b");
-    }
-}
+mod tests;

@@ -248,6 +248,12 @@ fn compile_listeners(
         if l.max_connections == 0 {
             errors.push(format!("{path}.max_connections"), "must be at least 1");
         }
+        if l.request_body_timeout.0.is_zero() {
+            errors.push(
+                format!("{path}.request_body_timeout"),
+                "must be more than 0",
+            );
+        }
         let tls = l
             .tls
             .as_ref()
@@ -255,6 +261,7 @@ fn compile_listeners(
         out.push(
             ListenerRoutes::new(l.name.as_str().into(), address, hosts, vhosts)
                 .with_limits(l.max_request_body.0, l.max_connections as usize)
+                .with_body_timeout(l.request_body_timeout.0)
                 .with_tls(tls),
         );
     }

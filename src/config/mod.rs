@@ -8,6 +8,8 @@ pub mod gateway;
 pub mod load;
 pub mod model;
 mod policy;
+#[cfg(test)]
+mod prop_tests;
 pub mod resilience;
 pub mod rollout;
 mod rules;

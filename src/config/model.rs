@@ -94,6 +94,10 @@ pub struct ListenerConfig {
     /// Largest request body; larger gets 413. Default 1GiB.
     #[serde(default = "default_max_body")]
     pub max_request_body: Size,
+    /// Longest wait for the next piece of a request body: 408 if none of it
+    /// was forwarded yet, else the upstream request is aborted. Default 30s.
+    #[serde(default = "default_request_body_timeout")]
+    pub request_body_timeout: Dur,
     /// HTTPS on this port (certificates by SNI, ALPN, mTLS); off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTlsConfig>,
@@ -101,6 +105,10 @@ pub struct ListenerConfig {
 
 fn default_max_connections() -> u32 {
     10_000
+}
+
+fn default_request_body_timeout() -> Dur {
+    Dur::secs(30)
 }
 
 fn default_max_body() -> Size {

@@ -39,6 +39,8 @@ pub enum ProxyError {
     BodyTooLarge,
     /// The client's connection failed while its body was read.
     ClientBodyFailed,
+    /// The listener's `request_body_timeout` passed with nothing of the body.
+    BodyTimeout,
 }
 
 impl ProxyError {
@@ -59,6 +61,7 @@ impl ProxyError {
             ProxyError::RequestTimeout | ProxyError::PerTryTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBodyFailed => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -80,6 +83,7 @@ impl ProxyError {
             ProxyError::OverflowConnections => "overflow_max_connections",
             ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::ClientBodyFailed => "client_body_failed",
+            ProxyError::BodyTimeout => "request_body_timeout",
         }
     }
 
@@ -109,6 +113,7 @@ impl ProxyError {
             }
             ProxyError::BodyTooLarge => "request body over max_request_body",
             ProxyError::ClientBodyFailed => "the request body could not be read",
+            ProxyError::BodyTimeout => "request body timeout (request_body_timeout) fired",
         }
     }
 
@@ -125,7 +130,10 @@ impl ProxyError {
         );
         if matches!(
             self,
-            ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::ClientBodyFailed
+            ProxyError::BadRequest(_)
+                | ProxyError::BodyTooLarge
+                | ProxyError::ClientBodyFailed
+                | ProxyError::BodyTimeout
         ) {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

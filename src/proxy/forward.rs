@@ -173,12 +173,16 @@ pub fn add_forwarded(
 }
 
 /// The request's `x-request-id`, generating a random UUIDv4-formatted one
-/// when it is absent or empty.
+/// when it is absent or empty. Of several, the first is kept and the others
+/// go, so the upstream and the access log name the same id. Call it after
+/// [`strip_hop_by_hop`]: a `Connection` header may name the id for removal.
 pub fn ensure_request_id<R: Rng>(headers: &mut HeaderMap, rng: &mut R) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        if !v.is_empty() {
-            return v.clone();
+    let mut ids = headers.get_all(&X_REQUEST_ID).iter();
+    if let Some(v) = ids.next().filter(|v| !v.is_empty()).cloned() {
+        if ids.next().is_some() {
+            headers.insert(X_REQUEST_ID.clone(), v.clone());
         }
+        return v;
     }
     let id = new_request_id(rng);
     headers.insert(X_REQUEST_ID.clone(), id.clone());

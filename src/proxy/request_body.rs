@@ -1,16 +1,20 @@
 //! The request body sent upstream: small bodies are kept (bounded) so a
 //! failed attempt can be retried; larger ones stream straight through and are
-//! never retried. Either way the size limit (413) is enforced while streaming.
+//! never retried. Either way the size limit (413) and the idle timeout (408)
+//! are enforced while streaming.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 /// Why reading the client's body failed.
 #[derive(Debug)]
@@ -19,6 +23,8 @@ pub enum BodyError {
     Client(hyper::Error),
     /// The body outgrew the listener's `max_request_body`.
     TooLarge,
+    /// The client sent nothing of the body for `request_body_timeout`.
+    Idle,
 }
 
 impl std::fmt::Display for BodyError {
@@ -26,6 +32,7 @@ impl std::fmt::Display for BodyError {
         match self {
             BodyError::Client(e) => write!(f, "client body: {e}"),
             BodyError::TooLarge => f.write_str("request body over the size limit"),
+            BodyError::Idle => f.write_str("request body idle timeout"),
         }
     }
 }
@@ -53,22 +60,115 @@ pub struct UpstreamBody {
     rest: Option<Incoming>,
     trailers: Option<HeaderMap>,
     remaining_limit: u64,
-    /// Set when a streamed body trips the limit; only streamed bodies have
-    /// one (a kept body was checked whole), which saves an allocation per
-    /// attempt.
-    too_large: Option<Arc<AtomicBool>>,
+    /// Set when a streamed body fails on the client's side; only streamed
+    /// bodies have one (a kept body was checked whole), which saves an
+    /// allocation per attempt.
+    fault: Option<StreamFault>,
+    idle: IdleTimer,
+}
+
+/// Why a streamed body failed on the client's side, read after the attempt
+/// so the client gets 413 or 408 rather than the 502 of a failed upstream
+/// request.
+#[derive(Debug, Clone, Default)]
+pub struct StreamFault(Arc<AtomicU8>);
+
+const FAULT_TOO_LARGE: u8 = 1;
+const FAULT_IDLE: u8 = 2;
+
+impl StreamFault {
+    fn record(&self, e: &BodyError) {
+        let code = match e {
+            BodyError::TooLarge => FAULT_TOO_LARGE,
+            BodyError::Idle => FAULT_IDLE,
+            BodyError::Client(_) => return,
+        };
+        self.0.store(code, Ordering::Relaxed);
+    }
+
+    /// [`BodyError::TooLarge`] or [`BodyError::Idle`] if the stream failed so.
+    pub fn get(&self) -> Option<BodyError> {
+        match self.0.load(Ordering::Relaxed) {
+            FAULT_TOO_LARGE => Some(BodyError::TooLarge),
+            FAULT_IDLE => Some(BodyError::Idle),
+            _ => None,
+        }
+    }
+}
+
+/// The request body idle timeout: armed when a read finds nothing to take,
+/// disarmed by the next frame, so it measures the client's silence and not
+/// the time an upstream took to ask for more. The timer is allocated on the
+/// first wait only: a body already in the buffer costs no timer.
+#[derive(Debug)]
+struct IdleTimer {
+    limit: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl IdleTimer {
+    fn new(limit: Duration) -> Self {
+        IdleTimer {
+            limit,
+            sleep: None,
+            armed: false,
+        }
+    }
+
+    /// Called when the body is pending: whether the limit has passed since
+    /// the wait began.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.armed {
+            self.armed = true;
+            // A limit too far out to add is no limit.
+            let Some(deadline) = Instant::now().checked_add(self.limit) else {
+                return false;
+            };
+            match self.sleep.as_mut() {
+                Some(s) => s.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        self.sleep
+            .as_mut()
+            .is_some_and(|s| s.as_mut().poll(cx).is_ready())
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// The next frame of `body`, or [`BodyError::Idle`] after `limit` of
+    /// silence.
+    fn poll_frame(
+        &mut self,
+        body: &mut Incoming,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                self.disarm();
+                Poll::Ready(frame.map(|f| f.map_err(BodyError::Client)))
+            }
+            Poll::Pending if self.poll_expired(cx) => Poll::Ready(Some(Err(BodyError::Idle))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl PreparedBody {
     /// Reads up to `replay_limit` bytes: a body that ends within it becomes
     /// replayable; otherwise what was read is sent first and the rest
     /// streams. `max_body` is enforced either way: here as
-    /// [`BodyError::TooLarge`], while streaming through the flag of
-    /// [`PreparedBody::too_large_flag`], so the caller can answer 413.
+    /// [`BodyError::TooLarge`], while streaming through the
+    /// [`PreparedBody::fault`], so the caller can answer 413; the same for
+    /// `idle`, the longest silence between two pieces of the body (408).
     pub async fn prepare(
         mut body: Incoming,
         replay_limit: u64,
         max_body: u64,
+        idle: Duration,
     ) -> Result<PreparedBody, BodyError> {
         if body.is_end_stream() {
             return Ok(PreparedBody::Replayable {
@@ -85,18 +185,21 @@ impl PreparedBody {
                 Bytes::new(),
                 body,
                 max_body,
+                IdleTimer::new(idle),
             )));
         }
         let mut buf = BytesMut::new();
+        let mut timer = IdleTimer::new(idle);
         loop {
-            let frame = match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            let frame = std::future::poll_fn(|cx| timer.poll_frame(&mut body, cx)).await;
+            let frame = match frame {
                 None => {
                     return Ok(PreparedBody::Replayable {
                         data: buf.freeze(),
                         trailers: None,
                     })
                 }
-                Some(f) => f.map_err(BodyError::Client)?,
+                Some(f) => f?,
             };
             match frame.into_data() {
                 Ok(data) => {
@@ -107,7 +210,7 @@ impl PreparedBody {
                     if buf.len() as u64 > replay_limit {
                         let prefix = buf.freeze();
                         return Ok(PreparedBody::Streaming(UpstreamBody::stream(
-                            prefix, body, max_body,
+                            prefix, body, max_body, timer,
                         )));
                     }
                 }
@@ -121,12 +224,12 @@ impl PreparedBody {
         }
     }
 
-    /// Set when the streamed body outgrows the limit mid-exchange (the
-    /// attempt then fails, and the client gets 413, not a 502); `None` for a
-    /// kept body, which cannot.
-    pub fn too_large_flag(&self) -> Option<Arc<AtomicBool>> {
+    /// Set when the streamed body outgrows the limit or goes idle
+    /// mid-exchange (the attempt then fails, and the client gets 413 or 408,
+    /// not a 502); `None` for a kept body, which cannot.
+    pub fn fault(&self) -> Option<StreamFault> {
         match self {
-            PreparedBody::Streaming(b) => b.too_large.clone(),
+            PreparedBody::Streaming(b) => b.fault.clone(),
             _ => None,
         }
     }
@@ -145,7 +248,8 @@ impl PreparedBody {
                 rest: None,
                 trailers: trailers.clone(),
                 remaining_limit: u64::MAX,
-                too_large: None,
+                fault: None,
+                idle: IdleTimer::new(Duration::MAX),
             },
             PreparedBody::Streaming(_) | PreparedBody::Spent => {
                 match std::mem::replace(self, PreparedBody::Spent) {
@@ -158,14 +262,23 @@ impl PreparedBody {
 }
 
 impl UpstreamBody {
-    fn stream(prefix: Bytes, rest: Incoming, max_body: u64) -> Self {
+    fn stream(prefix: Bytes, rest: Incoming, max_body: u64, idle: IdleTimer) -> Self {
         UpstreamBody {
             remaining_limit: max_body.saturating_sub(prefix.len() as u64),
             prefix: (!prefix.is_empty()).then_some(prefix),
             rest: Some(rest),
             trailers: None,
-            too_large: Some(Arc::new(AtomicBool::new(false))),
+            fault: Some(StreamFault::default()),
+            idle,
         }
+    }
+
+    /// Records `e` for [`PreparedBody::fault`] and hands it on.
+    fn fail(&self, e: BodyError) -> BodyError {
+        if let Some(fault) = &self.fault {
+            fault.record(&e);
+        }
+        e
     }
 
     /// No body.
@@ -175,7 +288,8 @@ impl UpstreamBody {
             rest: None,
             trailers: None,
             remaining_limit: u64::MAX,
-            too_large: None,
+            fault: None,
+            idle: IdleTimer::new(Duration::MAX),
         }
     }
 }
@@ -191,24 +305,22 @@ impl Body for UpstreamBody {
         if let Some(prefix) = self.prefix.take() {
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
-        let Some(rest) = self.rest.as_mut() else {
-            return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
+        let this = &mut *self;
+        let Some(rest) = this.rest.as_mut() else {
+            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
         };
-        match Pin::new(rest).poll_frame(cx) {
+        match this.idle.poll_frame(rest, cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
-                    if n > self.remaining_limit {
-                        if let Some(flag) = &self.too_large {
-                            flag.store(true, Ordering::Relaxed);
-                        }
-                        return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                    if n > this.remaining_limit {
+                        return Poll::Ready(Some(Err(this.fail(BodyError::TooLarge))));
                     }
-                    self.remaining_limit -= n;
+                    this.remaining_limit -= n;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(this.fail(e)))),
             Poll::Ready(None) => {
                 self.rest = None;
                 Poll::Ready(None)

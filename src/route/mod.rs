@@ -41,6 +41,8 @@ pub struct ListenerRoutes {
     pub address: SocketAddr,
     /// Largest request body (413 above).
     pub max_request_body: u64,
+    /// Longest wait for the next piece of a request body (408 / abort).
+    pub request_body_timeout: std::time::Duration,
     /// Most open client connections.
     pub max_connections: usize,
     /// TLS for new connections (certificates of this table); `None` = plain.
@@ -176,6 +178,7 @@ impl ListenerRoutes {
             name,
             address,
             max_request_body: u64::MAX,
+            request_body_timeout: std::time::Duration::from_secs(30),
             max_connections: 10_000,
             tls: None,
             exact_hosts,
@@ -203,6 +206,12 @@ impl ListenerRoutes {
     pub fn with_limits(mut self, max_request_body: u64, max_connections: usize) -> Self {
         self.max_request_body = max_request_body;
         self.max_connections = max_connections;
+        self
+    }
+
+    /// Sets the request body idle timeout; used by the compiler.
+    pub fn with_body_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_body_timeout = timeout;
         self
     }
 

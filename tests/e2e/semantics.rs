@@ -8,8 +8,10 @@
 
 mod framing;
 mod headers;
+mod host;
 mod http2;
 mod kit;
 mod lifecycle;
+mod slow_body;
 mod streaming;
 mod upgrade;
