@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod error;
+pub mod fault;
 pub mod gateway;
 pub mod load;
 pub mod model;

@@ -481,3 +481,82 @@ async fn argo_and_flagger_read_the_verdict_of_an_externally_driven_canary() {
     assert_eq!(all["analyses"].as_array().map(Vec::len), Some(1), "{all}");
     p.shut_down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_injected_on_the_canary_rehearses_the_rollback() {
+    let stable = version("stable", 0, 0).await;
+    let canary = version("canary", 0, 0).await;
+    let yaml = format!(
+        r#"listeners:
+  - name: public
+    address: "127.0.0.1:0"
+groups:
+  stable: {{ endpoints: ["{}"] }}
+  canary: {{ endpoints: ["{}"] }}
+routes:
+  - name: web
+    rules:
+      - name: split
+        backends:
+          - {{ group: stable, weight: 100 }}
+          - {{ group: canary, weight: 0, fault: {{ abort: {{ status: 503, fraction: 0.3 }} }} }}
+        rollout: {{ canary: canary, steps: [20, 50], hold: 200ms, metrics: {{ errors: {{}} }} }}
+"#,
+        stable.addr, canary.addr
+    );
+    let p = Proxy::start(&yaml, None).await;
+    assert_eq!(p.act("start").await.0, StatusCode::OK);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, tasks) = load(p.public, 4, Arc::clone(&stop));
+    let v = p.wait_for(15, |v| v["phase"] == "rolled_back").await;
+    finish(&stop, tasks).await;
+    assert_eq!(v["phase"], "rolled_back", "{v}");
+    // The injected 503s are local replies: the clients saw them as lost
+    // requests (no upstream answered), the analysis as canary errors.
+    assert!(seen.lost.load(Ordering::Relaxed) > 0);
+    let scrape = get(&http1_client(), &format!("http://{}/metrics", p.admin), &[])
+        .await
+        .body;
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l.contains("reason=\"fault_injected\"") && l.contains("group=\"canary\"")),
+        "fault_injected is counted on the canary"
+    );
+    p.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_fault_with_a_trigger_header_only_slows_requests_that_ask_for_it() {
+    let stable = version("stable", 0, 0).await;
+    let yaml = format!(
+        r#"listeners:
+  - name: public
+    address: "127.0.0.1:0"
+groups:
+  stable: {{ endpoints: ["{}"] }}
+routes:
+  - name: web
+    rules:
+      - name: all
+        fault: {{ delay: {{ duration: 300ms, fraction: 1.0 }}, header: x-chaos }}
+        backends: [{{ group: stable }}]
+"#,
+        stable.addr
+    );
+    let p = Proxy::start(&yaml, None).await;
+    let c = http1_client();
+    let url = format!("http://{}/", p.public);
+    let t = Instant::now();
+    assert_eq!(get(&c, &url, &[]).await.status, StatusCode::OK);
+    let plain = t.elapsed();
+    let t = Instant::now();
+    assert_eq!(
+        get(&c, &url, &[("x-chaos", "1")]).await.status,
+        StatusCode::OK
+    );
+    let delayed = t.elapsed();
+    assert!(plain < Duration::from_millis(250), "{plain:?}");
+    assert!(delayed >= Duration::from_millis(300), "{delayed:?}");
+    p.shut_down().await;
+}
