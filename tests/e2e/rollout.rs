@@ -560,3 +560,58 @@ routes:
     assert!(delayed >= Duration::from_millis(300), "{delayed:?}");
     p.shut_down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_healthy_rollouts_through_real_sockets_are_all_promoted() {
+    // 20 rules, each a rollout of a canary exactly as good as its baseline
+    // (both answer 1 request in 50 with a 503), driven by real clients.
+    let stable = version("stable", 50, 0).await;
+    let canary = version("canary", 50, 0).await;
+    let mut yaml = format!(
+        "listeners:\n  - name: public\n    address: \"127.0.0.1:0\"\ngroups:\n  stable: {{ endpoints: [\"{}\"] }}\n  canary: {{ endpoints: [\"{}\"] }}\nroutes:\n  - name: web\n    rules:\n",
+        stable.addr, canary.addr
+    );
+    for i in 0..20 {
+        yaml.push_str(&format!(
+            "      - name: r{i}\n        matches: [{{ path: {{ type: PathPrefix, value: /r{i} }} }}]\n        backends: [{{ group: stable, weight: 100 }}, {{ group: canary, weight: 0 }}]\n        rollout: {{ canary: canary, steps: [50, 100], hold: 100ms, tolerance: 15, metrics: {{ errors: {{}} }} }}\n"
+        ));
+    }
+    let p = Proxy::start(&yaml, None).await;
+    for i in 0..20 {
+        let path = format!("/v1/routes/web/rules/r{i}/rollout/start");
+        assert_eq!(p.admin(Method::POST, &path, "").await.0, StatusCode::OK);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let (stop, addr) = (Arc::clone(&stop), p.public);
+            tokio::spawn(async move {
+                let client = http1_client();
+                let mut i = t;
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let _ = get(&client, &format!("http://{addr}/r{}", i % 20), &[]).await;
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let phases = loop {
+        let (_, all) = p.admin(Method::GET, "/v1/analysis", "").await;
+        let phases: Vec<String> = all["analyses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["phase"].as_str().unwrap_or("").to_string())
+            .collect();
+        if phases.iter().all(|ph| ph != "running") || Instant::now() > deadline {
+            break phases;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    finish(&stop, tasks).await;
+    let promoted = phases.iter().filter(|ph| *ph == "promoted").count();
+    assert_eq!(promoted, 20, "phases: {phases:?}");
+    p.shut_down().await;
+}
