@@ -615,3 +615,47 @@ async fn twenty_healthy_rollouts_through_real_sockets_are_all_promoted() {
     assert_eq!(promoted, 20, "phases: {phases:?}");
     p.shut_down().await;
 }
+
+#[test]
+fn bad_rollout_and_fault_settings_are_rejected_with_their_field_paths() {
+    let yaml = r#"listeners: [{ name: public, address: "127.0.0.1:0" }]
+groups: { stable: { endpoints: ["127.0.0.1:1"] }, canary: { endpoints: ["127.0.0.1:2"] } }
+routes:
+  - name: web
+    rules:
+      - name: split
+        fault: { max_active: 0 }
+        backends:
+          - { group: stable }
+          - { group: canary, fault: { abort: { status: 99, fraction: 1.5 } } }
+        rollout:
+          canary: canry
+          baseline: [stable, nope]
+          steps: [10, 5, 100, 50]
+          alpha: 0.5
+          tolerance: 0
+          metrics: {}
+"#;
+    let cfg = cutover::config::parse_yaml(yaml).unwrap();
+    let registry = cutover::upstream::EndpointRegistry::default();
+    let errors = cutover::config::compile::compile(&cfg, &registry, 1)
+        .err()
+        .expect("rejected")
+        .to_string();
+    let at = "routes[0].rules[0]";
+    for want in [
+        format!("{at}.rollout.canary: \"canry\" is not a backend of this rule"),
+        format!("{at}.rollout.baseline: \"nope\" is not a backend of this rule"),
+        format!("{at}.rollout.steps[1]: weight 5 does not grow (the step before is 10)"),
+        format!("{at}.rollout.steps[2]: 100 (the promotion) can only be the last step"),
+        format!("{at}.rollout.alpha: 0.5 is out of range (0, 0.2]"),
+        format!("{at}.rollout.tolerance: 0 is out of range (0, 100) percentage points"),
+        format!("{at}.rollout.metrics: names no metric (errors, latency)"),
+        format!("{at}.fault: needs abort, delay or both"),
+        format!("{at}.fault.max_active: must be at least 1"),
+        format!("{at}.backends[1].fault.abort.status: 99 is not a status in 200..=599"),
+        format!("{at}.backends[1].fault.abort.fraction: 1.5 is out of range 0..=1"),
+    ] {
+        assert!(errors.contains(&want), "missing {want:?} in:\n{errors}");
+    }
+}
