@@ -638,10 +638,10 @@ routes:
 "#;
     let cfg = cutover::config::parse_yaml(yaml).unwrap();
     let registry = cutover::upstream::EndpointRegistry::default();
-    let errors = cutover::config::compile::compile(&cfg, &registry, 1)
-        .err()
-        .expect("rejected")
-        .to_string();
+    let errors = match cutover::config::compile::compile(&cfg, &registry, 1) {
+        Ok(_) => panic!("a bad rollout was accepted"),
+        Err(e) => e.to_string(),
+    };
     let at = "routes[0].rules[0]";
     for want in [
         format!("{at}.rollout.canary: \"canry\" is not a backend of this rule"),
