@@ -92,6 +92,9 @@ pub struct Options {
     pub no_metrics: bool,
     /// How shutdown drains.
     pub drain: DrainOptions,
+    /// DNS servers for host-name endpoints (`--dns-server`); empty: the
+    /// system's `/etc/resolv.conf`.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// The shutdown timeline: `/ready` turns 503 at once; listeners keep
@@ -144,6 +147,7 @@ pub struct App {
     watch: Option<reload::watch::FileWatch>,
     certs: reload::certs::CertWatch,
     drain: DrainOptions,
+    dns_servers: Vec<SocketAddr>,
 }
 
 impl App {
@@ -220,6 +224,7 @@ impl App {
             watch,
             certs,
             drain: options.drain,
+            dns_servers: options.dns_servers,
         })
     }
 
@@ -286,6 +291,7 @@ impl App {
         let _certs = self.certs;
         let health = tokio::spawn(crate::upstream::health::supervise(Arc::clone(&self.shared)));
         let rollouts = tokio::spawn(crate::rollout::supervise(Arc::clone(&self.shared)));
+        let dns = reload::dns::spawn(Arc::clone(&self.shared), self.dns_servers);
 
         let first = next_signal(&mut signals).await;
         self.shared.draining.store(true, Ordering::Relaxed);
@@ -296,6 +302,7 @@ impl App {
         }
         health.abort();
         rollouts.abort();
+        dns.abort();
     }
 
     /// Publishes a new config through the one reload path.

@@ -26,7 +26,9 @@
 //! compiled into an immutable [`route::RouteTable`] and stored in one
 //! `ArcSwap`; each request loads it once. Certificates are read during that
 //! compile, so they reload with the table (`reload::certs` watches their
-//! files); each connection loads the table once for its TLS config.
+//! files); each connection loads the table once for its TLS config. DNS
+//! answers for host-name endpoints (`reload::dns`) republish the same way.
+//! `inject` (the `cutover inject` command) is outside the request path.
 //!
 //! Below everything, [`analysis`] is the pure release judge (counts in,
 //! verdict out): the anytime-valid canary-versus-baseline tests that
@@ -41,6 +43,7 @@ pub mod app;
 pub mod config;
 pub mod ctl;
 pub mod demo;
+pub mod inject;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;

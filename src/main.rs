@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         action: cutover::ctl::Action,
     },
+    /// Add the cutover native sidecar to Kubernetes workloads (as in
+    /// k8s/sidecar/): `kubectl get deploy web -o yaml | cutover inject |
+    /// kubectl apply -f -`.
+    #[command(long_about = INJECT_ABOUT)]
+    Inject(InjectArgs),
     /// Start demo upstreams (stable, canary) and the proxy in front of them.
     Demo {
         /// Where the demo proxy listens.
@@ -99,6 +104,69 @@ struct RunArgs {
     /// signal drops them at once.
     #[arg(long, default_value = "20s", value_name = "DURATION")]
     drain_timeout: Dur,
+    /// DNS server (ip:port) for host-name endpoints; repeat for several.
+    /// Default: the system's /etc/resolv.conf.
+    #[arg(long, value_name = "ADDR")]
+    dns_server: Vec<SocketAddr>,
+}
+
+const INJECT_ABOUT: &str = "\
+Add the cutover native sidecar to Kubernetes workloads, as in k8s/sidecar/:
+
+  kubectl get deploy web -o yaml | cutover inject | kubectl apply -f -
+
+Reads YAML documents (Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs,
+CronJobs, Pods, and Lists of them; other kinds pass through unchanged) and
+writes them back with cutover as an init container with restartPolicy: Always
+(Kubernetes 1.29+): started before the app, stopped after it. It mounts the
+ConfigMap --config-map as /etc/cutover/config and the Secret --admin-token-secret
+(key `token`) as /etc/cutover/admin, serves --inbound-port (port `inbound`) and
+the admin port (`admin`, probes /ready and /live). The app's HTTP probes on
+--app-port are moved to `inbound`, so they reach the app through cutover.
+Point the Service's targetPort at `inbound` and the app's outbound calls at
+127.0.0.1:<--outbound-port>; the ConfigMap's listeners must use these ports.
+
+Running it again changes nothing (or applies new flags); --uninject restores
+the input exactly. Errors name the object and the field: a container already
+using one of cutover's ports or names, a terminationGracePeriodSeconds too short
+for the app's preStop sleep plus --drain-timeout. Nothing is written on error.";
+
+/// `cutover inject` flags.
+#[derive(clap::Args)]
+struct InjectArgs {
+    /// YAML file to read; `-` (the default) reads standard input.
+    #[arg(default_value = "-", value_name = "FILE|-")]
+    file: PathBuf,
+    /// Take out a sidecar added by `cutover inject`, restoring the input.
+    #[arg(long)]
+    uninject: bool,
+    /// The cutover image.
+    #[arg(long, default_value = concat!("cutover:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// ConfigMap holding cutover's config [default: <workload name>-cutover].
+    #[arg(long)]
+    config_map: Option<String>,
+    /// The ConfigMap key with the config.
+    #[arg(long, default_value = "cutover.yaml")]
+    config_key: String,
+    /// Secret holding the admin API token under the key `token`.
+    #[arg(long, default_value = "cutover-admin-token")]
+    admin_token_secret: String,
+    /// cutover's inbound listener port (containerPort `inbound`).
+    #[arg(long, default_value_t = 8080)]
+    inbound_port: u16,
+    /// cutover's outbound listener port (on 127.0.0.1; no app container may use it).
+    #[arg(long, default_value_t = 15001)]
+    outbound_port: u16,
+    /// cutover's admin port (containerPort `admin`).
+    #[arg(long, default_value_t = 9901)]
+    admin_port: u16,
+    /// The port the app listens on behind cutover.
+    #[arg(long, default_value_t = 8081)]
+    app_port: u16,
+    /// cutover's --drain-timeout after the app has exited.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    drain_timeout: Dur,
 }
 
 fn main() -> ExitCode {
@@ -118,6 +186,7 @@ fn main() -> ExitCode {
                 async move { cutover::ctl::run(&target, action).await },
             )
         }
+        Command::Inject(args) => inject(args),
         Command::Demo {
             listen,
             admin,
@@ -199,6 +268,50 @@ fn check(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+fn inject(args: InjectArgs) -> ExitCode {
+    use std::io::{Read, Write};
+    let input = if args.file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map(|_| s)
+    } else {
+        std::fs::read_to_string(&args.file)
+    };
+    let input = match input {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cutover inject: {}: {e}", args.file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = cutover::inject::Options {
+        image: args.image,
+        config_map: args.config_map,
+        config_key: args.config_key,
+        token_secret: args.admin_token_secret,
+        inbound_port: args.inbound_port,
+        outbound_port: args.outbound_port,
+        admin_port: args.admin_port,
+        app_port: args.app_port,
+        drain_timeout_secs: args.drain_timeout.0.as_secs_f64().ceil() as u64,
+    };
+    let out = if args.uninject {
+        cutover::inject::uninject(&input)
+    } else {
+        cutover::inject::inject(&input, &options)
+    };
+    match out.map(|o| std::io::stdout().write_all(o.as_bytes())) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("cutover inject: cannot write: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("cutover inject: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(args: RunArgs) -> Result<(), String> {
     let path = args.config;
     let loaded = config::load_path(&path)
@@ -218,6 +331,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             delay: args.drain_delay.0,
             timeout: args.drain_timeout.0,
         },
+        dns_servers: args.dns_server,
         ..Options::default()
     };
     let app = App::start(&loaded.config, options)

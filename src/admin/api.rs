@@ -258,8 +258,42 @@ fn status(shared: &Shared) -> Resp {
             "reload_errors": shared.reload_errors.load(std::sync::atomic::Ordering::Relaxed),
             "draining": shared.draining.load(std::sync::atomic::Ordering::Relaxed),
             "routes": routes,
+            "dns": dns_status(shared, &table),
         }),
     )
+}
+
+/// Per group with host-name endpoints: each name's resolved addresses (the
+/// group's endpoints) and when it was last resolved.
+fn dns_status(shared: &Shared, table: &crate::route::RouteTable) -> serde_json::Value {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let mut groups = serde_json::Map::new();
+    for g in table
+        .groups
+        .iter()
+        .filter(|g| !g.discovery.names.is_empty())
+    {
+        let names: Vec<_> = g
+            .discovery
+            .names
+            .iter()
+            .map(|name| match shared.endpoints.dns.get(name) {
+                Some(r) => json!({
+                    "endpoint": &**name,
+                    "addresses": r.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "resolved_at_unix": unix(r.resolved_at),
+                    "last_good_at_unix": (!r.addresses.is_empty()).then(|| unix(r.good_at)),
+                    "failing": r.failing,
+                }),
+                None => json!({ "endpoint": &**name, "addresses": [], "resolved_at_unix": null }),
+            })
+            .collect();
+        groups.insert(g.name.to_string(), json!(names));
+    }
+    serde_json::Value::Object(groups)
 }
 
 /// Which route, rule and group a described request would take, and why.

@@ -11,6 +11,7 @@ use super::model::{Config, GroupConfig, ListenerConfig};
 use super::rules::{compile_rule, CompiledRule};
 use crate::route::matcher::Conditions;
 use crate::route::{Entry, HostPattern, ListenerRoutes, RouteTable, Rule, VirtualHost};
+use crate::upstream::dns::{self, Discovery};
 use crate::upstream::{Endpoint, EndpointRegistry, Group};
 
 /// A rule's match alternative before it is placed in virtual hosts.
@@ -61,35 +62,85 @@ fn compile_groups<'a>(
         }
         // An empty group is valid (a canary scaled to zero); requests that
         // pick it get 503 "no endpoints".
-        let mut seen = HashSet::new();
-        let endpoints = g
-            .endpoints
-            .iter()
-            .enumerate()
-            .filter_map(|(i, addr)| {
-                let at = format!("{path}.endpoints[{i}]");
-                if !seen.insert(addr.as_str()) {
-                    errors.push(&at, format!("{addr} is listed twice"));
-                }
-                let authority = parse_endpoint(addr, &at, errors)?;
-                Some(Endpoint {
-                    authority,
-                    state: registry.get_or_create(addr),
-                })
-            })
-            .collect();
+        let (endpoints, discovery) = group_endpoints(g, &path, registry, errors);
         index.insert(name.as_str(), groups.len() as u32);
         let policy = super::policy::group_policy(g, &path, errors);
-        groups.push(Group::with_policy(
+        let mut group = Group::with_policy(
             name.as_str().into(),
             endpoints,
             g.balance,
             g.protocol,
             policy,
             registry,
-        ));
+        );
+        group.discovery = discovery;
+        groups.push(group);
     }
     (groups, index)
+}
+
+/// The group's endpoints: each literal address, and for each host name its
+/// last resolved addresses (each an endpoint with its own state, carried
+/// over by address), or the name itself until a lookup has succeeded.
+fn group_endpoints(
+    g: &GroupConfig,
+    path: &str,
+    registry: &EndpointRegistry,
+    errors: &mut ConfigErrors,
+) -> (Vec<Endpoint>, Discovery) {
+    let (min, max) = (g.dns.min_ttl.0, g.dns.max_ttl.0);
+    if min.is_zero() {
+        errors.push(format!("{path}.dns.min_ttl"), "must be more than 0s");
+    }
+    if max < min {
+        errors.push(format!("{path}.dns.max_ttl"), "must be at least min_ttl");
+    }
+    // Without `tls.server_name`, TLS names each endpoint's host in SNI and
+    // checks the certificate against it: resolving would put an IP there.
+    let resolve = g.tls.as_ref().is_none_or(|t| t.server_name.is_some());
+    let mut seen = HashSet::new();
+    let mut added = HashSet::new();
+    let mut endpoints = Vec::with_capacity(g.endpoints.len());
+    let mut names = Vec::new();
+    let mut push = |address: &str, authority: Authority, endpoints: &mut Vec<Endpoint>| {
+        if added.insert(address.to_string()) {
+            endpoints.push(Endpoint {
+                authority,
+                state: registry.get_or_create(address),
+            });
+        }
+    };
+    for (i, addr) in g.endpoints.iter().enumerate() {
+        let at = format!("{path}.endpoints[{i}]");
+        if !seen.insert(addr.as_str()) {
+            errors.push(&at, format!("{addr} is listed twice"));
+        }
+        let Some(authority) = parse_endpoint(addr, &at, errors) else {
+            continue;
+        };
+        if !(resolve && dns::is_name(&authority)) {
+            push(addr, authority, &mut endpoints);
+            continue;
+        }
+        names.push(addr.as_str().into());
+        match registry.dns.addresses(addr).filter(|a| !a.is_empty()) {
+            Some(addresses) => {
+                for a in addresses {
+                    let text = a.to_string();
+                    if let Ok(authority) = text.parse::<Authority>() {
+                        push(&text, authority, &mut endpoints);
+                    }
+                }
+            }
+            None => push(addr, authority, &mut endpoints),
+        }
+    }
+    let discovery = Discovery {
+        names: names.into(),
+        min_ttl: min,
+        max_ttl: max.max(min),
+    };
+    (endpoints, discovery)
 }
 
 /// `host:port` with an explicit port and nothing else (no scheme or path).

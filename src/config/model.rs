@@ -119,7 +119,8 @@ fn default_max_body() -> Size {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
-    /// `host:port` of each endpoint; host names are resolved by DNS on connect.
+    /// `host:port` of each endpoint. A host name is resolved by DNS to all
+    /// its A/AAAA addresses, each an endpoint of the group (see `dns`).
     pub endpoints: Vec<String>,
     /// How an endpoint is chosen inside the group.
     #[serde(default)]
@@ -146,6 +147,47 @@ pub struct GroupConfig {
     /// TLS to the endpoints (CA, SNI, client certificate); plaintext unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<GroupTlsConfig>,
+    /// How often host-name endpoints are resolved again.
+    #[serde(default, skip_serializing_if = "DnsConfig::is_default")]
+    pub dns: DnsConfig,
+}
+
+/// DNS discovery bounds: a name is resolved again when its record's TTL
+/// runs out, but never sooner than `min_ttl` (a TTL of 0 must not turn into
+/// a query loop) nor later than `max_ttl` (a day-long TTL must not hide a
+/// scale-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Shortest time between two lookups of a name. Default 1s.
+    #[serde(default = "default_dns_min_ttl")]
+    pub min_ttl: Dur,
+    /// Longest time between two lookups of a name. Default 30s.
+    #[serde(default = "default_dns_max_ttl")]
+    pub max_ttl: Dur,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            min_ttl: default_dns_min_ttl(),
+            max_ttl: default_dns_max_ttl(),
+        }
+    }
+}
+
+impl DnsConfig {
+    fn is_default(&self) -> bool {
+        *self == DnsConfig::default()
+    }
+}
+
+fn default_dns_min_ttl() -> Dur {
+    Dur::secs(1)
+}
+
+fn default_dns_max_ttl() -> Dur {
+    Dur::secs(30)
 }
 
 impl GroupConfig {
@@ -162,6 +204,7 @@ impl GroupConfig {
             limits: LimitsConfig::default(),
             health_check: None,
             tls: None,
+            dns: DnsConfig::default(),
         }
     }
 }

@@ -232,6 +232,14 @@ fn group_counters(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
         "cutover_overflows",
         "Requests refused by a circuit-breaker limit, by group and limit.",
         overflows,
+    )?;
+    let dns = live.groups.iter().map(|(g, s)| (&**g, s.dns_failures()));
+    let dns: Vec<_> = dns.filter(|(g, n)| !(quiet(&[g]) && *n == 0)).collect();
+    counter(
+        enc,
+        "cutover_dns_failures",
+        "Failed DNS lookups of host-name endpoints (the last good addresses stay), by group.",
+        dns.iter().map(|(g, n)| ([("group", *g)], *n)),
     )
 }
 

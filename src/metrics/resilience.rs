@@ -75,9 +75,21 @@ pub struct GroupSeries {
     ejections: AtomicU64,
     ejected: AtomicI64,
     overflows: [AtomicU64; Limit::ALL.len()],
+    dns_failures: AtomicU64,
 }
 
 impl GroupSeries {
+    /// A lookup of one of the group's host names failed ->
+    /// `cutover_dns_failures_total`.
+    pub fn dns_failure(&self) {
+        self.dns_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed lookups of the group's host names so far.
+    pub fn dns_failures(&self) -> u64 {
+        self.dns_failures.load(Ordering::Relaxed)
+    }
+
     /// Resilience: an endpoint of the group was ejected ->
     /// `cutover_outlier_ejections_total` and `cutover_outlier_ejections_active` + 1.
     pub fn ejection(&self) {

@@ -6,6 +6,7 @@
 //! the request path never takes.
 
 pub mod certs;
+pub mod dns;
 pub mod overrides;
 pub mod rollouts;
 pub mod state;

@@ -8,6 +8,7 @@
 
 pub mod balance;
 pub mod counted;
+pub mod dns;
 pub mod health;
 pub mod limits;
 pub mod outlier;
@@ -51,6 +52,8 @@ pub struct Group {
     pub admission: Arc<Admission>,
     /// Group-level metric handles (ejections, overflows), kept by name.
     pub metrics: Arc<GroupSeries>,
+    /// The host-name endpoints `reload::dns` resolves for this group.
+    pub discovery: dns::Discovery,
 }
 
 /// A group's resilience settings, compiled.
@@ -143,6 +146,9 @@ pub struct EndpointRegistry {
     budgets: Mutex<HashMap<String, Weak<RetryBudget>>>,
     /// Metric handles by config name, carried over the same way.
     pub metrics: Arc<Metrics>,
+    /// The last good addresses of host-name endpoints (empty until the DNS
+    /// task resolves them; `cutover check` never does).
+    pub dns: dns::DnsTable,
 }
 
 /// Protocol, connect timeout, TLS fingerprint.
@@ -303,6 +309,7 @@ impl Group {
             protocol,
             cursor: AtomicUsize::new(0),
             policy,
+            discovery: dns::Discovery::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod container;
 mod dockerfile;
+mod inject;
 mod refs;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -176,6 +177,11 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn load() -> Manifests {
+    load_with(&|_, text| text)
+}
+
+/// [`load`], with each manifest's text passed through `edit` first.
+fn load_with(edit: &dyn Fn(&Path, String) -> String) -> Manifests {
     let mut files = Vec::new();
     yaml_files(&repo().join("k8s"), &mut files);
     assert!(!files.is_empty(), "no manifests under k8s/");
@@ -189,7 +195,7 @@ fn load() -> Manifests {
     let mut objects = Vec::new();
     let mut secrets = Vec::new();
     for file in files.iter().filter(|f| !f.ends_with("kustomization.yaml")) {
-        let text = std::fs::read_to_string(file).unwrap();
+        let text = edit(file, std::fs::read_to_string(file).unwrap());
         let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let dir_ns = kustomizations
@@ -353,7 +359,10 @@ fn is_cutover(c: &Container) -> bool {
 }
 
 fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cutover-k8s-{tag}-{}", std::process::id()));
+    // Unique per call: tests checking the same container run in parallel.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("cutover-k8s-{tag}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: real upstreams, the real proxy, real sockets.
 
 mod deploy;
+mod dns;
 mod k8s;
 mod metrics;
 mod reload;

@@ -53,9 +53,18 @@ impl Upstream {
 
 /// Starts an upstream that answers 200 with body `name` and header
 /// `x-upstream: name`. It drains and counts request bodies (streaming, not
-/// buffering them).
+/// buffering them). `GET /linger` answers after 800 ms (a request in flight).
 pub async fn upstream(name: &'static str) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    upstream_at(name, "127.0.0.1:0".parse().unwrap()).await.0
+}
+
+/// [`upstream`] on `addr` (e.g. a pod's `127.0.0.3:port`); the handle stops
+/// its accept loop (a pod gone: new connections are refused).
+pub async fn upstream_at(
+    name: &'static str,
+    addr: SocketAddr,
+) -> (Upstream, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let up = Upstream {
@@ -63,7 +72,7 @@ pub async fn upstream(name: &'static str) -> Upstream {
         addr,
         seen: Arc::clone(&seen),
     };
-    tokio::spawn(async move {
+    let accept = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
@@ -80,6 +89,7 @@ pub async fn upstream(name: &'static str) -> Upstream {
                             Err(_) => break,
                         }
                     }
+                    let linger = parts.uri.path() == "/linger";
                     seen.lock().unwrap().push(Seen {
                         method: parts.method,
                         uri: parts.uri,
@@ -87,6 +97,9 @@ pub async fn upstream(name: &'static str) -> Upstream {
                         headers: parts.headers,
                         body_len,
                     });
+                    if linger {
+                        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+                    }
                     let mut resp = Response::new(Full::new(Bytes::from(name)));
                     resp.headers_mut()
                         .insert("x-upstream", name.parse().unwrap());
@@ -100,7 +113,7 @@ pub async fn upstream(name: &'static str) -> Upstream {
             });
         }
     });
-    up
+    (up, accept)
 }
 
 /// The proxy under test.
@@ -278,4 +291,38 @@ pub fn tool_or_skip(test: &str, tool: &str, install: &str) -> bool {
         eprintln!("SKIPPED {test}: {tool} not on PATH ({install})");
     }
     found
+}
+
+/// Runs `cmd` with `input` on its stdin; its output once it has exited.
+pub fn run_with_stdin(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `cutover check FILE` passes.
+pub fn assert_check_passes(file: &std::path::Path) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .arg("check")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -233,7 +233,15 @@ fn probe_path(p: &Option<Probe>) -> Option<(String, IntOrString)> {
 /// container, its config and the rest of the pod together.
 #[test]
 fn cutover_containers_match_their_config() {
-    let m = load();
+    assert_eq!(
+        check_cutover_containers(&load()),
+        2,
+        "the sidecar and the ingress"
+    );
+}
+
+/// Runs the checks on every cutover container of `m`; returns how many.
+pub(super) fn check_cutover_containers(m: &Manifests) -> usize {
     let known = run_flags();
     let mut seen = 0;
     for (o, d) in m.deployments() {
@@ -249,7 +257,7 @@ fn cutover_containers_match_their_config() {
                 "{at}: command overrides the image's entrypoint"
             );
             let cx = Cx {
-                m: &m,
+                m,
                 namespace: &o.namespace,
                 template,
                 c,
@@ -267,13 +275,13 @@ fn cutover_containers_match_their_config() {
             cx.runs_as_the_image_user_within_its_cpu();
             for g in parsed.groups.values() {
                 for e in &g.endpoints {
-                    check_endpoint(&m, e, &cx.at);
+                    check_endpoint(m, e, &cx.at);
                 }
             }
-            check_network_policy(&m, &o.namespace, template, &data_ports, admin, &cx.at);
+            check_network_policy(m, &o.namespace, template, &data_ports, admin, &cx.at);
         }
     }
-    assert_eq!(seen, 2, "the sidecar and the ingress");
+    seen
 }
 
 /// One cutover container, its pod and its parsed args.

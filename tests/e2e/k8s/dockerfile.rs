@@ -144,16 +144,7 @@ fn dockerfile_follows_its_rules() {
         .iter()
         .find_map(|c| c.strip_suffix(&format!(" {config}")))
         .unwrap_or_else(|| panic!("{config} is not copied into the image"));
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .arg("check")
-        .arg(repo().join(source.trim()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::assert_check_passes(&repo().join(source.trim()));
     assert_eq!(cmd[0], "run");
 
     // EXPOSE: the default config's listeners and the admin port.

@@ -4,7 +4,6 @@
 //! Skipped, saying so, only when the binaries are absent; under
 //! `CUTOVER_REQUIRE_ALL=1` (CI, which installs them) a skip is a failure.
 
-use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,20 +37,7 @@ async fn promtool_accepts_a_live_scrape() {
             sample(t, "cutover_requests_total", &[("reason", "no_route")]).is_some()
         })
         .await;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(Command::new("promtool").args(["check", "metrics"]), &text);
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
