@@ -47,6 +47,8 @@ pub struct Shared {
     /// Content hash of the last config file that was rejected, so one bad
     /// file is reported once.
     pub last_rejected_file: Mutex<Option<String>>,
+    /// The rollouts' in-memory state (their records are in `desired`).
+    pub rollouts: crate::rollout::Rollouts,
 }
 
 /// Why the proxy could not start.
@@ -200,6 +202,7 @@ impl App {
             reload_errors: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             last_rejected_file: Mutex::new(None),
+            rollouts: crate::rollout::Rollouts::default(),
         });
         reload::state::restore(&shared).map_err(StartError::Refused)?;
         // Watch from here, not from `serve`, so no change made after `start`
@@ -287,6 +290,7 @@ impl App {
         let _watch = self.watch;
         let _certs = self.certs;
         let health = tokio::spawn(crate::upstream::health::supervise(Arc::clone(&self.shared)));
+        let rollouts = tokio::spawn(crate::rollout::supervise(Arc::clone(&self.shared)));
         let dns = reload::dns::spawn(Arc::clone(&self.shared), self.dns_servers);
 
         let first = next_signal(&mut signals).await;
@@ -297,6 +301,7 @@ impl App {
             let _ = admin.await;
         }
         health.abort();
+        rollouts.abort();
         dns.abort();
     }
 

@@ -66,6 +66,43 @@ pub enum Action {
         /// YAML file.
         file: PathBuf,
     },
+    /// Progressive rollouts judged by the proxy: start, status, pause,
+    /// resume, abort.
+    Rollout {
+        /// What to do.
+        action: RolloutAction,
+        /// Route name.
+        route: String,
+        /// Rule name (the rule with the `rollout` plan).
+        rule: String,
+    },
+}
+
+/// `cutover ctl rollout ACTION ROUTE RULE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RolloutAction {
+    /// Start the rule's plan at its first step.
+    Start,
+    /// The verdict, its evidence and the step.
+    Status,
+    /// Hold at the current step.
+    Pause,
+    /// Continue a paused rollout.
+    Resume,
+    /// Stop; the canary's weight goes to 0.
+    Abort,
+}
+
+impl RolloutAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            RolloutAction::Start => "start",
+            RolloutAction::Status => "status",
+            RolloutAction::Pause => "pause",
+            RolloutAction::Resume => "resume",
+            RolloutAction::Abort => "abort",
+        }
+    }
 }
 
 /// Runs `action` and prints the result; `Err` carries a one-line message.
@@ -89,6 +126,7 @@ pub async fn run(target: &Target, action: Action) -> Result<(), String> {
             serde_json::to_string_pretty(&value).unwrap_or_default()
         ),
         Action::Validate { file } => println!("{}: valid", file.display()),
+        Action::Rollout { .. } => print_analysis(&value),
         _ => println!(
             "applied: generation {}",
             value.get("generation").cloned().unwrap_or(Value::Null)
@@ -145,6 +183,23 @@ fn request_for(action: &Action) -> Result<(Method, String, Option<Bytes>), Strin
             Method::POST,
             format!("/v1/routes/{route}/switch"),
             body(serde_json::json!({ "to": to })),
+        ),
+        Action::Rollout {
+            action: RolloutAction::Status,
+            route,
+            rule,
+        } => (Method::GET, format!("/v1/analysis/{route}/{rule}"), None),
+        Action::Rollout {
+            action,
+            route,
+            rule,
+        } => (
+            Method::POST,
+            format!(
+                "/v1/routes/{route}/rules/{rule}/rollout/{}",
+                action.as_str()
+            ),
+            None,
         ),
         Action::Validate { file } => {
             let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -287,4 +342,48 @@ fn print_status(v: &Value, stats: &Value) {
     }
     println!();
     println!("ERR% (5xx) and latency: per route and group over the last 60 s (/v1/stats)");
+}
+
+/// A rollout's verdict and evidence, as `ctl rollout` prints it.
+fn print_analysis(v: &Value) {
+    let text = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    let step = &v["step"];
+    println!(
+        "{}/{}   {}   verdict {}   step {} of {} (canary {}%)",
+        text("route"),
+        text("rule"),
+        text("phase").to_uppercase(),
+        text("verdict"),
+        step["index"].as_u64().map_or(0, |i| i + 1),
+        step["of"],
+        step["weight"]
+    );
+    if let Some(weights) = v["weights"].as_object() {
+        let w: Vec<String> = weights.iter().map(|(g, w)| format!("{g}={w}")).collect();
+        println!("weights        {}", w.join(" "));
+    }
+    for m in v["metrics"].as_array().into_iter().flatten() {
+        let (c, b) = (&m["canary"], &m["baseline"]);
+        let rate = |a: &Value| {
+            let (n, bad) = (
+                a["requests"].as_f64().unwrap_or(0.0),
+                a["bad"].as_f64().unwrap_or(0.0),
+            );
+            if n > 0.0 {
+                bad * 100.0 / n
+            } else {
+                0.0
+            }
+        };
+        println!(
+            "{:<14} canary {}/{} ({:.2}%)  baseline {}/{} ({:.2}%)  Bayes factor {:.2}  effect [{:+.2}, {:+.2}] pp",
+            m["metric"].as_str().unwrap_or(""),
+            c["bad"], c["requests"], rate(c),
+            b["bad"], b["requests"], rate(b),
+            m["bayes_factor"].as_f64().unwrap_or(1.0),
+            m["effect"]["low"].as_f64().unwrap_or(0.0) * 100.0,
+            m["effect"]["high"].as_f64().unwrap_or(0.0) * 100.0,
+        );
+    }
+    println!("reason         {}", text("reason"));
 }

@@ -5,6 +5,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -20,18 +22,30 @@ use crate::app::{App, Options, Signal, StartError};
 use crate::config::parse_yaml;
 
 /// Starts an upstream on 127.0.0.1 (port 0) that answers every request with
-/// `<version> <its address>`, so a client sees where it landed.
-pub async fn spawn_version_server(version: &'static str) -> std::io::Result<SocketAddr> {
+/// `<version> <its address>`, so a client sees where it landed; with
+/// `fail_every` n > 0, every n-th answer is a 503 (a bad release).
+pub async fn spawn_version_server(
+    version: &'static str,
+    fail_every: u64,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let served = Arc::new(AtomicU64::new(0));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let service = service_fn(move |_req: Request<Incoming>| async move {
-                let body = format!("{version} {addr}\n");
-                let mut resp = Response::new(Full::new(Bytes::from(body)));
-                resp.headers_mut()
-                    .insert("x-version", http::HeaderValue::from_static(version));
-                Ok::<_, Infallible>(resp)
+            let served = Arc::clone(&served);
+            let service = service_fn(move |_req: Request<Incoming>| {
+                let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                async move {
+                    let body = format!("{version} {addr}\n");
+                    let mut resp = Response::new(Full::new(Bytes::from(body)));
+                    resp.headers_mut()
+                        .insert("x-version", http::HeaderValue::from_static(version));
+                    if fail_every > 0 && n.is_multiple_of(fail_every) {
+                        *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             tokio::spawn(async move {
                 let builder = auto::Builder::new(TokioExecutor::new());
@@ -43,6 +57,9 @@ pub async fn spawn_version_server(version: &'static str) -> std::io::Result<Sock
     });
     Ok(addr)
 }
+
+/// The rollout plan of the demo's `split` rule.
+const DEMO_ROLLOUT: &str = "        rollout:\n          canary: canary\n          steps: [10, 25, 50, 100]\n          hold: 10s\n";
 
 /// The demo's config: a readable example of every routing feature.
 pub fn demo_config_yaml(listen: SocketAddr, stable: [SocketAddr; 2], canary: SocketAddr) -> String {
@@ -73,25 +90,35 @@ routes:
         backends:
           - {{ group: stable, weight: 90 }}
           - {{ group: canary, weight: 10 }}
-"#,
+{DEMO_ROLLOUT}"#,
         s0 = stable[0],
         s1 = stable[1],
     )
 }
 
 /// Runs the demo until Ctrl-C. `admin` is the control API's address
-/// (loopback, so no token is needed); `None` runs without one.
-pub async fn run(listen: SocketAddr, admin: Option<SocketAddr>) -> Result<(), StartError> {
+/// (loopback, so no token is needed); `None` runs without one. With
+/// `bad_canary`, the canary answers one request in four with a 503, the
+/// demo sends itself a little traffic and starts the `split` rollout, which
+/// fails and rolls back while you watch.
+pub async fn run(
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+    bad_canary: bool,
+) -> Result<(), StartError> {
     let io = |e: std::io::Error| StartError::Bind {
         name: "demo upstream".into(),
         address: "127.0.0.1:0".parse().unwrap_or(listen),
         source: e,
     };
     let stable = [
-        spawn_version_server("stable").await.map_err(io)?,
-        spawn_version_server("stable").await.map_err(io)?,
+        spawn_version_server("stable", 0).await.map_err(io)?,
+        spawn_version_server("stable", 0).await.map_err(io)?,
     ];
-    let canary = spawn_version_server("canary").await.map_err(io)?;
+    let canary_fails = if bad_canary { 4 } else { 0 };
+    let canary = spawn_version_server("canary", canary_fails)
+        .await
+        .map_err(io)?;
     let yaml = demo_config_yaml(listen, stable, canary);
     let config = parse_yaml(&yaml)?;
     let options = Options {
@@ -107,6 +134,9 @@ pub async fn run(listen: SocketAddr, admin: Option<SocketAddr>) -> Result<(), St
     if let Some(admin) = app.local_addr("admin") {
         println!("{}", admin_instructions(admin));
     }
+    if bad_canary {
+        rehearse_bad_canary(&app, addr);
+    }
     println!("\nCtrl-C stops the demo.");
     // Ctrl-C is the demo's only way out: drain without a delay and say so.
     let (signals, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -119,6 +149,37 @@ pub async fn run(listen: SocketAddr, admin: Option<SocketAddr>) -> Result<(), St
     });
     app.serve_signals(rx).await;
     Ok(())
+}
+
+/// Starts the `split` rollout of a bad canary and feeds it 50 requests a
+/// second (for at most 10 minutes), printing how to watch it fail.
+fn rehearse_bad_canary(app: &App, addr: SocketAddr) {
+    let shared = app.shared();
+    match crate::rollout::actions::start(&shared, "web", "split") {
+        Ok(_) => println!(
+            "\nBad canary: 1 request in 4 answers 503. The split rollout has started at 10%;\n\
+             watch the proxy fail it and roll it back (within about 10 s):\n  \
+             watch -n 0.5 cutover ctl rollout status web split{}",
+            app.local_addr("admin")
+                .filter(|a| a.port() != 9901)
+                .map(|a| format!(" --admin http://{a}"))
+                .unwrap_or_default()
+        ),
+        Err(e) => println!("\nBad canary: the rollout did not start: {e}"),
+    }
+    tokio::spawn(async move {
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .build_http::<Full<Bytes>>();
+        let url = format!("http://{addr}/");
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(20));
+        for _ in 0..(50 * 600) {
+            every.tick().await;
+            let Ok(req) = Request::get(&url).body(Full::new(Bytes::new())) else {
+                return;
+            };
+            let _ = client.request(req).await;
+        }
+    });
 }
 
 fn instructions(addr: SocketAddr, yaml: &str) -> String {

@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod retry;
+pub mod rollout;
 pub mod route;
 pub mod tls;
 pub mod upstream;

@@ -60,6 +60,10 @@ enum Command {
         /// Run the demo without the admin listener.
         #[arg(long)]
         no_admin: bool,
+        /// Make the canary bad (1 request in 4 is a 503), start its
+        /// rollout and watch the proxy roll it back by itself.
+        #[arg(long, conflicts_with = "no_admin")]
+        bad_canary: bool,
     },
 }
 
@@ -187,9 +191,10 @@ fn main() -> ExitCode {
             listen,
             admin,
             no_admin,
+            bad_canary,
         } => serve(Some(1), async move {
             let admin = (!no_admin).then_some(admin);
-            cutover::demo::run(listen, admin)
+            cutover::demo::run(listen, admin, bad_canary)
                 .await
                 .map_err(|e| e.to_string())
         }),

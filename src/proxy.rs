@@ -127,6 +127,9 @@ async fn forward_request(
     let raw_host = client_host.as_str();
     let decision = decide(table, conn, &mut parts, raw_host, chosen)?;
     let rule = decision.rule;
+    if let Some(fault) = rule.faults.for_slot(decision.slot) {
+        inject(fault, &parts.headers).await?;
+    }
 
     let forwarded_host = client_host.header_value();
     forward::add_forwarded(
@@ -174,6 +177,24 @@ async fn forward_request(
         rparts,
         ProxyBody::upstream(rbody, idle),
     ))
+}
+
+/// Applies a configured fault: waits out its delay, then answers its abort
+/// status (a local reply with reason `fault_injected`) or lets the request go.
+async fn inject(
+    fault: &crate::route::fault::Fault,
+    headers: &http::HeaderMap,
+) -> Result<(), ProxyError> {
+    let Some(injected) = retry::with_rng(|rng| fault.roll(headers, rng)) else {
+        return Ok(());
+    };
+    if let Some(d) = injected.delay {
+        tokio::time::sleep(d).await;
+    }
+    match injected.abort {
+        Some(status) => Err(ProxyError::FaultInjected(status)),
+        None => Ok(()),
+    }
 }
 
 /// Settles the host (see [`ClientHost::resolve`]) and strips hop-by-hop

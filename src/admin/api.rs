@@ -51,6 +51,14 @@ pub fn dispatch(
             outcome(reload::rollback(shared, if_match, route, rule))
         }
         (&Method::POST, ["v1", "routes", route, "switch"]) => switch(shared, if_match, route, body),
+        (&Method::POST, ["v1", "routes", route, "rules", rule, "rollout", action]) => {
+            super::analysis::act(shared, route, rule, action)
+        }
+        (&Method::GET, ["v1", "analysis"]) => super::analysis::all(shared),
+        (&Method::GET, ["v1", "analysis", route, rule]) => {
+            super::analysis::get(shared, route, rule)
+        }
+        (&Method::POST, ["v1", "flagger", hook]) => super::analysis::flagger(shared, hook, body),
         _ => error(
             StatusCode::NOT_FOUND,
             &format!("no such endpoint: {method} {path}"),

@@ -7,6 +7,7 @@
 // not hot, and a boxed response would only add noise.
 #![allow(clippy::result_large_err)]
 
+mod analysis;
 mod api;
 mod json;
 

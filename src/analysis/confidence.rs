@@ -10,7 +10,7 @@ use super::special::ln_beta;
 const PRIOR: (f64, f64) = (0.5, 0.5);
 
 /// A closed interval of rates (or of rate differences).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Interval {
     /// Lower end.
     pub low: f64,

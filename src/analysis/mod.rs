@@ -25,9 +25,10 @@ mod special;
 mod tests;
 
 use confidence::Interval;
+use serde::{Deserialize, Serialize};
 
 /// How strict the analysis is.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     /// Bound on the chance of failing a healthy canary over the whole
     /// rollout; also one minus the confidence of a pass.
@@ -121,7 +122,7 @@ impl Verdict {
 }
 
 /// The evidence of one metric carried from step to step.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// ln of the product of the finished steps' factors.
     ln_done: f64,
@@ -182,7 +183,8 @@ impl Report {
 }
 
 /// The analysis of one rollout: the settings and each metric's evidence.
-#[derive(Debug, Clone, PartialEq)]
+/// Serialisable, so a restarted proxy resumes with the evidence it had.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     settings: Settings,
     errors: Evidence,

@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod error;
+pub mod fault;
 pub mod gateway;
 pub mod load;
 pub mod model;
@@ -11,6 +12,7 @@ mod policy;
 #[cfg(test)]
 mod prop_tests;
 pub mod resilience;
+pub mod rollout;
 mod rules;
 pub mod tls;
 

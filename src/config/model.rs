@@ -330,6 +330,13 @@ pub struct RuleConfig {
     /// When a chosen group has no healthy endpoint.
     #[serde(default)]
     pub on_group_unavailable: OnGroupUnavailable,
+    /// Faults injected into every request of the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<super::fault::FaultConfig>,
+    /// A progressive rollout the proxy judges itself (started through the
+    /// control API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::rollout::RolloutConfig>,
 }
 
 /// One alternative: every condition given must hold (AND).
@@ -428,6 +435,9 @@ pub struct BackendConfig {
     /// Proportional weight, 0..=1,000,000; default 1.
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// Faults injected into requests this backend was picked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<super::fault::FaultConfig>,
 }
 
 fn default_weight() -> u32 {

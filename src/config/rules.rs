@@ -14,7 +14,7 @@ use super::model::{
 use crate::proxy::forward::is_hop_by_hop;
 use crate::route::matcher::{Conditions, HeaderMatch, PathMatch, QueryMatch, ValueMatch};
 use crate::route::split::{Split, StickyKey};
-use crate::route::{HeaderModifier, Rule};
+use crate::route::{Faults, HeaderModifier, Rule};
 use crate::upstream::EndpointRegistry;
 
 /// Largest weight; Gateway API's limit.
@@ -69,6 +69,10 @@ pub fn compile_rule(
         errors,
     );
     let policy = super::policy::rule_policy(rule, path, errors);
+    if let Some(rollout) = &rule.rollout {
+        super::rollout::check(rollout, rule, path, errors);
+    }
+    let faults = compile_faults(rule, path, errors);
     if errors.0.len() > before {
         return None;
     }
@@ -92,9 +96,37 @@ pub fn compile_rule(
                 &rule.name,
                 rule.backends.iter().map(|b| b.group.as_str()),
             ),
+            rollout: rule.rollout.clone().map(Box::new),
+            faults,
         },
         conditions,
     })
+}
+
+fn compile_faults(rule: &RuleConfig, path: &str, errors: &mut ConfigErrors) -> Faults {
+    use super::fault::compile;
+    let backends: Box<[_]> = rule
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            b.fault
+                .as_ref()
+                .and_then(|f| compile(f, &format!("{path}.backends[{i}].fault"), errors))
+        })
+        .collect();
+    Faults {
+        rule: rule
+            .fault
+            .as_ref()
+            .and_then(|f| compile(f, &format!("{path}.fault"), errors)),
+        // No backend faults: an empty slice, nothing to look up per request.
+        backends: if backends.iter().all(Option::is_none) {
+            Box::new([])
+        } else {
+            backends
+        },
+    }
 }
 
 fn catch_all() -> Conditions {

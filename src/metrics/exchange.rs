@@ -46,6 +46,15 @@ impl Chosen {
     /// (a retry or fallback may change backend and endpoint). Counts
     /// `cutover_upstream_attempts_total` and the log's `attempts`.
     pub fn attempt(&mut self, rule: &Rule, backend: usize, endpoint: usize) {
+        if self.attempts > 0 {
+            // A new attempt means the last one failed: count it on its group.
+            let previous = self
+                .backend
+                .and_then(|b| rule.metrics.backends.get(b as usize));
+            if let Some(s) = previous {
+                s.arm.failed_attempt();
+            }
+        }
         if let Some(s) = rule.metrics.backends.get(backend) {
             s.route_group.upstream_attempt();
         }
@@ -147,8 +156,10 @@ impl Exchange {
             self.reason = Some(CLIENT_CLOSED_REASON);
         }
         let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let series = self.series();
+        let error = self.status >= 500 || self.reason == Some(UPSTREAM_FAILED);
+        series.arm.record(error, us);
         if self.table.observe.enabled {
-            let series = self.series();
             series.count(self.status, self.reason);
             series.route_group.observe(self.status, us);
             if self.chosen.attempts == 0 && self.chosen.endpoint.is_some() {

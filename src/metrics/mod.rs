@@ -28,11 +28,13 @@
 //! `label()`, up to 12 distinct reasons per series.
 
 pub mod access_log;
+pub mod arms;
 pub mod exchange;
 pub mod exposition;
 pub mod histogram;
 pub mod log_writer;
 pub mod resilience;
+pub mod rollout;
 pub mod series;
 pub mod stats;
 pub mod window;
@@ -65,6 +67,8 @@ pub struct Metrics {
     upstream: Gauge,
     /// By `listener` (config name) and `reason` (a fixed set): bounded.
     tls_failures: Family<Vec<(String, String)>, Counter>,
+    /// Rollout steps, verdicts, rollbacks and promotions.
+    pub rollout: rollout::RolloutSeries,
 }
 
 impl Default for Metrics {
@@ -146,6 +150,8 @@ impl Metrics {
             "Client TLS handshakes that failed, by listener and reason",
             tls_failures.clone(),
         );
+        let rollout = rollout::RolloutSeries::default();
+        rollout.register(&mut registry);
         Metrics {
             enabled,
             series,
@@ -153,6 +159,7 @@ impl Metrics {
             downstream,
             upstream,
             tls_failures,
+            rollout,
         }
     }
 

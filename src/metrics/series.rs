@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use super::arms::ArmCounters;
 use super::histogram::{DurationHistogram, Slots};
 pub use super::resilience::{GroupSeries, Limit, RouteSeries};
 use super::window::Window;
@@ -41,6 +42,8 @@ pub struct RuleGroupSeries {
     local: Slots<&'static str, [AtomicU64; 5], REASONS>,
     /// Latency, attempts and the live window of this rule's (route, group).
     pub route_group: Arc<RouteGroupSeries>,
+    /// What a rollout of this rule compares.
+    pub arm: ArmCounters,
 }
 
 impl RuleGroupSeries {
@@ -49,6 +52,7 @@ impl RuleGroupSeries {
             upstream: Default::default(),
             local: Slots::default(),
             route_group,
+            arm: ArmCounters::default(),
         }
     }
 

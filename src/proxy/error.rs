@@ -41,6 +41,8 @@ pub enum ProxyError {
     ClientBodyFailed,
     /// The listener's `request_body_timeout` passed with nothing of the body.
     BodyTimeout,
+    /// A configured `fault.abort` answered with this status.
+    FaultInjected(StatusCode),
 }
 
 impl ProxyError {
@@ -62,6 +64,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBodyFailed => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::FaultInjected(status) => *status,
         }
     }
 
@@ -84,6 +87,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::ClientBodyFailed => "client_body_failed",
             ProxyError::BodyTimeout => "request_body_timeout",
+            ProxyError::FaultInjected(_) => "fault_injected",
         }
     }
 
@@ -114,6 +118,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge => "request body over max_request_body",
             ProxyError::ClientBodyFailed => "the request body could not be read",
             ProxyError::BodyTimeout => "request body timeout (request_body_timeout) fired",
+            ProxyError::FaultInjected(_) => "fault injected (fault.abort)",
         }
     }
 

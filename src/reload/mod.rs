@@ -8,6 +8,7 @@
 pub mod certs;
 pub mod dns;
 pub mod overrides;
+pub mod rollouts;
 pub mod state;
 pub mod watch;
 
@@ -36,6 +37,9 @@ pub struct Desired {
     pub overrides: Vec<Override>,
     /// Per `route/rule`, earlier weights (most recent last), for rollback.
     pub history: BTreeMap<String, Vec<Weights>>,
+    /// Rollouts started through the control API, by `route/rule`.
+    #[serde(default)]
+    pub rollouts: BTreeMap<String, rollouts::RolloutRecord>,
 }
 
 /// Where the base config came from.
@@ -286,6 +290,34 @@ pub fn rollback(
         }
         Ok(())
     })
+}
+
+/// Stores a rollout's record and, with `weights`, sets its rule's weights
+/// (origin `rollout`), in one change: a step and its record are published,
+/// and persisted, together.
+pub fn set_rollout(
+    shared: &Shared,
+    what: &str,
+    record: rollouts::RolloutRecord,
+    weights: Option<Weights>,
+) -> Result<u64, ChangeError> {
+    change(shared, None, what, |d| {
+        if let Some(w) = weights {
+            override_rule(d, &record.route, &record.rule, "rollout", |_| Ok(w))?;
+        }
+        let key = rollouts::RolloutRecord::key(&record.route, &record.rule);
+        d.rollouts.insert(key, record);
+        Ok(())
+    })
+}
+
+/// The rollout records, for the controller and the API.
+pub fn rollout_records(shared: &Shared) -> Vec<rollouts::RolloutRecord> {
+    let desired = shared
+        .desired
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    desired.rollouts.values().cloned().collect()
 }
 
 /// Records the rule's current weights in its history and installs an

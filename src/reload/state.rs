@@ -75,6 +75,7 @@ pub fn restore(shared: &crate::app::Shared) -> Result<(), String> {
         }
         d.overrides = saved.overrides.clone();
         d.history = saved.history.clone();
+        d.rollouts = saved.rollouts.clone();
         Ok(())
     });
     match result {

@@ -4,6 +4,7 @@
 //! A table is built once by `config::compile` and published whole; requests
 //! read it through one `ArcSwap` load and never mutate it.
 
+pub mod fault;
 pub mod matcher;
 pub mod observed;
 pub mod split;
@@ -128,6 +129,32 @@ pub struct Rule {
     pub budget: std::sync::Arc<crate::retry::budget::RetryBudget>,
     /// Metric handles: per backend (split order), per route.
     pub metrics: crate::metrics::RuleMetrics,
+    /// The rule's rollout plan, read by the rollout controller (never on the
+    /// request path).
+    pub rollout: Option<Box<crate::config::rollout::RolloutConfig>>,
+    /// Injected faults: the rule's own, then per backend (split order).
+    pub faults: Faults,
+}
+
+/// A rule's faults; empty for most rules, so the request path checks one
+/// `Option` and one empty slice.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// For every request of the rule.
+    pub rule: Option<std::sync::Arc<fault::Fault>>,
+    /// For requests whose split picked that backend.
+    pub backends: Box<[Option<std::sync::Arc<fault::Fault>>]>,
+}
+
+impl Faults {
+    /// The fault for a request that picked `slot`: the backend's, else the
+    /// rule's.
+    pub fn for_slot(&self, slot: usize) -> Option<&fault::Fault> {
+        self.backends
+            .get(slot)
+            .and_then(Option::as_deref)
+            .or(self.rule.as_deref())
+    }
 }
 
 /// A rule's resilience settings (validated config values).

@@ -7,6 +7,7 @@ mod k8s;
 mod metrics;
 mod reload;
 mod resilience;
+mod rollout;
 mod semantics;
 mod support;
 

@@ -121,6 +121,7 @@ fn convert_rule(
             Some(crate::config::model::BackendConfig {
                 group,
                 weight: b.weight.unwrap_or(1),
+                fault: None,
             })
         })
         .collect();
@@ -140,6 +141,8 @@ fn convert_rule(
         timeouts: convert_timeouts(rule, at, errors),
         retry: convert_retry(rule, at, errors),
         on_group_unavailable: Default::default(),
+        fault: None,
+        rollout: None,
     };
     (rule_config, filter_index)
 }
