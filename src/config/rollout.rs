@@ -1,6 +1,6 @@
 //! A rule's `rollout`: the canary, what it is compared with, the weight
 //! steps, and what to do on a verdict. Validated with the rest of the config;
-//! run by `crate::rollout`.
+//! run by the rollout controller (`src/rollout`).
 
 use serde::{Deserialize, Serialize};
 
