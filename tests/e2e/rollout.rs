@@ -182,51 +182,72 @@ struct Seen {
     lost: AtomicU64,
 }
 
-/// `clients` keep-alive clients sending until `stop` is set (or 20 s pass).
-fn load(
-    addr: SocketAddr,
-    clients: usize,
+/// `clients` keep-alive clients sending until [`Load::finish`] (or 20 s
+/// pass), counting what they saw.
+struct Load {
     stop: Arc<AtomicBool>,
-) -> (Arc<Seen>, Vec<tokio::task::JoinHandle<()>>) {
-    let seen = Arc::new(Seen::default());
-    let tasks = (0..clients)
-        .map(|_| {
-            let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
-            tokio::spawn(async move {
-                let client = http1_client();
-                let url = format!("http://{addr}/");
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    let req = Request::get(&url).body(Full::new(Bytes::new())).unwrap();
-                    seen.total.fetch_add(1, Ordering::Relaxed);
-                    match client.request(req).await {
-                        Ok(resp) => {
-                            let from = resp.headers().get("x-upstream").cloned();
-                            let canary = from.as_ref().is_some_and(|v| v == "canary");
-                            seen.canary.fetch_add(u64::from(canary), Ordering::Relaxed);
-                            let status = resp.status();
-                            if status == StatusCode::SERVICE_UNAVAILABLE && canary {
-                                seen.canary_errors.fetch_add(1, Ordering::Relaxed);
-                            } else if status != StatusCode::OK || from.is_none() {
-                                seen.lost.fetch_add(1, Ordering::Relaxed);
-                            }
-                            let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-                        }
-                        Err(_) => {
-                            seen.lost.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    (seen, tasks)
+    seen: Arc<Seen>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn finish(stop: &AtomicBool, tasks: Vec<tokio::task::JoinHandle<()>>) {
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
+impl Load {
+    fn start(addr: SocketAddr, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Seen::default());
+        let tasks = (0..clients)
+            .map(|_| tokio::spawn(client(addr, Arc::clone(&seen), Arc::clone(&stop))))
+            .collect();
+        Load { stop, seen, tasks }
+    }
+
+    async fn finish(self) -> Arc<Seen> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.seen
+    }
+}
+
+async fn client(addr: SocketAddr, seen: Arc<Seen>, stop: Arc<AtomicBool>) {
+    let client = http1_client();
+    let url = format!("http://{addr}/");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let req = Request::get(&url).body(Full::new(Bytes::new())).unwrap();
+        seen.total.fetch_add(1, Ordering::Relaxed);
+        match client.request(req).await {
+            Ok(resp) => {
+                let from = resp.headers().get("x-upstream").cloned();
+                let canary = from.as_ref().is_some_and(|v| v == "canary");
+                seen.canary.fetch_add(u64::from(canary), Ordering::Relaxed);
+                let status = resp.status();
+                if status == StatusCode::SERVICE_UNAVAILABLE && canary {
+                    seen.canary_errors.fetch_add(1, Ordering::Relaxed);
+                } else if status != StatusCode::OK || from.is_none() {
+                    seen.lost.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+            }
+            Err(_) => {
+                seen.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Proxy {
+    /// Sends load from `clients` clients until the analysis satisfies
+    /// `done` (at most `secs`); the last document and what clients saw.
+    async fn under_load(
+        &self,
+        clients: usize,
+        secs: u64,
+        done: impl Fn(&Value) -> bool,
+    ) -> (Value, Arc<Seen>) {
+        let load = Load::start(self.public, clients);
+        let v = self.wait_for(secs, done).await;
+        (v, load.finish().await)
     }
 }
 
@@ -244,8 +265,7 @@ async fn a_bad_canary_is_rolled_back_under_load_and_no_request_is_lost() {
     assert_eq!(status, StatusCode::OK, "{started}");
     assert_eq!(weight(&started, "canary"), 10, "{started}");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (seen, tasks) = load(p.public, 4, Arc::clone(&stop));
+    let load = Load::start(p.public, 4);
     let v = p.wait_for(15, |v| v["phase"] == "rolled_back").await;
     let rolled_back_at = Instant::now();
     // The canary gets nothing from the publish on; give in-flight requests
@@ -253,7 +273,7 @@ async fn a_bad_canary_is_rolled_back_under_load_and_no_request_is_lost() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let canary_after = canary.served.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    finish(&stop, tasks).await;
+    let seen = load.finish().await;
 
     assert_eq!(v["phase"], "rolled_back", "{v}");
     assert_eq!(v["verdict"], "fail", "{v}");
@@ -301,8 +321,7 @@ async fn a_good_canary_is_promoted_through_every_step() {
     let plan = "          canary: canary\n          steps: [20, 50, 100]\n          hold: 300ms\n          tolerance: 5\n          metrics: { errors: {} }\n";
     let p = Proxy::start(&config(&stable, &canary, plan), None).await;
     assert_eq!(p.act("start").await.0, StatusCode::OK);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (seen, tasks) = load(p.public, 4, Arc::clone(&stop));
+    let load = Load::start(p.public, 4);
     let mut steps_seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(18);
     let v = loop {
@@ -316,7 +335,7 @@ async fn a_good_canary_is_promoted_through_every_step() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    finish(&stop, tasks).await;
+    let seen = load.finish().await;
     assert_eq!(v["phase"], "promoted", "{v}");
     assert_eq!(v["verdict"], "pass", "{v}");
     assert_eq!(steps_seen, vec![20, 50, 100], "{v}");
@@ -333,10 +352,7 @@ async fn a_canary_twice_as_slow_is_rolled_back_on_latency() {
     let p = Proxy::start(&config(&stable, &canary, plan), None).await;
     // The baseline's p99 is frozen from its last minute: give it some.
     assert_eq!(p.act("start").await.0, StatusCode::OK);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (_seen, tasks) = load(p.public, 4, Arc::clone(&stop));
-    let v = p.wait_for(15, |v| v["phase"] == "rolled_back").await;
-    finish(&stop, tasks).await;
+    let (v, _seen) = p.under_load(4, 15, |v| v["phase"] == "rolled_back").await;
     assert_eq!(v["phase"], "rolled_back", "{v}");
     assert!(
         v["reason"].as_str().unwrap_or("").contains("latency"),
@@ -364,8 +380,7 @@ async fn pause_resume_and_abort_act_at_once_and_say_why_they_cannot() {
 
     // Paused: a failing canary is not acted on, and keeps its weight.
     canary.fail_every.store(2, Ordering::Relaxed);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (_seen, tasks) = load(p.public, 2, Arc::clone(&stop));
+    let load = Load::start(p.public, 2);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let paused = p.analysis().await;
     assert_eq!(paused["phase"], "paused", "{paused}");
@@ -375,7 +390,7 @@ async fn pause_resume_and_abort_act_at_once_and_say_why_they_cannot() {
     assert_eq!(p.analysis().await["phase"], "running");
     // Abort: the canary's weight goes to 0 at once.
     let (status, aborted) = p.act("abort").await;
-    finish(&stop, tasks).await;
+    load.finish().await;
     assert_eq!(status, StatusCode::OK, "{aborted}");
     assert_eq!(aborted["phase"], "aborted", "{aborted}");
     assert_eq!(aborted["verdict"], "fail", "{aborted}");
@@ -394,10 +409,7 @@ async fn a_restart_resumes_the_rollout_at_its_step() {
     let yaml = config(&stable, &canary, plan);
     let p = Proxy::start(&yaml, Some(dir.0.clone())).await;
     assert_eq!(p.act("start").await.0, StatusCode::OK);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (_seen, tasks) = load(p.public, 3, Arc::clone(&stop));
-    let v = p.wait_for(15, |v| v["step"]["index"] == 1).await;
-    finish(&stop, tasks).await;
+    let (v, _seen) = p.under_load(3, 15, |v| v["step"]["index"] == 1).await;
     assert_eq!(v["step"]["index"], 1, "{v}");
     p.shut_down().await;
 
@@ -442,8 +454,7 @@ async fn argo_and_flagger_read_the_verdict_of_an_externally_driven_canary() {
         }
     };
     assert_eq!(set(25).await, StatusCode::OK);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (_seen, tasks) = load(p.public, 4, Arc::clone(&stop));
+    let load = Load::start(p.public, 4);
     let v = p.wait_for(15, |v| v["verdict"] == "pass").await;
     assert_eq!(v["verdict"], "pass", "{v}");
     assert_eq!(v["phase"], "running", "{v}");
@@ -456,9 +467,12 @@ async fn argo_and_flagger_read_the_verdict_of_an_externally_driven_canary() {
 
     // The canary turns bad: fail, and the hooks say so.
     canary.fail_every.store(2, Ordering::Relaxed);
-    let v = p.wait_for(15, |v| v["verdict"] == "fail").await;
-    finish(&stop, tasks).await;
+    // The verdict turns fail in the tick's report a moment before the
+    // record's phase follows: wait for the phase.
+    let v = p.wait_for(15, |v| v["phase"] == "failed").await;
+    load.finish().await;
     assert_eq!(v["phase"], "failed", "{v}");
+    assert_eq!(v["verdict"], "fail", "{v}");
     assert_eq!(
         weight(&v, "canary"),
         25,
@@ -506,10 +520,7 @@ routes:
     );
     let p = Proxy::start(&yaml, None).await;
     assert_eq!(p.act("start").await.0, StatusCode::OK);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (seen, tasks) = load(p.public, 4, Arc::clone(&stop));
-    let v = p.wait_for(15, |v| v["phase"] == "rolled_back").await;
-    finish(&stop, tasks).await;
+    let (v, seen) = p.under_load(4, 15, |v| v["phase"] == "rolled_back").await;
     assert_eq!(v["phase"], "rolled_back", "{v}");
     // The injected 503s are local replies: the clients saw them as lost
     // requests (no upstream answered), the analysis as canary errors.
@@ -610,7 +621,10 @@ async fn twenty_healthy_rollouts_through_real_sockets_are_all_promoted() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    finish(&stop, tasks).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
     let promoted = phases.iter().filter(|ph| *ph == "promoted").count();
     assert_eq!(promoted, 20, "phases: {phases:?}");
     p.shut_down().await;
