@@ -230,8 +230,8 @@ impl Workload<'_> {
     }
 
     fn spec(&mut self) -> &mut Node {
-        // ok: visit() returned early unless `spec` exists.
-        self.pod.get_mut("spec").expect("checked in visit")
+        // visit() returned early unless `spec` exists.
+        self.pod.get_mut("spec").expect("checked in visit") // ok: see above
     }
 
     fn inject(&mut self, o: &Options) -> Result<(), InjectError> {

@@ -19,9 +19,9 @@ fn quoted(s: &str) -> String {
 }
 
 fn parse(yaml: &str) -> Node {
-    // ok: the text is built here from quoted strings and integers only, and
+    // The text is built here from JSON-quoted strings and integers only, and
     // the unit test `template_parses` covers every branch of it.
-    serde_saphyr::from_str(yaml).expect("the sidecar template is valid YAML")
+    serde_saphyr::from_str(yaml).expect("the sidecar template is valid YAML") // ok: see above
 }
 
 /// The init container (`restartPolicy: Always`): started before the app,
