@@ -16,37 +16,13 @@ ROUNDS=${1:-7}
 SECS=${2:-5}
 CONNS=${3:-32}
 
-for tool in wrk nginx; do
-  if ! command -v "$tool" >/dev/null; then
-    [ "$(id -u)" = 0 ] || { echo "need $tool" >&2; exit 1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
-  fi
-done
+. benches/common.sh
+need_tools wrk nginx
 cargo build --release --quiet
 BIN=${CARGO_TARGET_DIR:-target}/release/cutover
 
-DIR=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
-
 UP=18180
-cat > "$DIR/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $DIR/nginx.pid;
-error_log $DIR/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } }
-}
-EOF
-nginx -c "$DIR/nginx.conf" -p "$DIR" &
-PIDS+=($!)
+nginx_upstream "$UP"
 
 start() { # name port admin_port access_log_mode extra-flags...
   local name=$1 port=$2 admin=$3 mode=$4
