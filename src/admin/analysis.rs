@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::json::{error, json};
 use crate::analysis::{MetricReport, Report, Verdict};
 use crate::app::Shared;
+use crate::config::rollout::plan_of;
 use crate::reload::rollouts::{Phase, RolloutRecord};
 use crate::reload::{self, overrides::find_rule};
 use crate::rollout::actions::{self, ActionError};
@@ -49,7 +50,7 @@ pub fn all(shared: &Shared) -> Resp {
         .flat_map(|r| {
             r.rules
                 .iter()
-                .filter(|x| x.rollout.is_some())
+                .filter(|x| plan_of(&effective, &r.name, x).is_some())
                 .map(|x| (r.name.clone(), x.name.clone()))
         })
         .collect();
@@ -123,6 +124,7 @@ fn document(v: &View) -> Value {
         "verdict": verdict.as_str(),
         "step": { "index": r.step, "weight": step_weight, "of": r.plan.steps.len() },
         "window": { "seconds": v.step_secs, "slow_threshold_ms": v.slow_threshold_ms },
+        "source": if r.plan.source.is_some() { "prometheus" } else { "local" },
         "reason": match (&v.report, r.phase) {
             (Some(rep), Phase::Running) => rep.reason.clone(),
             _ => r.reason.clone(),
@@ -271,7 +273,10 @@ fn flagger_target(shared: &Shared, p: &FlaggerHook) -> Option<(String, String)> 
     }
     let (_, _, effective) = reload::snapshot(shared);
     let r = effective.routes.iter().find(|r| r.name == route)?;
-    let mut with_plan = r.rules.iter().filter(|x| x.rollout.is_some());
+    let mut with_plan = r
+        .rules
+        .iter()
+        .filter(|x| plan_of(&effective, &r.name, x).is_some());
     let rule = with_plan.next()?;
     with_plan
         .next()

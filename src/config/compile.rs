@@ -179,6 +179,7 @@ fn compile_routes(
     let mut hosts = Vec::with_capacity(cfg.routes.len());
     let mut names = HashSet::new();
     let mut order = 0;
+    let bound = super::rollout::check_bindings(cfg, errors);
     for (ri, route) in cfg.routes.iter().enumerate() {
         let path = format!("routes[{ri}]");
         if !valid_name(&route.name) {
@@ -206,11 +207,17 @@ fn compile_routes(
                     format!("rule \"{}\" is defined twice", rule.name),
                 );
             }
-            let Some(CompiledRule { rule, conditions }) =
-                compile_rule(&route.name, rule, &at, groups, registry, errors)
+            let listed = bound.get(&(route.name.as_str(), rule.name.as_str()));
+            let Some(CompiledRule {
+                mut rule,
+                conditions,
+            }) = compile_rule(&route.name, rule, &at, groups, registry, errors)
             else {
                 continue;
             };
+            if let Some(plan) = listed {
+                rule.rollout = Some(Box::new((*plan).clone()));
+            }
             let idx = rules.len() as u32;
             rules.push(rule);
             for conditions in conditions {

@@ -32,6 +32,10 @@ pub struct Config {
     /// One JSON line per request on stdout: off (default), on or sampled.
     #[serde(default)]
     pub access_log: AccessLogConfig,
+    /// Rollout plans for rules named by route and rule, such as the rules
+    /// of an HTTPRoute, which have no `rollout:` field of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<super::rollout::RolloutBinding>,
 }
 
 /// Access log settings. Off by default: a busy proxy's log is the largest

@@ -4,9 +4,25 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
 use super::error::ConfigErrors;
-use super::model::RuleConfig;
+use super::model::{Config, RuleConfig};
 use super::resilience::Dur;
+
+/// An entry of the top-level `rollouts:` list: a plan for a rule named by
+/// route and rule, so an HTTPRoute's rule can have one without being
+/// copied into a cutover document.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutBinding {
+    /// The route's name (an HTTPRoute's `metadata.name`).
+    pub route: String,
+    /// The rule's name (an HTTPRoute rule's `name`, else `rule-<index>`).
+    pub rule: String,
+    /// The plan, as under a rule's `rollout:`.
+    pub rollout: RolloutConfig,
+}
 
 /// A progressive rollout of one rule, judged by the proxy itself.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -46,6 +62,46 @@ pub struct RolloutConfig {
     /// After the last step passes.
     #[serde(default)]
     pub on_pass: OnPass,
+    /// Where the counts come from: this proxy's own (default), or a
+    /// Prometheus that scrapes every replica, so a fleet reaches one verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceConfig>,
+}
+
+/// `source: {prometheus: {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The summed per-group counters of every replica, read from Prometheus.
+    pub prometheus: PrometheusSource,
+}
+
+/// A Prometheus server that scrapes every replica of this proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSource {
+    /// Base URL of its HTTP API, e.g. `http://prometheus:9090`.
+    pub url: String,
+    /// How often it is queried; at least its scrape interval, because each
+    /// step's window opens one interval after the step (so that no request
+    /// of the step before is counted in it).
+    #[serde(default = "default_interval")]
+    pub interval: Dur,
+    /// Extra label matchers that pick this fleet's series, e.g.
+    /// `job="cutover", namespace="shop"`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub selector: String,
+    /// Longest wait for one answer.
+    #[serde(default = "default_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_interval() -> Dur {
+    Dur::secs(10)
+}
+
+fn default_timeout() -> Dur {
+    Dur::secs(2)
 }
 
 fn default_hold() -> Dur {
@@ -234,6 +290,82 @@ impl RolloutConfig {
     }
 }
 
+/// The plan of `route/rule`: its own `rollout:`, or its entry in the
+/// top-level `rollouts:` list.
+pub fn plan_of<'c>(
+    cfg: &'c Config,
+    route: &str,
+    rule: &'c RuleConfig,
+) -> Option<&'c RolloutConfig> {
+    rule.rollout.as_ref().or_else(|| {
+        cfg.rollouts
+            .iter()
+            .find(|b| b.route == route && b.rule == rule.name)
+            .map(|b| &b.rollout)
+    })
+}
+
+/// Checks the top-level `rollouts:` list: each entry names an existing
+/// rule that has no other plan, and its plan fits that rule. Returns the
+/// valid plans by (route, rule).
+pub fn check_bindings<'c>(
+    cfg: &'c Config,
+    errors: &mut ConfigErrors,
+) -> HashMap<(&'c str, &'c str), &'c RolloutConfig> {
+    let mut bound: HashMap<(&str, &str), (usize, &RolloutConfig)> = HashMap::new();
+    for (i, b) in cfg.rollouts.iter().enumerate() {
+        let at = format!("rollouts[{i}]");
+        let Some(route) = cfg.routes.iter().find(|r| r.name == b.route) else {
+            let known: Vec<&str> = cfg.routes.iter().map(|r| r.name.as_str()).collect();
+            errors.push(
+                format!("{at}.route"),
+                format!(
+                    "no route is named \"{}\" (routes: {})",
+                    b.route,
+                    known.join(", ")
+                ),
+            );
+            continue;
+        };
+        let Some(rule) = route.rules.iter().find(|r| r.name == b.rule) else {
+            let known: Vec<&str> = route.rules.iter().map(|r| r.name.as_str()).collect();
+            errors.push(
+                format!("{at}.rule"),
+                format!(
+                    "route \"{}\" has no rule \"{}\" (rules: {})",
+                    b.route,
+                    b.rule,
+                    known.join(", ")
+                ),
+            );
+            continue;
+        };
+        if rule.rollout.is_some() {
+            errors.push(
+                at,
+                format!(
+                    "{}/{} has a rollout of its own; keep one of the two",
+                    b.route, b.rule
+                ),
+            );
+            continue;
+        }
+        if let Some((first, _)) = bound.get(&(b.route.as_str(), b.rule.as_str())) {
+            errors.push(
+                at,
+                format!(
+                    "{}/{} already has a rollout at rollouts[{first}]",
+                    b.route, b.rule
+                ),
+            );
+            continue;
+        }
+        check(&b.rollout, rule, &at, errors);
+        bound.insert((b.route.as_str(), b.rule.as_str()), (i, &b.rollout));
+    }
+    bound.into_iter().map(|(k, (_, plan))| (k, plan)).collect()
+}
+
 /// Checks `rollout` of `rule` at `path` (the rule's path).
 pub fn check(rollout: &RolloutConfig, rule: &RuleConfig, path: &str, errors: &mut ConfigErrors) {
     let at = format!("{path}.rollout");
@@ -282,6 +414,118 @@ pub fn check(rollout: &RolloutConfig, rule: &RuleConfig, path: &str, errors: &mu
             errors.push(format!("{at}.metrics"), "names no metric (errors, latency)");
         }
     }
+    if let Some(source) = &rollout.source {
+        check_prometheus(
+            &source.prometheus,
+            &format!("{at}.source.prometheus"),
+            errors,
+        );
+    }
+}
+
+/// The base URL of a Prometheus HTTP API (`http://host:port[/prefix]`),
+/// without a trailing slash; or why it is not one.
+pub fn prometheus_base(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("\"{url}\" is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "\"{url}\": only http:// is supported (run the query through a local sidecar for TLS)"
+        ));
+    }
+    if uri.authority().is_none_or(|a| a.host().is_empty()) {
+        return Err(format!("\"{url}\" names no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("\"{url}\" must not carry a query"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Labels the controller sets itself in its queries.
+const OWN_LABELS: [&str; 4] = ["__name__", "route", "rule", "group"];
+
+fn check_prometheus(p: &PrometheusSource, at: &str, errors: &mut ConfigErrors) {
+    if let Err(why) = prometheus_base(&p.url) {
+        errors.push(format!("{at}.url"), why);
+    }
+    let ms = p.interval.0.as_millis();
+    if !(100..=600_000).contains(&ms) {
+        errors.push(
+            format!("{at}.interval"),
+            format!("{} is out of range 100ms..=10m", p.interval),
+        );
+    }
+    if p.timeout.0.is_zero() || p.timeout > p.interval {
+        errors.push(
+            format!("{at}.timeout"),
+            format!(
+                "{} must be above 0 and at most the interval ({})",
+                p.timeout, p.interval
+            ),
+        );
+    }
+    match label_matchers(&p.selector) {
+        Err(why) => errors.push(format!("{at}.selector"), why),
+        Ok(names) => {
+            if let Some(own) = names.iter().find(|n| OWN_LABELS.contains(&n.as_str())) {
+                errors.push(
+                    format!("{at}.selector"),
+                    format!("must not match on \"{own}\" (the rollout sets it)"),
+                );
+            }
+        }
+    }
+}
+
+/// The label names of a PromQL matcher list (`a="x", b=~"y|z"`), or why it
+/// is not one. Quoted values may hold commas and escaped quotes.
+pub fn label_matchers(selector: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut rest = selector.trim();
+    while !rest.is_empty() {
+        let name_end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = &rest[..name_end];
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(format!(
+                "expected a label name at \"{rest}\" (like job=\"cutover\")"
+            ));
+        }
+        rest = rest[name_end..].trim_start();
+        let op = ["=~", "!~", "!=", "="]
+            .into_iter()
+            .find(|op| rest.starts_with(op))
+            .ok_or_else(|| format!("expected =, !=, =~ or !~ after {name}"))?;
+        rest = rest[op.len()..].trim_start();
+        let value_len = quoted_len(rest)
+            .ok_or_else(|| format!("the value of {name} must be a \"quoted\" string"))?;
+        rest = rest[value_len..].trim_start();
+        names.push(name.to_string());
+        match rest.strip_prefix(',') {
+            Some(r) => rest = r.trim_start(),
+            None if rest.is_empty() => {}
+            None => return Err(format!("expected a comma before \"{rest}\"")),
+        }
+    }
+    Ok(names)
+}
+
+/// Length of the double-quoted string `s` starts with, quotes included.
+fn quoted_len(s: &str) -> Option<usize> {
+    let body = s.strip_prefix('"')?;
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(i + 2),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn check_steps(rollout: &RolloutConfig, at: &str, errors: &mut ConfigErrors) {
@@ -312,5 +556,43 @@ fn check_steps(rollout: &RolloutConfig, at: &str, errors: &mut ConfigErrors) {
             errors.push(path, "100 (the promotion) can only be the last step");
         }
         last = w;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_matchers_are_read_like_promql() {
+        let ok = label_matchers(r#" job="cutover", ns=~"shop|cart" ,a!="x,\"y\"",b!~"" "#);
+        assert_eq!(ok.unwrap(), ["job", "ns", "a", "b"]);
+        assert_eq!(label_matchers("").unwrap(), Vec::<String>::new());
+        for (bad, why) in [
+            ("job=cutover", "must be a \"quoted\" string"),
+            (r#"job="a" ns="b""#, "expected a comma"),
+            (r#"job=="a""#, "must be a \"quoted\" string"),
+            (r#"1job="a""#, "expected a label name"),
+            (r#"job~"a""#, "expected =, !=, =~ or !~"),
+            (r#"job="a"#, "must be a \"quoted\" string"),
+        ] {
+            let got = label_matchers(bad).unwrap_err();
+            assert!(got.contains(why), "{bad}: {got}");
+        }
+    }
+
+    #[test]
+    fn prometheus_urls_are_http_with_a_host_and_no_query() {
+        assert_eq!(
+            prometheus_base("http://prom:9090/").unwrap(),
+            "http://prom:9090"
+        );
+        assert_eq!(
+            prometheus_base("http://prom/sub/").unwrap(),
+            "http://prom/sub"
+        );
+        for bad in ["prom:9090", "https://prom", "http://prom/?x=1", "ftp://p"] {
+            assert!(prometheus_base(bad).is_err(), "{bad}");
+        }
     }
 }

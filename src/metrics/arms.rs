@@ -1,7 +1,9 @@
 //! What the release analysis counts per (route, rule, group): client
 //! requests and failed attempts, errors, and requests slower than a
 //! threshold the rollout freezes at each step's start. Counted whether or not
-//! `--no-metrics` is set: a rollout must see its canary.
+//! `--no-metrics` is set: a rollout must see its canary. Exported as the
+//! `cutover_analysis_*_total` families, which a rollout with
+//! `source: prometheus` sums over every replica.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,6 +16,9 @@ pub struct ArmCounters {
     trials: AtomicU64,
     errors: AtomicU64,
     slow: AtomicU64,
+    /// Requests that ended while a slow threshold was in force: the
+    /// denominator of `slow` once replicas freeze at different moments.
+    timed: AtomicU64,
     slow_over_us: AtomicU64,
 }
 
@@ -23,6 +28,7 @@ impl Default for ArmCounters {
             trials: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             slow: AtomicU64::new(0),
+            timed: AtomicU64::new(0),
             slow_over_us: AtomicU64::new(OFF),
         }
     }
@@ -38,6 +44,8 @@ pub struct ArmSnapshot {
     pub errors: u64,
     /// Requests slower than the threshold in force when they ended.
     pub slow: u64,
+    /// Requests that ended while a threshold was in force.
+    pub timed: u64,
 }
 
 impl ArmSnapshot {
@@ -47,6 +55,7 @@ impl ArmSnapshot {
             trials: self.trials.saturating_sub(earlier.trials),
             errors: self.errors.saturating_sub(earlier.errors),
             slow: self.slow.saturating_sub(earlier.slow),
+            timed: self.timed.saturating_sub(earlier.timed),
         }
     }
 
@@ -56,20 +65,26 @@ impl ArmSnapshot {
             trials: self.trials + other.trials,
             errors: self.errors + other.errors,
             slow: self.slow + other.slow,
+            timed: self.timed + other.timed,
         }
     }
 }
 
 impl ArmCounters {
-    /// One client request answered through this group: three relaxed
-    /// atomics at most.
+    /// One client request answered through this group: two relaxed
+    /// atomic adds at most and one load; two more while a rollout's latency
+    /// threshold is in force.
     pub fn record(&self, error: bool, us: u64) {
         self.trials.fetch_add(1, Ordering::Relaxed);
         if error {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
-        if us > self.slow_over_us.load(Ordering::Relaxed) {
-            self.slow.fetch_add(1, Ordering::Relaxed);
+        let over = self.slow_over_us.load(Ordering::Relaxed);
+        if over != OFF {
+            self.timed.fetch_add(1, Ordering::Relaxed);
+            if us > over {
+                self.slow.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -92,6 +107,7 @@ impl ArmCounters {
             trials: self.trials.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             slow: self.slow.load(Ordering::Relaxed),
+            timed: self.timed.load(Ordering::Relaxed),
         }
     }
 }
@@ -109,7 +125,7 @@ mod tests {
         c.record(true, 6_000);
         c.failed_attempt();
         let s = c.snapshot();
-        assert_eq!((s.trials, s.errors, s.slow), (4, 2, 1));
+        assert_eq!((s.trials, s.errors, s.slow, s.timed), (4, 2, 1, 2));
         c.set_slow_threshold(None);
         c.record(false, 60_000);
         assert_eq!(
@@ -117,7 +133,8 @@ mod tests {
             ArmSnapshot {
                 trials: 1,
                 errors: 0,
-                slow: 0
+                slow: 0,
+                timed: 0
             }
         );
     }

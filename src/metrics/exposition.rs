@@ -20,6 +20,7 @@ impl Collector for SeriesCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let live = self.0.live();
         requests(&mut enc, &live)?;
+        analysis(&mut enc, &live)?;
         durations(&mut enc, &live)?;
         resilience(&mut enc, &live)?;
         let folded = self.0.folded.load(std::sync::atomic::Ordering::Relaxed);
@@ -128,6 +129,52 @@ fn requests(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
         "Requests by route, rule, group (version), code class and local-reply reason (empty: the upstream answered).",
         rows,
     )
+}
+
+/// The release analysis's counters per (route, rule, group): what a
+/// rollout with `source: prometheus` sums over the replicas.
+fn analysis(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
+    type Pick = fn(&super::arms::ArmSnapshot) -> u64;
+    let families: [(&str, &str, Pick); 4] = [
+        (
+            "cutover_analysis_requests",
+            "Client requests through a group, plus attempts that failed there and were retried elsewhere (the rollout analysis's requests).",
+            |s| s.trials,
+        ),
+        (
+            "cutover_analysis_errors",
+            "Of cutover_analysis_requests: 5xx (upstream or local), resets and timeouts.",
+            |s| s.errors,
+        ),
+        (
+            "cutover_analysis_timed",
+            "Requests that ended while a rollout's latency threshold was in force.",
+            |s| s.timed,
+        ),
+        (
+            "cutover_analysis_slow",
+            "Of cutover_analysis_timed: requests slower than that threshold.",
+            |s| s.slow,
+        ),
+    ];
+    let snapshots: Vec<_> = live
+        .rule_groups
+        .iter()
+        .filter(|((route, rule, group), _)| !quiet(&[route, rule, group]))
+        .map(|((route, rule, group), s)| {
+            let labels = [("route", &**route), ("rule", &**rule), ("group", &**group)];
+            (labels, s.arm.snapshot())
+        })
+        .collect();
+    for (name, help, pick) in families {
+        counter(
+            enc,
+            name,
+            help,
+            snapshots.iter().map(|(l, s)| (*l, pick(s))),
+        )?;
+    }
+    Ok(())
 }
 
 fn durations(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {

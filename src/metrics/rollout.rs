@@ -22,6 +22,7 @@ pub struct RolloutSeries {
     bayes_factor: Family<Labels, Gauge<f64, AtomicU64>>,
     rollbacks: Family<Labels, Counter>,
     promotions: Family<Labels, Counter>,
+    source_errors: Family<Labels, Counter>,
 }
 
 fn labels(route: &str, rule: &str) -> Labels {
@@ -59,6 +60,11 @@ impl RolloutSeries {
             "Rollouts promoted automatically after their last step passed",
             self.promotions.clone(),
         );
+        registry.register(
+            "cutover_rollout_source_errors",
+            "Failed queries of a rollout's counts source (source: prometheus); the verdict holds meanwhile",
+            self.source_errors.clone(),
+        );
     }
 
     /// A rule's latest verdict: step, verdict and each metric's factor.
@@ -89,6 +95,11 @@ impl RolloutSeries {
     /// Counts an automatic rollback of `route/rule`.
     pub fn rolled_back(&self, route: &str, rule: &str) {
         self.rollbacks.get_or_create(&labels(route, rule)).inc();
+    }
+
+    /// Counts a failed query of `route/rule`'s counts source.
+    pub fn source_failed(&self, route: &str, rule: &str) {
+        self.source_errors.get_or_create(&labels(route, rule)).inc();
     }
 
     /// Counts an automatic promotion of `route/rule`.

@@ -3,7 +3,7 @@
 //! path.
 
 use crate::app::Shared;
-use crate::config::rollout::RolloutConfig;
+use crate::config::rollout::{plan_of as plan_for, RolloutConfig};
 use crate::reload::overrides::find_rule;
 use crate::reload::rollouts::{Phase, RolloutRecord};
 use crate::reload::{self, ChangeError};
@@ -38,9 +38,9 @@ fn plan_of(
 ) -> Result<(RolloutConfig, Vec<String>), ActionError> {
     let (_, _, effective) = reload::snapshot(shared);
     let r = find_rule(&effective, route, rule).map_err(|m| ActionError::NotFound(m.0))?;
-    let plan = r.rollout.clone().ok_or_else(|| {
+    let plan = plan_for(&effective, route, r).cloned().ok_or_else(|| {
         ActionError::NotFound(format!(
-            "rule \"{rule}\" of route \"{route}\" has no rollout plan (add `rollout:` to it)"
+            "rule \"{rule}\" of route \"{route}\" has no rollout plan (add `rollout:` to it, or an entry to `rollouts:`)"
         ))
     })?;
     let baselines = plan.baselines(r);

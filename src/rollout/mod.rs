@@ -10,6 +10,8 @@
 
 pub mod actions;
 mod counts;
+pub mod fleet;
+pub mod prometheus;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,7 @@ use crate::config::rollout::{Drive, OnFail, OnPass, RolloutConfig};
 use crate::reload::rollouts::{Phase, RolloutRecord};
 use crate::reload::{self, overrides::Weights};
 use counts::{Arms, StepStart};
+use fleet::FleetCounts;
 
 /// How often running rollouts are judged: a fail moves the weights within
 /// this (plus one publish) of the evidence arriving.
@@ -35,6 +38,8 @@ pub struct Rollouts {
     /// Each rollout's last report once its step ended, so a finished
     /// rollout still shows the evidence of its verdict.
     last: Mutex<HashMap<String, Last>>,
+    /// The fleet's counts of rollouts with `source: prometheus`.
+    fleet: fleet::Fleet,
 }
 
 /// What the API still shows of an ended step.
@@ -68,6 +73,8 @@ struct Live {
     analysis: Analysis,
     /// The latest verdict, for the API and metrics.
     report: Option<Report>,
+    /// With `source: prometheus`: the fleet's counts at the last tick.
+    fleet: Option<FleetCounts>,
 }
 
 impl Live {
@@ -79,6 +86,19 @@ impl Live {
             start: StepStart::now(arms),
             analysis: record.analysis.clone(),
             report: None,
+            fleet: None,
+        }
+    }
+
+    /// The canary's share and the step's (errors, slow) counts: the fleet's
+    /// with `source: prometheus`, else this proxy's own.
+    fn step_counts(&self, arms: &Arms, percent: u32) -> (f64, Counts, Counts) {
+        match &self.fleet {
+            Some(f) => (f.share, f.errors, f.slow),
+            None => {
+                let (errors, slow) = self.start.counts(arms);
+                (f64::from(percent) / 100.0, errors, slow)
+            }
         }
     }
 }
@@ -150,13 +170,20 @@ pub async fn supervise(shared: Arc<Shared>) {
 /// One round over the rollouts (public so tests can drive it).
 pub fn tick(shared: &Shared) {
     start_external(shared);
+    let mut watched = Vec::new();
     for record in reload::rollout_records(shared) {
         match record.phase {
-            Phase::Running => judge(shared, record),
+            Phase::Running => {
+                if record.plan.source.is_some() {
+                    watched.push(RolloutRecord::key(&record.route, &record.rule));
+                }
+                judge(shared, record);
+            }
             Phase::Failed => end_once_moved(shared, record),
             _ => {}
         }
     }
+    shared.rollouts.fleet.retain(&watched);
 }
 
 /// A failed externally driven rollout keeps saying `fail` until its
@@ -233,19 +260,42 @@ fn judge(shared: &Shared, record: RolloutRecord) {
         }
         if l.percent != percent {
             // An external controller moved the weight: the step is over.
-            return Err(Box::new((
-                l.analysis.clone(),
-                l.start.counts(&arms),
-                l.percent,
-            )));
+            let (share, errors, slow) = l.step_counts(&arms, l.percent);
+            return Err(Box::new((l.analysis.clone(), share, errors, slow)));
         }
         l.start
             .freeze_latency(&arms, record.plan.latency().as_ref());
-        let (errors, slow) = l.start.counts(&arms);
+        if let Some(source) = &record.plan.source {
+            let fleet_arms = fleet::Arms {
+                canary: &record.plan.canary,
+                baselines: &arms.baselines,
+            };
+            let step = fleet::Step {
+                index: record.step,
+                percent,
+                started: l.started,
+            };
+            let counted = shared.rollouts.fleet.counts(
+                (&key, &record.route, &record.rule),
+                &source.prometheus,
+                fleet_arms,
+                step,
+                now,
+                &shared.metrics.rollout,
+            );
+            match counted {
+                Ok(c) => l.fleet = Some(c),
+                Err(why) => {
+                    let report = holding(l.report.as_ref(), why);
+                    l.report = Some(report.clone());
+                    return Ok(report);
+                }
+            }
+        }
+        let (share, errors, slow) = l.step_counts(&arms, percent);
         let (hold, least_requests) = record.plan.hold_of(record.step);
         let hold_over =
             now.duration_since(l.started) >= hold.0 && errors.canary.requests >= least_requests;
-        let share = f64::from(percent) / 100.0;
         let report = l.analysis.judge(share, hold_over, &errors, &slow);
         l.report = Some(report.clone());
         Ok(report)
@@ -253,8 +303,8 @@ fn judge(shared: &Shared, record: RolloutRecord) {
     let report = match looked {
         Ok(report) => report,
         Err(moved) => {
-            let (analysis, (errors, slow), was) = *moved;
-            return next_external_step(shared, record, analysis, &errors, &slow, was);
+            let (analysis, share, errors, slow) = *moved;
+            return next_external_step(shared, record, analysis, share, &errors, &slow);
         }
     };
     let factors: Vec<(&str, f64)> = report
@@ -276,17 +326,27 @@ fn judge(shared: &Shared, record: RolloutRecord) {
     }
 }
 
+/// An inconclusive verdict while the counts cannot be read: the last
+/// report's evidence stays on show, with `why` as the reason.
+fn holding(last: Option<&Report>, why: String) -> Report {
+    Report {
+        verdict: Verdict::Inconclusive,
+        metrics: last.map(|r| r.metrics.clone()).unwrap_or_default(),
+        reason: why,
+    }
+}
+
 /// Folds the step an external controller just ended into the evidence; the
 /// next tick judges the new weight as a new step.
 fn next_external_step(
     shared: &Shared,
     mut record: RolloutRecord,
     mut analysis: Analysis,
+    share: f64,
     errors: &Counts,
     slow: &Counts,
-    was: u32,
 ) {
-    analysis.finish_step(f64::from(was) / 100.0, errors, slow);
+    analysis.finish_step(share, errors, slow);
     record.analysis = analysis;
     record.step += 1;
     store(shared, "rollout: weight moved", record, None);
@@ -342,13 +402,13 @@ fn fail(shared: &Shared, mut record: RolloutRecord, report: &Report) {
 
 fn advance(shared: &Shared, mut record: RolloutRecord, report: &Report, arms: &Arms) {
     let key = RolloutRecord::key(&record.route, &record.rule);
+    let percent = arms.canary_percent();
     let looked = shared.rollouts.with_live(|live| {
         live.get(&key)
-            .map(|l| (l.analysis.clone(), l.start.counts(arms)))
+            .map(|l| (l.analysis.clone(), l.step_counts(arms, percent)))
     });
-    if let Some((analysis, (errors, slow))) = looked {
+    if let Some((analysis, (share, errors, slow))) = looked {
         record.analysis = analysis;
-        let share = f64::from(arms.canary_percent()) / 100.0;
         record.analysis.finish_step(share, &errors, &slow);
     }
     record.reason = report.reason.clone();

@@ -4,8 +4,8 @@
 //! (prometheus/promtool) and the real binary (access log, ctl) in submodules.
 
 mod binary;
-mod kit;
-mod prometheus;
+pub(crate) mod kit;
+pub(crate) mod prometheus;
 
 use std::time::Duration;
 

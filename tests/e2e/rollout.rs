@@ -27,6 +27,9 @@ use tokio::sync::oneshot;
 
 use crate::support::{get, http1_client, send, serve, TempDir};
 
+mod fleet;
+mod httproute;
+
 /// An upstream that answers `name`, fails every `fail_every`-th request
 /// with 503 (0: never) and waits `delay_ms` first; both can change live.
 #[derive(Clone)]
@@ -109,6 +112,10 @@ struct Proxy {
 impl Proxy {
     async fn start(yaml: &str, state_dir: Option<PathBuf>) -> Proxy {
         let config = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
+        Proxy::start_with(&config, state_dir).await
+    }
+
+    async fn start_with(config: &cutover::config::Config, state_dir: Option<PathBuf>) -> Proxy {
         let options = Options {
             admin: Some(AdminOptions {
                 address: "127.0.0.1:0".parse().unwrap(),
@@ -117,7 +124,7 @@ impl Proxy {
             state_dir,
             ..Options::default()
         };
-        let app = App::start(&config, options).await.unwrap();
+        let app = App::start(config, options).await.unwrap();
         let public = app.local_addr("public").unwrap();
         let admin = app.local_addr("admin").unwrap();
         let (stop, done) = serve(app);
@@ -649,6 +656,7 @@ routes:
           alpha: 0.5
           tolerance: 0
           metrics: {}
+          source: { prometheus: { url: "https://prom:9090", interval: 50ms, timeout: 0ms, selector: 'job="x", route="web"' } }
 "#;
     let cfg = cutover::config::parse_yaml(yaml).unwrap();
     let registry = cutover::upstream::EndpointRegistry::default();
@@ -665,6 +673,10 @@ routes:
         format!("{at}.rollout.alpha: 0.5 is out of range (0, 0.2]"),
         format!("{at}.rollout.tolerance: 0 is out of range (0, 100) percentage points"),
         format!("{at}.rollout.metrics: names no metric (errors, latency)"),
+        format!("{at}.rollout.source.prometheus.url: \"https://prom:9090\": only http:// is supported (run the query through a local sidecar for TLS)"),
+        format!("{at}.rollout.source.prometheus.interval: 50ms is out of range 100ms..=10m"),
+        format!("{at}.rollout.source.prometheus.timeout: 0ms must be above 0 and at most the interval (50ms)"),
+        format!("{at}.rollout.source.prometheus.selector: must not match on \"route\" (the rollout sets it)"),
         format!("{at}.fault: needs abort, delay or both"),
         format!("{at}.fault.max_active: must be at least 1"),
         format!("{at}.backends[1].fault.abort.status: 99 is not a status in 200..=599"),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 use crate::config::error::ConfigErrors;
 use crate::config::gateway::{ApiVersion, HttpRoute, HttpRouteKind, HttpRouteSpec, ObjectMeta};
 use crate::config::model::{AccessLogConfig, Config, GroupConfig, ListenerConfig, RouteConfig};
+use crate::config::rollout::RolloutBinding;
 
 /// One parsed YAML document.
 #[derive(Debug, Clone)]
@@ -73,6 +74,8 @@ struct RawDocument {
     routes: Option<Vec<RouteConfig>>,
     #[serde(default)]
     access_log: Option<AccessLogConfig>,
+    #[serde(default)]
+    rollouts: Option<Vec<RolloutBinding>>,
 }
 
 struct Tracked(RawDocument);
@@ -109,6 +112,7 @@ fn classify(
             groups: raw.groups.unwrap_or_default(),
             routes: raw.routes.unwrap_or_default(),
             access_log: raw.access_log.unwrap_or_default(),
+            rollouts: raw.rollouts.unwrap_or_default(),
         }));
     }
     let doc = if numbered {
@@ -122,6 +126,7 @@ fn classify(
         ("groups", raw.groups.is_some()),
         ("routes", raw.routes.is_some()),
         ("access_log", raw.access_log.is_some()),
+        ("rollouts", raw.rollouts.is_some()),
     ];
     for (field, set) in own {
         if set {

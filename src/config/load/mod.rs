@@ -237,7 +237,7 @@ impl Merged {
         }
     }
 
-    /// Listeners and routes, concatenated in order.
+    /// Listeners, routes and rollouts, concatenated in order.
     fn listeners_and_routes(&mut self, label: &str, c: &Config) {
         for (i, l) in c.listeners.iter().enumerate() {
             self.origins
@@ -250,6 +250,10 @@ impl Merged {
                 .routes
                 .push(RouteOrigin::Own(format!("{label}routes[{i}]")));
             self.config.routes.push(r.clone());
+        }
+        for (i, b) in c.rollouts.iter().enumerate() {
+            self.origins.rollouts.push(format!("{label}rollouts[{i}]"));
+            self.config.rollouts.push(b.clone());
         }
     }
 }

@@ -13,6 +13,7 @@ pub struct Origins {
     pub(super) listeners: Vec<String>,
     pub(super) routes: Vec<RouteOrigin>,
     pub(super) groups: BTreeMap<String, String>,
+    pub(super) rollouts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +56,11 @@ impl Origins {
                     return format!("{label}{}", gateway_field(rest, filters))
                 }
                 None => {}
+            }
+        }
+        if let Some((i, rest)) = indexed(path, "rollouts[") {
+            if let Some(origin) = self.rollouts.get(i) {
+                return format!("{origin}{rest}");
             }
         }
         if let Some(rest) = path.strip_prefix("groups.") {

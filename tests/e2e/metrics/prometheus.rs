@@ -50,9 +50,10 @@ async fn promtool_accepts_a_live_scrape() {
 }
 
 /// A Prometheus server, killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    /// Its HTTP API, `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
     dir: std::path::PathBuf,
 }
 
@@ -68,7 +69,6 @@ impl Server {
     /// Scrapes `target` every second, adding the labels Kubernetes service
     /// discovery adds (so Flagger's queries can select the "pod").
     fn start(target: std::net::SocketAddr) -> Server {
-        let dir = temp_dir("prometheus");
         let config = format!(
             r#"global:
   scrape_interval: 1s
@@ -82,8 +82,31 @@ scrape_configs:
           kubernetes_pod_name: podinfo-6d5c7b9f4-x2k4p
 "#
         );
+        Server::run(config, free_port())
+    }
+
+    /// Scrapes every target each `interval` (e.g. `250ms`) as job `fleet`,
+    /// listening on `port` (so configs can name it before it starts).
+    pub(crate) fn fleet(targets: &[std::net::SocketAddr], interval: &str, port: u16) -> Server {
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let config = format!(
+            r#"global:
+  scrape_interval: {interval}
+  scrape_timeout: {interval}
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: fleet
+    static_configs:
+      - targets: [{}]
+"#,
+            targets.join(", ")
+        );
+        Server::run(config, port)
+    }
+
+    fn run(config: String, port: u16) -> Server {
+        let dir = temp_dir("prometheus");
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let port = free_port();
         let log = std::fs::File::create(dir.join("log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!(
@@ -136,7 +159,7 @@ scrape_configs:
     }
 
     /// Polls until `promql` returns exactly `want` (single value).
-    async fn until(&self, promql: &str, want: f64) {
+    pub(crate) async fn until(&self, promql: &str, want: f64) {
         let start = Instant::now();
         loop {
             let got = self.values(promql, "").await;
