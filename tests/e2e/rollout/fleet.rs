@@ -25,13 +25,18 @@ struct Fleet {
 
 impl Fleet {
     /// The fleet with a canary failing every `fail_every`-th request (0:
-    /// never); `None` (SKIPPED) without a `prometheus` binary.
-    async fn start_or_skip(test: &str, fail_every: u64, plan: &str) -> Option<Fleet> {
+    /// never) and answering after `delay_ms` (stable: 2 ms); `None`
+    /// (SKIPPED) without a `prometheus` binary.
+    async fn start_or_skip(
+        test: &str,
+        (fail_every, delay_ms): (u64, u64),
+        plan: &str,
+    ) -> Option<Fleet> {
         if !tool_or_skip(test, "prometheus", "apt-get install prometheus") {
             return None;
         }
-        let stable = version("stable", 0, 0).await;
-        let canary = version("canary", fail_every, 0).await;
+        let stable = version("stable", 0, 2).await;
+        let canary = version("canary", fail_every, delay_ms).await;
         Some(Fleet::start(&stable, &canary, plan).await)
     }
 
@@ -96,7 +101,7 @@ async fn a_bad_canary_spread_over_two_replicas_is_rolled_back_on_both_by_the_fle
     let test = "a_bad_canary_spread_over_two_replicas_is_rolled_back_on_both_by_the_fleet_verdict";
     let plan = "          canary: canary\n          steps: [20, 50]\n          hold: 200ms\n          metrics: { errors: {} }\n";
     // 25% of the canary's answers are errors.
-    let Some(fleet) = Fleet::start_or_skip(test, 4, plan).await else {
+    let Some(fleet) = Fleet::start_or_skip(test, (4, 0), plan).await else {
         return;
     };
     // Three clients on the first replica, one on the second.
@@ -132,7 +137,7 @@ async fn a_bad_canary_spread_over_two_replicas_is_rolled_back_on_both_by_the_fle
 async fn a_good_canary_judged_by_the_fleet_is_promoted_on_both_replicas() {
     let test = "a_good_canary_judged_by_the_fleet_is_promoted_on_both_replicas";
     let plan = "          canary: canary\n          steps: [20, 50, 100]\n          hold: 300ms\n          tolerance: 5\n          metrics: { errors: {} }\n";
-    let Some(fleet) = Fleet::start_or_skip(test, 0, plan).await else {
+    let Some(fleet) = Fleet::start_or_skip(test, (0, 0), plan).await else {
         return;
     };
     let (got, seen) = fleet
@@ -143,6 +148,28 @@ async fn a_good_canary_judged_by_the_fleet_is_promoted_on_both_replicas() {
         assert_eq!(v["verdict"], "pass", "replica {i}: {v}");
         assert_eq!(weight(v, "canary"), 100, "replica {i}: {v}");
         assert_eq!(seen[i].lost.load(Ordering::Relaxed), 0);
+    }
+    fleet.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_twice_as_slow_is_rolled_back_on_both_replicas_on_the_fleet_latency() {
+    let test = "a_canary_twice_as_slow_is_rolled_back_on_both_replicas_on_the_fleet_latency";
+    // Errors and latency (the default): each replica freezes its own
+    // baseline p99, the fleet's slow and timed counts are summed.
+    let plan = "          canary: canary\n          steps: [20]\n          hold: 200ms\n";
+    let Some(fleet) = Fleet::start_or_skip(test, (0, 60), plan).await else {
+        return;
+    };
+    let (got, _seen) = fleet
+        .under_load([2, 2], 25, |v| v["phase"] == "rolled_back")
+        .await;
+    for (i, v) in got.iter().enumerate() {
+        assert_eq!(v["phase"], "rolled_back", "replica {i}: {v}");
+        let reason = v["reason"].as_str().unwrap_or("");
+        assert!(reason.contains("latency"), "replica {i}: {v}");
+        let slow = v["groups"]["canary"]["slow"].as_u64().unwrap_or(0);
+        assert!(slow > 0, "replica {i}: {v}");
     }
     fleet.shut_down().await;
 }
