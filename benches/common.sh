@@ -11,11 +11,19 @@ need_tools() {
   done
 }
 
-# A work dir and the processes started into PIDS, both gone on exit.
+# A work dir and the processes started into PIDS, both gone on exit: asked
+# to stop, given 5 s (a proxy drains first), then killed.
 DIR=$(mktemp -d)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   rm -rf "$DIR"
 }
 trap cleanup EXIT

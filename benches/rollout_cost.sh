@@ -15,16 +15,22 @@
 #   bash benches/rollout_cost.sh [rounds=9] [seconds=5] [connections=32]
 #   REQUESTS=300 bash benches/rollout_cost.sh 2     # smoke: 300 requests per run through curl, no wrk
 #   CUTOVER_BIN=target/release/cutover bash benches/rollout_cost.sh   # skip the build
+#   PROXY_CPU=0 GEN_CPU=1 bash benches/rollout_cost.sh   # pin both proxies to core 0, wrk/curl to core 1
 #
 # Needs wrk and nginx (installed with apt-get when run as root; the smoke
-# mode needs curl instead of wrk). Pin it with taskset on a quiet machine
-# for figures worth reporting. Traffic goes to 127.0.0.1 only.
+# mode needs curl instead of wrk). Run it on a quiet machine, pinned, for
+# figures worth reporting. Traffic goes to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-9}
 SECS=${2:-5}
 CONNS=${3:-32}
 REQUESTS=${REQUESTS:-}
+on_cpu() { # CPU command...: runs pinned to CPU when one is given
+  local cpu=$1
+  shift
+  if [ -n "$cpu" ]; then taskset -c "$cpu" "$@"; else "$@"; fi
+}
 
 . benches/common.sh
 tools=(nginx curl)
@@ -60,7 +66,8 @@ routes:
           metrics: { errors: {}, latency: { slower_than: 50ms } }
           on_fail: pause
 EOF
-  RUST_LOG=warn "$CUTOVER_BIN" run -c "$DIR/$name.yaml" --workers 1 --admin "127.0.0.1:$admin" \
+  # shellcheck disable=SC2086 # the optional pinning prefix splits into words
+  RUST_LOG=warn ${PROXY_CPU:+taskset -c $PROXY_CPU} "$CUTOVER_BIN" run -c "$DIR/$name.yaml" --workers 1 --admin "127.0.0.1:$admin" \
     >/dev/null 2>"$DIR/$name.err" &
   PIDS+=($!)
   PID[$name]=$!
@@ -75,8 +82,14 @@ for name in idle running; do
     curl -sf "http://127.0.0.1:${PORT[$name]}/" >/dev/null 2>&1 && break
     sleep 0.1
   done
+  if ! kill -0 "${PID[$name]}" 2>/dev/null; then
+    echo "the $name proxy did not start (ports ${PORT[$name]}, ${ADMIN[$name]} in use?):" >&2
+    cat "$DIR/$name.err" >&2
+    exit 1
+  fi
 done
-curl -sf -X POST "http://127.0.0.1:${ADMIN[running]}/v1/routes/web/rules/split/rollout/start" >/dev/null
+curl -sf -X POST "http://127.0.0.1:${ADMIN[running]}/v1/routes/web/rules/split/rollout/start" >/dev/null ||
+  { echo "could not start the rollout" >&2; exit 1; }
 
 phase() { # the rollout phase of proxy $1 (not_started, running, ...)
   curl -sf "http://127.0.0.1:${ADMIN[$1]}/v1/analysis/web/split" | sed -n 's/.*"phase": *"\([a-z_]*\)".*/\1/p'
@@ -89,11 +102,11 @@ load() { # port -> requests completed, and req/s, on stdout
   if [ -n "$REQUESTS" ]; then
     local t0 t1
     t0=$(date +%s.%N)
-    curl -sf -o /dev/null "http://127.0.0.1:$port/[1-$REQUESTS]"
+    on_cpu "${GEN_CPU:-}" curl -sf -o /dev/null "http://127.0.0.1:$port/[1-$REQUESTS]"
     t1=$(date +%s.%N)
     awk -v n="$REQUESTS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%d %.0f\n", n, n / (b - a)}'
   else
-    wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$port/" |
+    on_cpu "${GEN_CPU:-}" wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$port/" |
       awk '/requests in/ {n = $1} /Requests\/sec/ {r = $2} END {printf "%d %.0f\n", n, r}'
   fi
 }
@@ -130,6 +143,7 @@ echo "median CPU ns/req:   idle $(echo "${CPU[idle]}" | median), running $(echo 
 R=$(echo "$RATIOS" | median)
 echo "paired running/idle: median $R (rounds: $(echo "$RATIOS" | spread))"
 awk -v r="$R" 'BEGIN {
+  if (!(r > 0)) { print "no CPU figure (the proxies used no measurable CPU time?)"; exit }
   printf "a running rollout costs %+.2f%% CPU per request (target: at most +1%%): %s\n",
     (r - 1) * 100, (r <= 1.01 ? "met" : "MISSED")
 }'
