@@ -1,5 +1,6 @@
 //! The rollout controller: every tick it reads each running rollout's
-//! counters from the live table, asks [`crate::analysis`] for a verdict, and
+//! counters from the live table (or, with `source: prometheus`, the whole
+//! fleet's, which [`fleet`] keeps), asks [`crate::analysis`] for a verdict, and
 //! steps the weights, rolls back or promotes through the one change path
 //! (overrides with origin `rollout`, persisted with the rollout's record).
 //!
