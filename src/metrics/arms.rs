@@ -72,8 +72,8 @@ impl ArmSnapshot {
 
 impl ArmCounters {
     /// One client request answered through this group: two relaxed
-    /// atomic adds at most and one load; two more while a rollout's latency
-    /// threshold is in force.
+    /// atomic adds at most and one load; two more while a running rollout's
+    /// latency threshold is in force (lifted when it stops running).
     pub fn record(&self, error: bool, us: u64) {
         self.trials.fetch_add(1, Ordering::Relaxed);
         if error {

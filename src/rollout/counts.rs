@@ -111,10 +111,12 @@ impl Arms {
         Some((p99 * 1000.0).round() as u64)
     }
 
-    fn set_slow_threshold(&self, us: u64) {
-        self.canary.arm.set_slow_threshold(Some(us));
+    /// Requests of both arms slower than `us` count as slow; `None`: none
+    /// do, and none are timed (the request path's extra work stops).
+    pub fn set_slow_threshold(&self, us: Option<u64>) {
+        self.canary.arm.set_slow_threshold(us);
         for s in &self.baseline {
-            s.arm.set_slow_threshold(Some(us));
+            s.arm.set_slow_threshold(us);
         }
     }
 }
@@ -157,7 +159,7 @@ impl StepStart {
                 None => return,
             },
         };
-        arms.set_slow_threshold(threshold_us);
+        arms.set_slow_threshold(Some(threshold_us));
         self.latency = Some(Frozen {
             threshold_us,
             at_freeze: arms.snapshot(),

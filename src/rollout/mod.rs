@@ -14,7 +14,7 @@ mod counts;
 pub mod fleet;
 pub mod prometheus;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +41,9 @@ pub struct Rollouts {
     last: Mutex<HashMap<String, Last>>,
     /// The fleet's counts of rollouts with `source: prometheus`.
     fleet: fleet::Fleet,
+    /// Rollouts whose arms have a latency threshold in force, so that it is
+    /// lifted once they stop running.
+    timed: Mutex<HashSet<String>>,
 }
 
 /// What the API still shows of an ended step.
@@ -132,6 +135,27 @@ impl Rollouts {
         }
     }
 
+    /// Lifts the latency threshold of rollouts that no longer run: their
+    /// requests stop being timed (one relaxed add less per request).
+    fn thaw(&self, table: &crate::route::RouteTable, records: &[RolloutRecord]) {
+        let mut timed = self.timed.lock().unwrap_or_else(|p| p.into_inner());
+        timed.retain(|key| {
+            let record = records
+                .iter()
+                .find(|r| RolloutRecord::key(&r.route, &r.rule) == *key);
+            match record {
+                Some(r) if r.phase == Phase::Running => true,
+                Some(r) => {
+                    if let Ok(arms) = Arms::find(table, r) {
+                        arms.set_slow_threshold(None);
+                    }
+                    false
+                }
+                None => false,
+            }
+        });
+    }
+
     /// Every rollout with its latest report.
     pub fn views(&self, shared: &Shared) -> Vec<View> {
         let records = reload::rollout_records(shared);
@@ -171,8 +195,10 @@ pub async fn supervise(shared: Arc<Shared>) {
 /// One round over the rollouts (public so tests can drive it).
 pub fn tick(shared: &Shared) {
     start_external(shared);
+    let records = reload::rollout_records(shared);
+    shared.rollouts.thaw(&shared.routes.load(), &records);
     let mut watched = Vec::new();
-    for record in reload::rollout_records(shared) {
+    for record in records {
         match record.phase {
             Phase::Running => {
                 if record.plan.source.is_some() {
@@ -266,6 +292,16 @@ fn judge(shared: &Shared, record: RolloutRecord) {
         }
         l.start
             .freeze_latency(&arms, record.plan.latency().as_ref());
+        if l.start.threshold_us().is_some() {
+            let mut timed = shared
+                .rollouts
+                .timed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !timed.contains(&key) {
+                timed.insert(key.clone());
+            }
+        }
         if let Some(source) = &record.plan.source {
             let fleet_arms = fleet::Arms {
                 canary: &record.plan.canary,

@@ -160,6 +160,16 @@ impl Proxy {
         v
     }
 
+    async fn scrape(&self) -> String {
+        get(
+            &http1_client(),
+            &format!("http://{}/metrics", self.admin),
+            &[],
+        )
+        .await
+        .body
+    }
+
     async fn act(&self, action: &str) -> (StatusCode, Value) {
         let path = format!("/v1/routes/web/rules/split/rollout/{action}");
         self.admin(Method::POST, &path, "").await
@@ -306,9 +316,7 @@ async fn a_bad_canary_is_rolled_back_under_load_and_no_request_is_lost() {
     );
     assert!(rolled_back_at.elapsed() < Duration::from_secs(2));
 
-    let scrape = get(&http1_client(), &format!("http://{}/metrics", p.admin), &[])
-        .await
-        .body;
+    let scrape = p.scrape().await;
     for want in [
         "cutover_rollout_rollbacks_total{route=\"web\",rule=\"split\"} 1",
         "cutover_analysis_verdict{route=\"web\",rule=\"split\",verdict=\"fail\"} 1",
@@ -366,6 +374,33 @@ async fn a_canary_twice_as_slow_is_rolled_back_on_latency() {
         "{v}"
     );
     assert!(v["window"]["slow_threshold_ms"].as_f64().is_some(), "{v}");
+
+    // Once the rollout is over (a tick later), requests are no longer timed
+    // against its threshold: the request path is back to its idle cost.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stable_series = |t: &str, name: &str| {
+        let labels = [("route", "web"), ("rule", "split"), ("group", "stable")];
+        crate::metrics::kit::sample(t, name, &labels).unwrap_or(-1.0)
+    };
+    let before = p.scrape().await;
+    let client = http1_client();
+    for _ in 0..20 {
+        assert_eq!(
+            get(&client, &format!("http://{}/", p.public), &[])
+                .await
+                .status,
+            200
+        );
+    }
+    let after = p.scrape().await;
+    let timed = "cutover_analysis_timed_total";
+    let requests = "cutover_analysis_requests_total";
+    assert!(stable_series(&before, timed) > 0.0, "{before}");
+    assert_eq!(stable_series(&after, timed), stable_series(&before, timed));
+    assert_eq!(
+        stable_series(&after, requests),
+        stable_series(&before, requests) + 20.0
+    );
     p.shut_down().await;
 }
 
@@ -532,9 +567,7 @@ routes:
     // The injected 503s are local replies: the clients saw them as lost
     // requests (no upstream answered), the analysis as canary errors.
     assert!(seen.lost.load(Ordering::Relaxed) > 0);
-    let scrape = get(&http1_client(), &format!("http://{}/metrics", p.admin), &[])
-        .await
-        .body;
+    let scrape = p.scrape().await;
     assert!(
         scrape
             .lines()

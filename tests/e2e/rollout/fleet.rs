@@ -204,9 +204,7 @@ async fn a_prometheus_that_does_not_answer_holds_the_verdict_and_never_fails_the
         let reason = v["reason"].as_str().unwrap_or("");
         assert!(reason.contains("the verdict holds"), "{v}");
     }
-    let scrape = get(&http1_client(), &format!("http://{}/metrics", p.admin), &[])
-        .await
-        .body;
+    let scrape = p.scrape().await;
     let failures = scrape
         .lines()
         .find(|l| l.starts_with(r#"cutover_rollout_source_errors_total{route="web",rule="split"}"#))
