@@ -40,9 +40,14 @@
 pub mod admin;
 pub mod analysis;
 pub mod app;
+pub mod body;
+pub mod carry;
+pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod demo;
+pub mod error;
+pub mod hash;
 pub mod inject;
 pub mod listener;
 pub mod metrics;
@@ -51,6 +56,7 @@ pub mod reload;
 pub mod retry;
 pub mod rollout;
 pub mod route;
+pub mod serving;
 pub mod tls;
 pub mod upstream;
 

@@ -11,10 +11,10 @@ use super::model::{Config, GroupConfig, ListenerConfig};
 use super::rules::{compile_rule, CompiledRule};
 use crate::route::matcher::Conditions;
 use crate::route::{
-    ConnSettings, Entry, HostPattern, ListenerRoutes, RouteTable, Rule, VirtualHost,
+    ConnSettings, Entry, HostPattern, Inherited, ListenerRoutes, RouteTable, Rule, VirtualHost,
 };
 use crate::upstream::dns::{self, Discovery};
-use crate::upstream::{Endpoint, EndpointRegistry, Group};
+use crate::upstream::{Endpoint, Group, UpstreamState};
 
 /// A rule's match alternative before it is placed in virtual hosts.
 struct PendingEntry {
@@ -23,16 +23,16 @@ struct PendingEntry {
     order: usize,
 }
 
-/// Compiles and validates `cfg`. Endpoint state is taken from `registry` so
+/// Compiles and validates `cfg`. Endpoint state is taken from `inherited` so
 /// it carries over from the previous table by address.
 pub fn compile(
     cfg: &Config,
-    registry: &EndpointRegistry,
+    inherited: &Inherited,
     generation: u64,
 ) -> Result<RouteTable, ConfigErrors> {
     let mut errors = ConfigErrors::default();
-    let (groups, group_index) = compile_groups(&cfg.groups, registry, &mut errors);
-    let (rules, pending, route_hosts) = compile_routes(cfg, &group_index, registry, &mut errors);
+    let (groups, group_index) = compile_groups(&cfg.groups, &inherited.upstream, &mut errors);
+    let (rules, pending, route_hosts) = compile_routes(cfg, &group_index, inherited, &mut errors);
     let listeners = compile_listeners(cfg, &rules, &pending, &route_hosts, &mut errors);
     let rate = cfg.access_log.sample_rate;
     if !(0.0..=1.0).contains(&rate) {
@@ -46,13 +46,13 @@ pub fn compile(
         listeners: listeners.into(),
         groups: groups.into(),
         rules: rules.into(),
-        observe: registry.metrics.for_table(cfg.access_log.clone()),
+        observe: inherited.metrics().for_table(cfg.access_log.clone()),
     })
 }
 
 fn compile_groups<'a>(
     cfg: &'a BTreeMap<String, GroupConfig>,
-    registry: &EndpointRegistry,
+    registry: &UpstreamState,
     errors: &mut ConfigErrors,
 ) -> (Vec<Group>, HashMap<&'a str, u32>) {
     let mut groups = Vec::with_capacity(cfg.len());
@@ -87,7 +87,7 @@ fn compile_groups<'a>(
 fn group_endpoints(
     g: &GroupConfig,
     path: &str,
-    registry: &EndpointRegistry,
+    registry: &UpstreamState,
     errors: &mut ConfigErrors,
 ) -> (Vec<Endpoint>, Discovery) {
     let (min, max) = (g.dns.min_ttl.0, g.dns.max_ttl.0);
@@ -171,7 +171,7 @@ type RouteHosts = Vec<Vec<HostPattern>>;
 fn compile_routes(
     cfg: &Config,
     groups: &HashMap<&str, u32>,
-    registry: &EndpointRegistry,
+    inherited: &Inherited,
     errors: &mut ConfigErrors,
 ) -> (Vec<Rule>, Vec<Vec<PendingEntry>>, RouteHosts) {
     let mut rules = Vec::new();
@@ -207,7 +207,7 @@ fn compile_routes(
                 );
             }
             let Some(CompiledRule { rule, conditions }) =
-                compile_rule(&route.name, rule, &at, groups, registry, errors)
+                compile_rule(&route.name, rule, &at, groups, inherited, errors)
             else {
                 continue;
             };

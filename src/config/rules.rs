@@ -14,8 +14,7 @@ use super::model::{
 use crate::proxy::forward::is_hop_by_hop;
 use crate::route::matcher::{Conditions, HeaderMatch, PathMatch, QueryMatch, ValueMatch};
 use crate::route::split::{Split, StickyKey};
-use crate::route::{Faults, HeaderModifier, Rule};
-use crate::upstream::EndpointRegistry;
+use crate::route::{Faults, HeaderModifier, Inherited, Rule};
 
 /// Largest weight; Gateway API's limit.
 pub const MAX_WEIGHT: u32 = 1_000_000;
@@ -37,7 +36,7 @@ pub fn compile_rule(
     rule: &RuleConfig,
     path: &str,
     groups: &HashMap<&str, u32>,
-    registry: &EndpointRegistry,
+    inherited: &Inherited,
     errors: &mut ConfigErrors,
 ) -> Option<CompiledRule> {
     let before = errors.0.len();
@@ -87,11 +86,11 @@ pub fn compile_rule(
             observed: rule
                 .backends
                 .iter()
-                .map(|b| registry.split_counter(route, &rule.name, &b.group))
+                .map(|b| inherited.rules.split_counter(route, &rule.name, &b.group))
                 .collect(),
             policy,
-            budget: registry.budget(route),
-            metrics: registry.metrics.series.rule(
+            budget: inherited.rules.budget(route),
+            metrics: inherited.metrics().series.rule(
                 route,
                 &rule.name,
                 rule.backends.iter().map(|b| b.group.as_str()),

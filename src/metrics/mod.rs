@@ -6,8 +6,8 @@
 //!
 //! The compiler attaches handles to each rule ([`RuleMetrics`]) and group
 //! ([`GroupSeries`]), taken from [`Series`] by config name; `handle()` starts
-//! an [`Exchange`], the pipeline fills in its [`Chosen`] (rule, backend,
-//! endpoint, request id), and the exchange records itself when the response
+//! a `proxy::record::RequestRecord`, the pipeline fills in its [`Chosen`] (rule, backend,
+//! endpoint, request id), and the record writes itself when the response
 //! body ends: a few relaxed atomic adds, one uncontended shard lock for the
 //! live window, and the access log line if this request is logged.
 //!
@@ -15,7 +15,7 @@
 //!
 //! | event | call |
 //! |---|---|
-//! | attempt sent (first try, retry, fallback) | `chosen.attempt(rule, backend, endpoint)` |
+//! | attempt sent (first try, retry, fallback) | `chosen.attempt(&rule.metrics, backend, endpoint)` |
 //! | retry sent | `rule.metrics.route.retry()` |
 //! | fell back to another group | `rule.metrics.route.fallback()` |
 //! | retry refused by the budget | `rule.metrics.route.budget_exhausted()` |
@@ -29,7 +29,7 @@
 
 pub mod access_log;
 pub mod arms;
-pub mod exchange;
+pub mod chosen;
 pub mod exposition;
 pub mod histogram;
 pub mod log_writer;
@@ -52,8 +52,8 @@ use prometheus_client::registry::Registry;
 
 use crate::config::model::AccessLogConfig;
 use crate::route::RouteTable;
-pub use exchange::{Chosen, Exchange, Observed};
-pub use series::{GroupSeries, Limit, RuleGroupSeries, RuleMetrics, Series};
+pub use chosen::Chosen;
+pub use series::{GroupSeries, RuleGroupSeries, RuleMetrics, Series};
 
 /// Process-wide metrics: the series by name, the connection gauges, and the
 /// scrape encoder.
@@ -129,7 +129,7 @@ impl Format {
 impl Metrics {
     /// Metrics for a process; `enabled: false` makes requests record nothing.
     pub fn new(enabled: bool) -> Metrics {
-        window::uptime();
+        crate::clock::uptime();
         let series = Arc::new(Series::default());
         let (downstream, upstream) = (Gauge::default(), Gauge::default());
         let mut registry = Registry::default();

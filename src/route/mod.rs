@@ -4,7 +4,9 @@
 //! A table is built once by `config::compile` and published whole; requests
 //! read it through one `ArcSwap` load and never mutate it.
 
+pub mod budget;
 pub mod fault;
+pub mod inherited;
 pub mod matcher;
 pub mod observed;
 pub mod split;
@@ -15,6 +17,7 @@ use std::net::SocketAddr;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::upstream::Group;
+pub use inherited::{Inherited, RuleState};
 use matcher::{Conditions, PathMatch, RequestView};
 use split::{Split, StickyKey};
 
@@ -126,7 +129,7 @@ pub struct Rule {
     /// Timeouts, retries, group-unavailability handling.
     pub policy: RulePolicy,
     /// Retry budget shared by the route's rules.
-    pub budget: std::sync::Arc<crate::retry::budget::RetryBudget>,
+    pub budget: std::sync::Arc<budget::RetryBudget>,
     /// Metric handles: per backend (split order), per route.
     pub metrics: crate::metrics::RuleMetrics,
     /// The rule's rollout plan, read by the rollout controller (never on the
@@ -196,6 +199,12 @@ impl HeaderModifier {
     /// True when there is nothing to do (skips the call on the hot path).
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+impl crate::upstream::health::LiveGroups for RouteTable {
+    fn groups(&self) -> &[Group] {
+        &self.groups
     }
 }
 

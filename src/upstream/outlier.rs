@@ -6,8 +6,7 @@
 //! routing table, so it survives a reload.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::model::OutlierConfig;
 
@@ -22,18 +21,12 @@ pub enum Outcome {
     GatewayFailure,
 }
 
-/// Milliseconds since process start, plus one (0 means "never").
-pub fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
-
 /// Per-endpoint outlier counters and ejection state.
 #[derive(Debug, Default)]
 pub struct OutlierState {
     consecutive_5xx: AtomicU32,
     consecutive_gateway: AtomicU32,
-    /// 0 when not ejected; else when the ejection ends (ms, see [`now_ms`]).
+    /// 0 when not ejected; else when the ejection ends (ms, see [`crate::clock::now_ms`]).
     ejected_until: AtomicU64,
     /// Ejections so far (multiplies the ejection time).
     ejections: AtomicU32,

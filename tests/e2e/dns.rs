@@ -130,7 +130,7 @@ fn ip(i: usize) -> Ipv4Addr {
 async fn start_proxy(
     dns: &DnsServer,
     group_yaml: &str,
-) -> (SocketAddr, String, Arc<cutover::app::Shared>) {
+) -> (SocketAddr, String, Arc<cutover::reload::Tables>) {
     let yaml = format!(
         "listeners: [{{name: public, address: \"127.0.0.1:0\"}}]\ngroups:\n  web: {group_yaml}\nroutes: [{{name: web, rules: [{{name: all, backends: [{{group: web}}]}}]}}]\n"
     );
@@ -146,7 +146,7 @@ async fn start_proxy(
     let app = cutover::app::App::start(&config, options).await.unwrap();
     let addr = app.local_addr("public").unwrap();
     let admin = format!("http://{}", app.local_addr("admin").unwrap());
-    let shared = app.shared();
+    let shared = app.tables();
     let (tx, _done) = serve(app);
     // The proxy runs until the test's runtime ends.
     std::mem::forget(tx);
@@ -154,7 +154,7 @@ async fn start_proxy(
 }
 
 /// The group's endpoint addresses in the live table.
-fn endpoints(shared: &cutover::app::Shared) -> Vec<String> {
+fn endpoints(shared: &cutover::reload::Tables) -> Vec<String> {
     let table = shared.routes.load();
     let mut e: Vec<String> = table.groups[0]
         .endpoints
@@ -387,7 +387,7 @@ fn check_does_not_resolve_and_ip_literals_stay() {
     );
     assert_check_passes(&file);
     let config = cutover::config::load_path(&file).unwrap().config;
-    let registry = cutover::upstream::EndpointRegistry::default();
+    let registry = cutover::route::Inherited::default();
     let table = cutover::config::compile::compile(&config, &registry, 1).unwrap();
     let g = &table.groups[0];
     assert_eq!(

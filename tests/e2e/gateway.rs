@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cutover::admin::AdminOptions;
-use cutover::app::{App, Options, Shared};
+use cutover::app::{App, Options};
+use cutover::reload::Tables;
 use http::{Method, Request};
 use http_body_util::Full;
 use tokio::sync::oneshot;
@@ -94,7 +95,7 @@ status:
 struct Running {
     public: std::net::SocketAddr,
     admin: std::net::SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<Tables>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
 }
@@ -116,7 +117,7 @@ impl Running {
             .unwrap_or_else(|e| panic!("{e}"));
         let public = app.local_addr("public").unwrap();
         let admin = app.local_addr("admin").unwrap();
-        let shared = app.shared();
+        let shared = app.tables();
         let (tx, done) = crate::support::serve(app);
         Running {
             public,

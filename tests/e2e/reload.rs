@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cutover::admin::AdminOptions;
-use cutover::app::{App, Options, Shared};
+use cutover::app::{App, Options};
+use cutover::reload::Tables;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::Value;
@@ -23,7 +24,8 @@ const TOKEN: &str = "test-token-0123456789";
 struct Running {
     public: std::net::SocketAddr,
     admin: String,
-    shared: Arc<Shared>,
+    shared: Arc<Tables>,
+    serving: Arc<cutover::serving::Serving>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
 }
@@ -44,12 +46,14 @@ impl Running {
         let app = App::start(&config, options).await.unwrap();
         let public = app.local_addr("public").unwrap();
         let admin = format!("http://{}", app.local_addr("admin").unwrap());
-        let shared = app.shared();
+        let shared = app.tables();
+        let serving = app.serving();
         let (tx, done) = crate::support::serve(app);
         Running {
             public,
             admin,
             shared,
+            serving,
             stop: Some(tx),
             done,
         }
@@ -471,7 +475,7 @@ async fn ready_turns_503_when_draining() {
     let file = dir.join("cutover.yaml");
     std::fs::write(&file, yaml(&stable, &canary, 100, 0)).unwrap();
     let p = Running::start(&file, None, None).await;
-    p.shared.draining.store(true, Ordering::Relaxed);
+    p.serving.draining.store(true, Ordering::Relaxed);
     assert_eq!(
         p.api(Method::GET, "/ready", "", &[]).await.0,
         StatusCode::SERVICE_UNAVAILABLE
@@ -611,8 +615,8 @@ async fn thousand_changes_under_load_lose_nothing() {
 }
 
 /// The `cutover_upstream_connections_active` gauge.
-fn upstream_connections(shared: &Shared) -> f64 {
-    let text = shared.metrics.encode(
+fn upstream_connections(shared: &Tables) -> f64 {
+    let text = shared.metrics().encode(
         &shared.routes.load(),
         0,
         cutover::metrics::Format::Prometheus,
@@ -664,7 +668,7 @@ async fn old_pools_leave_the_cache_and_requests_in_flight_on_them_finish() {
         )
     };
     let p = proxy(&yaml("1s")).await;
-    assert_eq!(p.app.endpoints.cached_clients(), 1);
+    assert_eq!(p.app.inherited.upstream.cached_clients(), 1);
     let (client, url) = (http1_client(), p.url("/"));
     let in_flight = tokio::spawn(async move { get(&client, &url, &[]).await });
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -678,8 +682,8 @@ async fn old_pools_leave_the_cache_and_requests_in_flight_on_them_finish() {
     // Five changes while it is in flight: one pool cached after each.
     for seconds in 2..=6 {
         let config = cutover::config::parse_yaml(&yaml(&format!("{seconds}s"))).unwrap();
-        cutover::reload::publish(&p.app, &config).unwrap();
-        assert_eq!(p.app.endpoints.cached_clients(), 1, "{seconds}s");
+        cutover::reload::replace_base(&p.app, &config).unwrap();
+        assert_eq!(p.app.inherited.upstream.cached_clients(), 1, "{seconds}s");
     }
     let got = in_flight.await.unwrap();
     assert_eq!(got.status, 200, "the request in flight on the old pool");
@@ -695,5 +699,5 @@ async fn old_pools_leave_the_cache_and_requests_in_flight_on_them_finish() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(p.app.endpoints.cached_clients(), 1);
+    assert_eq!(p.app.inherited.upstream.cached_clients(), 1);
 }

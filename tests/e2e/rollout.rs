@@ -651,7 +651,7 @@ routes:
           metrics: {}
 "#;
     let cfg = cutover::config::parse_yaml(yaml).unwrap();
-    let registry = cutover::upstream::EndpointRegistry::default();
+    let registry = cutover::route::Inherited::default();
     let errors = match cutover::config::compile::compile(&cfg, &registry, 1) {
         Ok(_) => panic!("a bad rollout was accepted"),
         Err(e) => e.to_string(),

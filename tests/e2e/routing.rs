@@ -189,7 +189,7 @@ async fn rule_for(
 /// Compiles `yaml` the way the proxy does on load; the errors as displayed.
 pub(crate) fn compile_errors(yaml: &str) -> Vec<String> {
     let cfg = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("parse: {e}"));
-    let registry = cutover::upstream::EndpointRegistry::default();
+    let registry = cutover::route::Inherited::default();
     match cutover::config::compile::compile(&cfg, &registry, 1) {
         Ok(_) => Vec::new(),
         Err(e) => e.0.iter().map(|f| f.to_string()).collect(),
@@ -849,14 +849,14 @@ async fn publish_changes_split_and_invalid_config_changes_nothing() {
     assert_eq!(count(&counts, "stable"), 300, "{counts:?}");
 
     // Same keep-alive connections, new table: every new request sees it.
-    assert_eq!(cutover::reload::publish(&p.app, &cfg(0, 100)), Ok(2));
+    assert_eq!(cutover::reload::replace_base(&p.app, &cfg(0, 100)), Ok(2));
     assert_eq!(generation(), 2);
     let counts = tally(&c, &p.url("/"), 300, &[], by_body).await;
     assert_eq!(count(&counts, "canary"), 300, "{counts:?}");
 
     // Invalid: out-of-range weight. Rejected whole, nothing changes.
     let bad = cfg(2_000_000, 0);
-    let err = cutover::reload::publish(&p.app, &bad).expect_err("weight out of range");
+    let err = cutover::reload::replace_base(&p.app, &bad).expect_err("weight out of range");
     assert!(
         err.to_string()
             .contains("routes[0].rules[0].backends[0].weight"),
@@ -865,12 +865,12 @@ async fn publish_changes_split_and_invalid_config_changes_nothing() {
     // Invalid: an unknown group next to a valid-looking split.
     let mut bad = cfg(100, 0);
     bad.routes[0].rules[0].backends[1].group = "canry".into();
-    let err = cutover::reload::publish(&p.app, &bad).expect_err("unknown group");
+    let err = cutover::reload::replace_base(&p.app, &bad).expect_err("unknown group");
     assert!(err.to_string().contains("unknown group \"canry\""), "{err}");
     // Invalid: listeners cannot change without a restart.
     let mut bad = cfg(100, 0);
     bad.listeners[0].name = "renamed".into();
-    let err = cutover::reload::publish(&p.app, &bad).expect_err("listener change");
+    let err = cutover::reload::replace_base(&p.app, &bad).expect_err("listener change");
     assert!(err.to_string().contains("listeners"), "{err}");
     assert_eq!(
         generation(),
@@ -884,7 +884,7 @@ async fn publish_changes_split_and_invalid_config_changes_nothing() {
         "traffic after a rejected publish: {counts:?}"
     );
 
-    assert_eq!(cutover::reload::publish(&p.app, &cfg(90, 10)), Ok(3));
+    assert_eq!(cutover::reload::replace_base(&p.app, &cfg(90, 10)), Ok(3));
     const N: usize = 4_000;
     let counts = tally(&c, &p.url("/"), N, &[], by_body).await;
     assert_eq!(count(&counts, "stable") + count(&counts, "canary"), N);

@@ -119,7 +119,7 @@ pub async fn upstream_at(
 /// The proxy under test.
 pub struct Proxy {
     pub addr: SocketAddr,
-    pub app: Arc<cutover::app::Shared>,
+    pub app: Arc<cutover::reload::Tables>,
     stop: Option<oneshot::Sender<()>>,
     pub done: tokio::task::JoinHandle<()>,
 }
@@ -160,7 +160,7 @@ pub async fn proxy(yaml: &str) -> Proxy {
     let config = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
     let app = App::bind(&config).await.unwrap_or_else(|e| panic!("{e}"));
     let addr = app.local_addr("public").expect("a listener named public");
-    let shared = app.shared();
+    let shared = app.tables();
     let (tx, done) = serve(app);
     Proxy {
         addr,

@@ -538,7 +538,7 @@ async fn mtls_accepts_a_valid_client_certificate_and_rejects_others() {
         assert!(result.is_err(), "{who}: got through");
     }
     assert_eq!(up.count(), 2);
-    let scrape = p.app.metrics.encode(
+    let scrape = p.app.metrics().encode(
         &p.app.routes.load(),
         0,
         cutover::metrics::Format::Prometheus,
@@ -562,7 +562,7 @@ async fn a_client_that_never_finishes_the_handshake_is_cut_off() {
     let (cert, key) = dir.pair("server", &ca.server(&["localhost"]));
     let tls = format!("      certificates:\n{}", certificate(&cert, &key, ""));
     let config = cutover::config::parse_yaml(&yaml(&tls, &plain_group(up.addr))).unwrap();
-    let limits = cutover::listener::ConnLimits {
+    let limits = cutover::serving::ConnLimits {
         header_read_timeout: Duration::from_millis(300),
         ..Default::default()
     };
@@ -735,7 +735,7 @@ async fn a_bad_certificate_on_reload_is_rejected_and_the_old_one_keeps_serving()
     let (cert, _) = dir.pair("other", &ca.server(&["localhost"]));
     let tls = format!("      certificates:\n{}", certificate(&cert, &missing, ""));
     let config = cutover::config::parse_yaml(&yaml(&tls, &plain_group(up.addr))).unwrap();
-    let err = cutover::reload::publish(&p.app, &config).unwrap_err();
+    let err = cutover::reload::replace_base(&p.app, &config).unwrap_err();
     assert_eq!(err.0[0].path, "listeners[0].tls.certificates[0].key");
     assert!(err.0[0]
         .message
@@ -959,7 +959,7 @@ async fn plain_http_on_the_tls_port_gets_a_readable_400() {
     assert!(answer.contains("connection: close"), "{answer}");
     assert!(answer.ends_with("This port speaks HTTPS; the request was sent as plain HTTP.\n"));
     assert_eq!(up.count(), 0, "nothing reaches the upstream");
-    let scrape = p.app.metrics.encode(
+    let scrape = p.app.metrics().encode(
         &p.app.routes.load(),
         0,
         cutover::metrics::Format::Prometheus,

@@ -469,7 +469,7 @@ pub async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) 
 
 /// The shared state of endpoint `addr` in group `group` of the live table.
 pub fn endpoint_state(
-    app: &cutover::app::Shared,
+    app: &cutover::reload::Tables,
     group: &str,
     addr: SocketAddr,
 ) -> Arc<cutover::upstream::EndpointState> {
@@ -489,8 +489,8 @@ pub fn endpoint_state(
 }
 
 /// Whether `addr` of `group` is inside an ejection now.
-pub fn ejected(app: &cutover::app::Shared, group: &str, addr: SocketAddr) -> bool {
+pub fn ejected(app: &cutover::reload::Tables, group: &str, addr: SocketAddr) -> bool {
     endpoint_state(app, group, addr)
         .outlier
-        .is_ejected(cutover::upstream::outlier::now_ms())
+        .is_ejected(cutover::clock::now_ms())
 }

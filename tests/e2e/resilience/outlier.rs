@@ -344,7 +344,7 @@ async fn outlier_state_survives_a_reload() {
     let ejected_at = Instant::now();
     let hits = a.count();
     let config = cutover::config::parse_yaml(&yaml("second")).unwrap();
-    cutover::reload::publish(&p.app, &config).unwrap();
+    cutover::reload::replace_base(&p.app, &config).unwrap();
     for _ in 0..20 {
         let got = kit::get(&c, &p.url("/")).await;
         assert_eq!(got.headers["x-table"], "second", "served by the new table");
