@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cutover::admin::AdminOptions;
-use cutover::app::{App, Options};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -23,9 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-use crate::support::{get, http1_client, send, serve, TempDir};
+use crate::support::{get, http1_client, launch, TempDir};
 
 /// An upstream that answers `name`, fails every `fail_every`-th request
 /// with 503 (0: never) and waits `delay_ms` first; both can change live.
@@ -101,50 +98,28 @@ routes:
 /// The proxy with its admin listener (and a state directory, if given).
 struct Proxy {
     public: SocketAddr,
-    admin: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
+    inner: crate::support::Proxy,
 }
 
 impl Proxy {
     async fn start(yaml: &str, state_dir: Option<PathBuf>) -> Proxy {
-        let config = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
-        let options = Options {
-            admin: Some(AdminOptions {
-                address: "127.0.0.1:0".parse().unwrap(),
-                token: None,
-            }),
-            state_dir,
-            ..Options::default()
-        };
-        let app = App::start(&config, options).await.unwrap();
-        let public = app.local_addr("public").unwrap();
-        let admin = app.local_addr("admin").unwrap();
-        let (stop, done) = serve(app);
+        let inner = launch(yaml)
+            .admin(None)
+            .with(|o| o.state_dir = state_dir)
+            .start()
+            .await;
         Proxy {
-            public,
-            admin,
-            stop: Some(stop),
-            done,
+            public: inner.addr,
+            inner,
         }
     }
 
-    async fn shut_down(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.done).await;
+    async fn shut_down(self) {
+        self.inner.shut_down().await;
     }
 
     async fn admin(&self, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.admin))
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap();
-        let got = send(&http1_client(), req).await;
-        let v = serde_json::from_str(&got.body).unwrap_or(Value::Null);
-        (got.status, v)
+        self.inner.api(method, path, body).await
     }
 
     async fn analysis(&self) -> Value {
@@ -299,7 +274,7 @@ async fn a_bad_canary_is_rolled_back_under_load_and_no_request_is_lost() {
     );
     assert!(rolled_back_at.elapsed() < Duration::from_secs(2));
 
-    let scrape = get(&http1_client(), &format!("http://{}/metrics", p.admin), &[])
+    let scrape = get(&http1_client(), &p.inner.admin_url("/metrics"), &[])
         .await
         .body;
     for want in [
@@ -525,7 +500,7 @@ routes:
     // The injected 503s are local replies: the clients saw them as lost
     // requests (no upstream answered), the analysis as canary errors.
     assert!(seen.lost.load(Ordering::Relaxed) > 0);
-    let scrape = get(&http1_client(), &format!("http://{}/metrics", p.admin), &[])
+    let scrape = get(&http1_client(), &p.inner.admin_url("/metrics"), &[])
         .await
         .body;
     assert!(

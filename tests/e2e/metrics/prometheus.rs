@@ -53,14 +53,13 @@ async fn promtool_accepts_a_live_scrape() {
 struct Server {
     child: Child,
     url: String,
-    dir: std::path::PathBuf,
+    dir: TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -68,7 +67,7 @@ impl Server {
     /// Scrapes `target` every second, adding the labels Kubernetes service
     /// discovery adds (so Flagger's queries can select the "pod").
     fn start(target: std::net::SocketAddr) -> Server {
-        let dir = temp_dir("prometheus");
+        let dir = TempDir::new("prometheus");
         let config = format!(
             r#"global:
   scrape_interval: 1s
@@ -82,17 +81,17 @@ scrape_configs:
           kubernetes_pod_name: podinfo-6d5c7b9f4-x2k4p
 "#
         );
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        std::fs::write(dir.path("prometheus.yml"), config).unwrap();
         let port = free_port();
-        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let log = std::fs::File::create(dir.path("log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!(
                 "--config.file={}",
-                dir.join("prometheus.yml").display()
+                dir.path("prometheus.yml").display()
             ))
             .arg(format!(
                 "--storage.tsdb.path={}",
-                dir.join("data").display()
+                dir.path("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -144,7 +143,7 @@ scrape_configs:
                 return;
             }
             if start.elapsed() > Duration::from_secs(20) {
-                let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+                let log = std::fs::read_to_string(self.dir.path("log")).unwrap_or_default();
                 panic!("{promql} = {got:?}, want {want}; prometheus log:\n{log}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -458,15 +458,6 @@ pub fn attempts_by_id(backends: &[&Backend]) -> std::collections::HashMap<String
     m
 }
 
-/// Waits (real time) until `cond` holds; panics after `limit`.
-pub async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 /// The shared state of endpoint `addr` in group `group` of the live table.
 pub fn endpoint_state(
     app: &cutover::reload::Tables,
