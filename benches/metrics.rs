@@ -52,9 +52,8 @@ fn record(c: &mut Criterion) {
     ];
     for (name, enabled, log) in cases {
         let registry = Inherited::with_metrics(Arc::new(Metrics::new(enabled)));
-        let table = Arc::new(
-            cutover::config::compile::compile(&config(log), &registry, 1).expect("compiles"),
-        );
+        let table =
+            Arc::new(cutover::compile::compile(&config(log), &registry, 1).expect("compiles"));
         with_access_log(io::sink, || {
             c.bench_function(name, |b| b.iter(|| one_request(&table, &req)));
         });
@@ -62,8 +61,7 @@ fn record(c: &mut Criterion) {
     // Where the line goes: /dev/null written directly (a write(2) per line on
     // the request thread) or through the access log's writer thread.
     let registry = Inherited::with_metrics(Arc::new(Metrics::new(true)));
-    let table =
-        Arc::new(cutover::config::compile::compile(&config("on"), &registry, 1).expect("compiles"));
+    let table = Arc::new(cutover::compile::compile(&config("on"), &registry, 1).expect("compiles"));
     let devnull = || {
         OpenOptions::new()
             .write(true)

@@ -23,7 +23,8 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use cutover::config::{compile::compile, parse_yaml};
+use cutover::compile::compile;
+use cutover::config::parse_yaml;
 use cutover::route::matcher::RequestView;
 use cutover::route::Inherited;
 use cutover::route::RouteTable;

@@ -149,7 +149,7 @@ impl App {
         }
         let metrics = Arc::new(Metrics::new(!options.no_metrics));
         let inherited = Inherited::with_metrics(Arc::clone(&metrics));
-        let table = crate::config::compile::compile(config, &inherited, 1)?;
+        let table = crate::compile::compile(config, &inherited, 1)?;
         let mut listeners = Vec::with_capacity(table.listeners.len());
         for l in table.listeners.iter() {
             listeners.push((l.name.to_string(), bind(&l.name, l.address).await?));

@@ -60,6 +60,7 @@ pub mod app;
 pub mod body;
 pub mod carry;
 pub mod clock;
+pub mod compile;
 pub mod config;
 pub mod ctl;
 pub mod demo;

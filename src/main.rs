@@ -240,7 +240,7 @@ fn check(files: &[PathBuf]) -> ExitCode {
         let result = config::load_path(file).and_then(|loaded| {
             let registry = cutover::route::Inherited::default();
             let cfg = &loaded.config;
-            config::compile::compile(cfg, &registry, 1)
+            cutover::compile::compile(cfg, &registry, 1)
                 .map(|t| {
                     let rules = t.rules.len();
                     (t.listeners.len(), cfg.routes.len(), rules, t.groups.len())

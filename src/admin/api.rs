@@ -148,7 +148,7 @@ fn validate(body: &Bytes) -> Resp {
         Err(resp) => return resp,
     };
     let scratch = crate::route::Inherited::default();
-    match crate::config::compile::compile(&config, &scratch, 0) {
+    match crate::compile::compile(&config, &scratch, 0) {
         Ok(_) => json(StatusCode::OK, &json!({ "valid": true })),
         Err(errors) => config_errors(StatusCode::BAD_REQUEST, &origins.annotate(errors)),
     }

@@ -168,7 +168,7 @@ fn metrics(shared: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let body = shared
         .tables
         .metrics()
-        .encode(&table, reload_errors, format);
+        .encode(table.figures(reload_errors), format);
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

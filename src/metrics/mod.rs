@@ -51,7 +51,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::config::model::AccessLogConfig;
-use crate::route::RouteTable;
 pub use chosen::Chosen;
 pub use series::{GroupSeries, RuleGroupSeries, RuleMetrics, Series};
 
@@ -201,11 +200,11 @@ impl Metrics {
         ConnectionGuard(self.upstream.clone())
     }
 
-    /// The scrape: every series plus the table's generation and weights.
-    pub fn encode(&self, table: &RouteTable, reload_errors: u64, format: Format) -> String {
+    /// The scrape: every series plus the live table's figures.
+    pub fn encode(&self, table: TableFigures, format: Format) -> String {
         let mut text = String::new();
         let mut per_scrape = Registry::default();
-        per_scrape.register_collector(Box::new(TableCollector::new(table, reload_errors)));
+        per_scrape.register_collector(Box::new(table));
         let written = encode_registry(&mut text, &self.registry)
             .and_then(|()| encode_registry(&mut text, &per_scrape))
             .and_then(|()| encode_eof(&mut text));
@@ -220,41 +219,18 @@ impl Metrics {
 }
 
 /// The families read from the live table at scrape time (owned: a
-/// registry's collectors must be `'static`).
+/// registry's collectors must be `'static`); the table fills them in.
 #[derive(Debug)]
-struct TableCollector {
-    generation: u64,
-    reload_errors: u64,
+pub struct TableFigures {
+    /// The table's generation.
+    pub generation: u64,
+    /// Config file reloads rejected so far.
+    pub reload_errors: u64,
     /// `(route, rule, group, weight)`.
-    weights: Vec<(String, String, String, u32)>,
+    pub weights: Vec<(String, String, String, u32)>,
 }
 
-impl TableCollector {
-    fn new(table: &RouteTable, reload_errors: u64) -> Self {
-        let weights = table
-            .rules
-            .iter()
-            .flat_map(|rule| {
-                rule.split.backends().filter_map(|(g, w)| {
-                    let group = table.groups.get(g as usize)?;
-                    Some((
-                        rule.route.to_string(),
-                        rule.name.to_string(),
-                        group.name.to_string(),
-                        w,
-                    ))
-                })
-            })
-            .collect();
-        TableCollector {
-            generation: table.generation,
-            reload_errors,
-            weights,
-        }
-    }
-}
-
-impl Collector for TableCollector {
+impl Collector for TableFigures {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         exposition::gauge_value(
             &mut enc,

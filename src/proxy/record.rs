@@ -272,9 +272,7 @@ mod tests {
                     groups: {g: {endpoints: [\"127.0.0.1:1\"]}}\n\
                     routes: [{name: r, rules: [{name: x, backends: [{group: g}]}]}]\n";
         let cfg = crate::config::parse_yaml(yaml).unwrap();
-        Arc::new(
-            crate::config::compile::compile(&cfg, &crate::route::Inherited::default(), 1).unwrap(),
-        )
+        Arc::new(crate::compile::compile(&cfg, &crate::route::Inherited::default(), 1).unwrap())
     }
 
     fn request() -> Request<http_body_util::Empty<Bytes>> {

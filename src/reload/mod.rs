@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{compile::compile, Config, ConfigErrors};
+use crate::compile::compile;
+use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::route::{Inherited, RouteTable};
 use overrides::{Misfit, Override, Weights};

@@ -1,7 +1,7 @@
 //! The compiled, immutable routing table and `find()`: host -> virtual host ->
 //! the highest-precedence rule whose conditions hold.
 //!
-//! A table is built once by `config::compile` and published whole; requests
+//! A table is built once by `compile` and published whole; requests
 //! read it through one `ArcSwap` load and never mutate it.
 
 pub mod budget;
@@ -209,6 +209,30 @@ impl crate::upstream::health::LiveGroups for RouteTable {
 }
 
 impl RouteTable {
+    /// Generation and weights for the scrape, with the reload error count.
+    pub fn figures(&self, reload_errors: u64) -> crate::metrics::TableFigures {
+        let weights = self
+            .rules
+            .iter()
+            .flat_map(|rule| {
+                rule.split.backends().filter_map(|(g, w)| {
+                    let group = self.groups.get(g as usize)?;
+                    Some((
+                        rule.route.to_string(),
+                        rule.name.to_string(),
+                        group.name.to_string(),
+                        w,
+                    ))
+                })
+            })
+            .collect();
+        crate::metrics::TableFigures {
+            generation: self.generation,
+            reload_errors,
+            weights,
+        }
+    }
+
     /// The rule for a request arriving on listener `listener`, with the entry
     /// that matched; `None` means 404.
     pub fn find(&self, listener: usize, req: &RequestView<'_>) -> Option<(&Rule, &Entry)> {

@@ -159,7 +159,8 @@ mod tests {
     /// a TLS group without `server_name` keeps the name.
     #[test]
     fn compile_expands_resolved_names_and_carries_state_by_address() {
-        use crate::config::{compile::compile, parse_yaml};
+        use crate::compile::compile;
+        use crate::config::parse_yaml;
         let yaml = "listeners: [{name: public, address: \"127.0.0.1:0\"}]\n\
             groups:\n  \
               web: {endpoints: [\"web:80\", \"10.0.0.9:80\"]}\n  \

@@ -294,7 +294,8 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{compile::compile, parse_yaml};
+    use crate::compile::compile;
+    use crate::config::parse_yaml;
 
     /// A fresh self-signed CA certificate, as PEM: a rotation.
     fn ca_pem() -> String {

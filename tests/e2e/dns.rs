@@ -372,7 +372,7 @@ fn check_does_not_resolve_and_ip_literals_stay() {
     assert_check_passes(&file);
     let config = cutover::config::load_path(&file).unwrap().config;
     let registry = cutover::route::Inherited::default();
-    let table = cutover::config::compile::compile(&config, &registry, 1).unwrap();
+    let table = cutover::compile::compile(&config, &registry, 1).unwrap();
     let g = &table.groups[0];
     assert_eq!(
         &*g.discovery.names,

@@ -589,8 +589,7 @@ async fn thousand_changes_under_load_lose_nothing() {
 /// The `cutover_upstream_connections_active` gauge.
 fn upstream_connections(shared: &Tables) -> f64 {
     let text = shared.metrics().encode(
-        &shared.routes.load(),
-        0,
+        shared.routes.load().figures(0),
         cutover::metrics::Format::Prometheus,
     );
     text.lines()

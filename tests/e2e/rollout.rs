@@ -627,7 +627,7 @@ routes:
 "#;
     let cfg = cutover::config::parse_yaml(yaml).unwrap();
     let registry = cutover::route::Inherited::default();
-    let errors = match cutover::config::compile::compile(&cfg, &registry, 1) {
+    let errors = match cutover::compile::compile(&cfg, &registry, 1) {
         Ok(_) => panic!("a bad rollout was accepted"),
         Err(e) => e.to_string(),
     };

@@ -197,7 +197,7 @@ async fn rule_for(
 pub(crate) fn compile_errors(yaml: &str) -> Vec<String> {
     let cfg = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("parse: {e}"));
     let registry = cutover::route::Inherited::default();
-    match cutover::config::compile::compile(&cfg, &registry, 1) {
+    match cutover::compile::compile(&cfg, &registry, 1) {
         Ok(_) => Vec::new(),
         Err(e) => e.0.iter().map(|f| f.to_string()).collect(),
     }

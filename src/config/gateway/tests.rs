@@ -1,7 +1,7 @@
 //! HTTPRoute conversion: the examples of the Gateway API docs, every mapped
 //! field, and the error of every unsupported one.
 
-use crate::config::compile::compile;
+use crate::compile::compile;
 use crate::config::load::parse_text;
 use crate::config::model::{PathMatchType, RetryOn, ValueMatchType};
 use crate::config::resilience::Dur;

@@ -7,7 +7,7 @@ fn errors_of(yaml: &str) -> Vec<String> {
         Ok(c) => c,
         Err(e) => return e.to_string().lines().map(str::to_owned).collect(),
     };
-    match cutover::config::compile::compile(&config, &Inherited::default(), 1) {
+    match cutover::compile::compile(&config, &Inherited::default(), 1) {
         Ok(_) => Vec::new(),
         Err(e) => e.to_string().lines().map(str::to_owned).collect(),
     }

@@ -92,8 +92,7 @@ async fn plain_http_on_the_tls_port_gets_a_readable_400() {
     assert!(answer.ends_with("This port speaks HTTPS; the request was sent as plain HTTP.\n"));
     assert_eq!(up.count(), 0, "nothing reaches the upstream");
     let scrape = p.app.metrics().encode(
-        &p.app.routes.load(),
-        0,
+        p.app.routes.load().figures(0),
         cutover::metrics::Format::Prometheus,
     );
     assert!(

@@ -115,8 +115,7 @@ async fn mtls_accepts_a_valid_client_certificate_and_rejects_others() {
     }
     assert_eq!(up.count(), 2);
     let scrape = p.app.metrics().encode(
-        &p.app.routes.load(),
-        0,
+        p.app.routes.load().figures(0),
         cutover::metrics::Format::Prometheus,
     );
     for reason in ["no_client_certificate", "bad_client_certificate"] {

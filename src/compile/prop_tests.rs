@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 
-use super::compile::compile;
-use super::parse_yaml;
+use super::compile;
+use crate::config::parse_yaml;
 use crate::route::Inherited;
 
 fn pick(values: &'static [&'static str]) -> impl Strategy<Value = &'static str> {

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use http::{HeaderName, HeaderValue, Method};
 use regex::{Regex, RegexBuilder};
 
-use super::error::ConfigErrors;
-use super::model::{
+use crate::config::error::ConfigErrors;
+use crate::config::model::{
     HeaderMatchConfig, HeaderModifierConfig, MatchConfig, PathMatchType, QueryMatchConfig,
     RuleConfig, StickyConfig, ValueMatchType,
 };
@@ -69,7 +69,7 @@ pub fn compile_rule(
     );
     let policy = super::policy::rule_policy(rule, path, errors);
     if let Some(rollout) = &rule.rollout {
-        super::rollout::check(rollout, rule, path, errors);
+        crate::config::rollout::check(rollout, rule, path, errors);
     }
     let faults = compile_faults(rule, path, errors);
     if errors.0.len() > before {
@@ -389,7 +389,7 @@ fn compile_modifier(
     let Some(m) = m else {
         return HeaderModifier::default();
     };
-    let mut pairs = |list: &[super::model::HeaderValueConfig], field: &str| {
+    let mut pairs = |list: &[crate::config::model::HeaderValueConfig], field: &str| {
         list.iter()
             .enumerate()
             .filter_map(|(i, hv)| {

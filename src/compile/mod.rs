@@ -1,20 +1,28 @@
 //! Config model -> validated, immutable [`RouteTable`]. The whole table is
 //! built and checked before anything is published; any error rejects it all.
+//! Above `config` (the model), `route`, `upstream` and `tls` (what it
+//! builds); `reload` and `app` call it.
+
+mod fault;
+mod policy;
+#[cfg(test)]
+mod prop_tests;
+mod rules;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 
 use http::uri::Authority;
 
-use super::error::ConfigErrors;
-use super::model::{Config, GroupConfig, ListenerConfig};
-use super::rules::{compile_rule, CompiledRule};
+use crate::config::error::ConfigErrors;
+use crate::config::model::{Config, GroupConfig, ListenerConfig};
 use crate::route::matcher::Conditions;
 use crate::route::{
     ConnSettings, Entry, HostPattern, Inherited, ListenerRoutes, RouteTable, Rule, VirtualHost,
 };
 use crate::upstream::dns::{self, Discovery};
 use crate::upstream::{Endpoint, Group, UpstreamState};
+use rules::{compile_rule, CompiledRule};
 
 /// A rule's match alternative before it is placed in virtual hosts.
 struct PendingEntry {
@@ -66,7 +74,7 @@ fn compile_groups<'a>(
         // pick it get 503 "no endpoints".
         let (endpoints, discovery) = group_endpoints(g, &path, registry, errors);
         index.insert(name.as_str(), groups.len() as u32);
-        let policy = super::policy::group_policy(g, &path, errors);
+        let policy = policy::group_policy(g, &path, errors);
         let mut group = Group::with_policy(
             name.as_str().into(),
             endpoints,
