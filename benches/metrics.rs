@@ -1,4 +1,4 @@
-//! What recording one request costs, in isolation: an `Exchange` started,
+//! What recording one request costs, in isolation: a `RequestRecord` started,
 //! finished with a response and dropped (the work `proxy::handle` adds per
 //! request), with metrics off, on, and on plus an access log line formatted
 //! into a sink. Compare with the ~25 us a proxied request costs end to end.
@@ -8,15 +8,15 @@
 use std::fs::OpenOptions;
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
+use cutover::body::ProxyBody;
 use cutover::metrics::access_log::JsonLines;
 use cutover::metrics::log_writer::NonBlocking;
-use cutover::metrics::{Exchange, Metrics};
-use cutover::proxy::ProxyBody;
-use cutover::upstream::EndpointRegistry;
+use cutover::metrics::Metrics;
+use cutover::proxy::record::RequestRecord;
+use cutover::route::Inherited;
 use http::{Request, Response};
 use http_body_util::Empty;
 use tracing_subscriber::fmt::MakeWriter;
@@ -32,7 +32,7 @@ fn config(access_log: &str) -> cutover::config::Config {
 }
 
 fn one_request(table: &Arc<cutover::route::RouteTable>, req: &Request<Empty<Bytes>>) {
-    let mut ex = Exchange::start(Arc::clone(table), req, Instant::now());
+    let mut ex = RequestRecord::start(Arc::clone(table), req, cutover::clock::now());
     ex.chosen.rule = Some(0);
     ex.chosen.backend = Some(0);
     ex.chosen.endpoint = Some(0);
@@ -51,19 +51,17 @@ fn record(c: &mut Criterion) {
         ("record/metrics_on+access_log", true, "on"),
     ];
     for (name, enabled, log) in cases {
-        let registry = EndpointRegistry::with_metrics(Arc::new(Metrics::new(enabled)));
-        let table = Arc::new(
-            cutover::config::compile::compile(&config(log), &registry, 1).expect("compiles"),
-        );
+        let registry = Inherited::with_metrics(Arc::new(Metrics::new(enabled)));
+        let table =
+            Arc::new(cutover::compile::compile(&config(log), &registry, 1).expect("compiles"));
         with_access_log(io::sink, || {
             c.bench_function(name, |b| b.iter(|| one_request(&table, &req)));
         });
     }
     // Where the line goes: /dev/null written directly (a write(2) per line on
     // the request thread) or through the access log's writer thread.
-    let registry = EndpointRegistry::with_metrics(Arc::new(Metrics::new(true)));
-    let table =
-        Arc::new(cutover::config::compile::compile(&config("on"), &registry, 1).expect("compiles"));
+    let registry = Inherited::with_metrics(Arc::new(Metrics::new(true)));
+    let table = Arc::new(cutover::compile::compile(&config("on"), &registry, 1).expect("compiles"));
     let devnull = || {
         OpenOptions::new()
             .write(true)

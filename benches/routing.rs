@@ -1,6 +1,6 @@
 //! Routing micro-benchmarks: the pure decisions `proxy::choose_target` takes
 //! for every request, on tables built through the real config path
-//! (`parse_yaml` -> `compile::compile` with a fresh `EndpointRegistry`).
+//! (`parse_yaml` -> `compile::compile` with a fresh `Inherited`).
 //!
 //! Groups:
 //! - `route_find/<case>/<rules>`: `RouteTable::find` over tables of 10, 100,
@@ -23,10 +23,12 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use cutover::config::{compile::compile, parse_yaml};
+use cutover::compile::compile;
+use cutover::config::parse_yaml;
 use cutover::route::matcher::RequestView;
+use cutover::route::Inherited;
 use cutover::route::RouteTable;
-use cutover::upstream::{balance, EndpointRegistry};
+use cutover::upstream::balance;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -95,7 +97,7 @@ fn table_yaml(n: usize, with_regex: bool) -> String {
 
 fn build(yaml: &str) -> RouteTable {
     let cfg = parse_yaml(yaml).unwrap_or_else(|e| panic!("bench config does not parse:\n{e}"));
-    let registry = EndpointRegistry::default();
+    let registry = Inherited::default();
     compile(&cfg, &registry, 1).unwrap_or_else(|e| panic!("bench config does not compile:\n{e}"))
 }
 
@@ -311,7 +313,7 @@ fn compile_table(c: &mut Criterion) {
         let yaml = table_yaml(n, false);
         let cfg = parse_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
         g.bench_with_input(BenchmarkId::new("compile", n), &cfg, |b, cfg| {
-            b.iter(|| compile(cfg, &EndpointRegistry::default(), 1).map(|t| t.rules.len()))
+            b.iter(|| compile(cfg, &Inherited::default(), 1).map(|t| t.rules.len()))
         });
     }
     g.finish();

@@ -1,12 +1,14 @@
-//! Wires the shared state, binds the listeners (and the admin listener), and
-//! runs until shutdown.
+//! Wires the pieces together and owns none of their state: builds the
+//! serving state (`serving`), the table bookkeeping (`reload::Tables`) and
+//! the rollout controller, binds the listeners (and the admin listener),
+//! spawns the background tasks, and runs until shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -15,41 +17,12 @@ use tokio::task::JoinSet;
 
 use crate::admin::{self, AdminOptions};
 use crate::config::{Config, ConfigErrors};
-use crate::listener::{self, ConnLimits, Phase};
+use crate::listener::{self, Phase};
 use crate::metrics::Metrics;
-use crate::reload::{self, BaseOrigin, Desired};
-use crate::route::RouteTable;
-use crate::upstream::EndpointRegistry;
-
-/// State shared by every connection: the published routing table plus the
-/// parts that outlive any one table.
-#[derive(Debug)]
-pub struct Shared {
-    /// The live table; one `load` per request.
-    pub routes: ArcSwap<RouteTable>,
-    /// Per-endpoint state by address, carried across tables.
-    pub endpoints: EndpointRegistry,
-    /// Announces each published generation (health checks follow it).
-    pub published: watch::Sender<u64>,
-    /// Request metrics, connection gauges, the scrape.
-    pub metrics: Arc<Metrics>,
-    /// Downstream connection limits.
-    pub limits: ConnLimits,
-    /// What the operator asked for (base config + API overrides); its lock
-    /// serialises changes and is never taken on the request path.
-    pub desired: Mutex<Desired>,
-    /// Where API changes are persisted (`--state-dir`).
-    pub state_dir: Option<PathBuf>,
-    /// Rejected reloads (invalid file), for logs and metrics.
-    pub reload_errors: AtomicU64,
-    /// Set on shutdown: `/ready` turns 503.
-    pub draining: AtomicBool,
-    /// Content hash of the last config file that was rejected, so one bad
-    /// file is reported once.
-    pub last_rejected_file: Mutex<Option<String>>,
-    /// The rollouts' in-memory state (their records are in `desired`).
-    pub rollouts: crate::rollout::Rollouts,
-}
+use crate::reload::{self, BaseOrigin, Desired, Tables};
+use crate::rollout::Control;
+use crate::route::Inherited;
+use crate::serving::{ConnLimits, Serving};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +56,7 @@ pub struct Options {
     /// The config file, watched for changes.
     pub config_file: Option<PathBuf>,
     /// Content hash of the config file as it was loaded (see
-    /// `reload::watch::content_hash`); read from the file when absent.
+    /// `hash::content_hash`); read from the file when absent.
     pub config_hash: Option<String>,
     /// Where API changes are persisted and restored from.
     pub state_dir: Option<PathBuf>,
@@ -141,7 +114,9 @@ impl Signal {
 
 /// A proxy with its listeners bound, ready to serve.
 pub struct App {
-    shared: Arc<Shared>,
+    serving: Arc<Serving>,
+    tables: Arc<Tables>,
+    control: Arc<Control>,
     listeners: Vec<(String, TcpListener)>,
     admin: Option<(TcpListener, AdminOptions)>,
     watch: Option<reload::watch::FileWatch>,
@@ -173,8 +148,8 @@ impl App {
             admin.check_safe().map_err(StartError::Refused)?;
         }
         let metrics = Arc::new(Metrics::new(!options.no_metrics));
-        let endpoints = EndpointRegistry::with_metrics(Arc::clone(&metrics));
-        let table = crate::config::compile::compile(config, &endpoints, 1)?;
+        let inherited = Inherited::with_metrics(Arc::clone(&metrics));
+        let table = crate::compile::compile(config, &inherited, 1)?;
         let mut listeners = Vec::with_capacity(table.listeners.len());
         for l in table.listeners.iter() {
             listeners.push((l.name.to_string(), bind(&l.name, l.address).await?));
@@ -187,28 +162,25 @@ impl App {
             Some(path) => file_origin(path, options.config_hash.clone()),
             None => BaseOrigin::Startup,
         };
-        let shared = Arc::new(Shared {
-            routes: ArcSwap::from_pointee(table),
-            endpoints,
-            published: watch::Sender::new(1),
-            metrics,
-            limits: options.limits,
-            desired: Mutex::new(Desired {
-                base: config.clone(),
-                base_origin,
-                ..Desired::default()
-            }),
-            state_dir: options.state_dir,
-            reload_errors: AtomicU64::new(0),
+        let routes = Arc::new(ArcSwap::from_pointee(table));
+        let serving = Arc::new(Serving {
+            routes: Arc::clone(&routes),
             draining: AtomicBool::new(false),
-            last_rejected_file: Mutex::new(None),
-            rollouts: crate::rollout::Rollouts::default(),
+            limits: options.limits,
+            metrics,
         });
-        reload::state::restore(&shared).map_err(StartError::Refused)?;
+        let desired = Desired {
+            base: config.clone(),
+            base_origin,
+            ..Desired::default()
+        };
+        let tables = Arc::new(Tables::new(routes, inherited, desired, options.state_dir));
+        let control = Arc::new(Control::new(Arc::clone(&tables)));
+        reload::state::restore(&tables).map_err(StartError::Refused)?;
         // Watch from here, not from `serve`, so no change made after `start`
         // returns can be missed.
         let watch = options.config_file.as_ref().and_then(|path| {
-            match reload::watch::spawn(Arc::clone(&shared), path.clone()) {
+            match reload::watch::spawn(Arc::clone(&tables), path.clone()) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::error!(file = %path.display(), error = %e, "cannot watch the config file; hot reload is off");
@@ -216,9 +188,11 @@ impl App {
                 }
             }
         });
-        let certs = reload::certs::spawn(&shared);
+        let certs = reload::certs::spawn(&tables);
         Ok(App {
-            shared,
+            serving,
+            tables,
+            control,
             listeners,
             admin,
             watch,
@@ -239,9 +213,19 @@ impl App {
             .and_then(|(_, l)| l.local_addr().ok())
     }
 
-    /// The shared state, e.g. to publish a new table.
-    pub fn shared(&self) -> Arc<Shared> {
-        Arc::clone(&self.shared)
+    /// The table bookkeeping, e.g. to publish a new table.
+    pub fn tables(&self) -> Arc<Tables> {
+        Arc::clone(&self.tables)
+    }
+
+    /// The rollout controller, e.g. to start a rollout.
+    pub fn control(&self) -> Arc<Control> {
+        Arc::clone(&self.control)
+    }
+
+    /// What connections and requests read (drain flag, limits, metrics).
+    pub fn serving(&self) -> Arc<Serving> {
+        Arc::clone(&self.serving)
     }
 
     /// Serves until `shutdown` completes, then drains as after a SIGTERM
@@ -273,28 +257,35 @@ impl App {
             if let Ok(addr) = socket.local_addr() {
                 tracing::info!(listener = %name, %addr, "listening");
             }
-            let shared = Arc::clone(&self.shared);
+            let serving = Arc::clone(&self.serving);
             accept.spawn(listener::accept_loop(
                 socket,
                 index,
-                shared,
+                serving,
                 phase_rx.clone(),
             ));
         }
         drop(phase_rx);
         let (admin_stop, admin_rx) = watch::channel(false);
         let admin = self.admin.map(|(socket, options)| {
-            let shared = Arc::clone(&self.shared);
-            tokio::spawn(admin::serve(socket, shared, options, admin_rx))
+            let context = Arc::new(admin::Context {
+                tables: Arc::clone(&self.tables),
+                control: Arc::clone(&self.control),
+                serving: Arc::clone(&self.serving),
+            });
+            tokio::spawn(admin::serve(socket, context, options, admin_rx))
         });
         let _watch = self.watch;
         let _certs = self.certs;
-        let health = tokio::spawn(crate::upstream::health::supervise(Arc::clone(&self.shared)));
-        let rollouts = tokio::spawn(crate::rollout::supervise(Arc::clone(&self.shared)));
-        let dns = reload::dns::spawn(Arc::clone(&self.shared), self.dns_servers);
+        let health = tokio::spawn(crate::upstream::health::supervise(
+            Arc::clone(&self.tables.routes),
+            self.tables.published.subscribe(),
+        ));
+        let rollouts = tokio::spawn(crate::rollout::supervise(Arc::clone(&self.control)));
+        let dns = reload::dns::spawn(Arc::clone(&self.tables), self.dns_servers);
 
         let first = next_signal(&mut signals).await;
-        self.shared.draining.store(true, Ordering::Relaxed);
+        self.serving.draining.store(true, Ordering::Relaxed);
         drain(self.drain, first, &mut signals, &phase_tx, accept).await;
         let _ = admin_stop.send(true);
         if let Some(admin) = admin {
@@ -305,9 +296,9 @@ impl App {
         dns.abort();
     }
 
-    /// Publishes a new config through the one reload path.
-    pub fn publish(&self, config: &Config) -> Result<u64, ConfigErrors> {
-        reload::publish(&self.shared, config)
+    /// Replaces the base config through the one reload path.
+    pub fn replace_base(&self, config: &Config) -> Result<u64, ConfigErrors> {
+        reload::replace_base(&self.tables, config)
     }
 }
 
@@ -321,7 +312,7 @@ async fn drain(
     phase_tx: &watch::Sender<Phase>,
     mut accept: JoinSet<()>,
 ) {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let delay = match first {
         Signal::Terminate => options.delay,
         Signal::Interrupt => Duration::ZERO,

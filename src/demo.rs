@@ -154,8 +154,8 @@ pub async fn run(
 /// Starts the `split` rollout of a bad canary and feeds it 50 requests a
 /// second (for at most 10 minutes), printing how to watch it fail.
 fn rehearse_bad_canary(app: &App, addr: SocketAddr) {
-    let shared = app.shared();
-    match crate::rollout::actions::start(&shared, "web", "split") {
+    let control = app.control();
+    match crate::rollout::actions::start(&control, "web", "split") {
         Ok(_) => println!(
             "\nBad canary: 1 request in 4 answers 503. The split rollout has started at 10%;\n\
              watch the proxy fail it and roll it back (within about 10 s):\n  \

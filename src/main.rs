@@ -238,9 +238,9 @@ fn check(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
         let result = config::load_path(file).and_then(|loaded| {
-            let registry = cutover::upstream::EndpointRegistry::default();
+            let registry = cutover::route::Inherited::default();
             let cfg = &loaded.config;
-            config::compile::compile(cfg, &registry, 1)
+            cutover::compile::compile(cfg, &registry, 1)
                 .map(|t| {
                     let rules = t.rules.len();
                     (t.listeners.len(), cfg.routes.len(), rules, t.groups.len())
@@ -347,7 +347,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             other => other.to_string(),
         })?;
     let signals = shutdown_signals().map_err(|e| format!("cannot listen for signals: {e}"))?;
-    tokio::spawn(release_memory_after_bursts(app.shared()));
+    tokio::spawn(release_memory_after_bursts(app.serving()));
     app.serve_signals(signals).await;
     Ok(())
 }
@@ -359,14 +359,14 @@ async fn run(args: RunArgs) -> Result<(), String> {
 /// so steady traffic never pays for the walk over the arenas; then three
 /// more times, 30 s apart, for what the burst left behind and is freed later
 /// (idle upstream connections leave the pool after 60 s).
-async fn release_memory_after_bursts(shared: std::sync::Arc<cutover::app::Shared>) {
+async fn release_memory_after_bursts(serving: std::sync::Arc<cutover::serving::Serving>) {
     const AGAIN: u32 = 30;
     let mut peak = 0;
     let mut again = Vec::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     for second in 0u32.. {
         tick.tick().await;
-        let open = shared.metrics.downstream_open();
+        let open = serving.metrics.downstream_open();
         peak = peak.max(open);
         if peak - open >= 256 && open <= peak / 2 {
             release_free_heap();

@@ -2,38 +2,32 @@
 //! pick -> endpoint pick -> header hygiene -> upstream pool -> response.
 //! Read [`handle`] first.
 
-pub mod body;
-pub mod error;
 pub mod forward;
 pub mod framing;
 pub mod host;
-pub mod request_body;
+pub mod record;
 pub mod upgrade;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use rand::Rng;
 
-use crate::app::Shared;
-use crate::config::model::UpstreamProtocol;
-use crate::metrics::{Chosen, Exchange, Observed};
+use crate::body::{BodyError, PreparedBody, ProxyBody};
+use crate::error::ProxyError;
+use crate::metrics::Chosen;
 use crate::retry;
 use crate::route::matcher::RequestView;
-use crate::route::observed;
-use crate::route::{RouteTable, Rule};
-use crate::upstream::Endpoint;
-pub use body::ProxyBody;
-pub use error::ProxyError;
+use crate::route::{Entry, RouteTable, Rule};
+use crate::serving::Serving;
 use host::ClientHost;
-use request_body::{BodyError, PreparedBody};
+use record::{Observed, RequestRecord};
 
 /// What the pipeline knows about the connection a request came on.
 /// Cloned per request: the clone of `client_ip` is a reference count.
@@ -66,12 +60,12 @@ impl ConnInfo {
 /// that snapshot even if a new table is published meanwhile. The exchange
 /// records metrics and the access log line when the response body ends.
 pub async fn handle(
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Observed>, Infallible> {
-    let started = Instant::now();
-    let mut ex = Exchange::start(shared.routes.load_full(), &req, started);
+    let started = crate::clock::now();
+    let mut ex = RequestRecord::start(shared.routes.load_full(), &req, started);
     let method = req.method().clone();
     let uri = req.uri().clone();
     let http1 = req.version() <= Version::HTTP_11;
@@ -143,7 +137,7 @@ async fn forward_request(
     }
     let body = prepare_body(table, conn, rule, body).await?;
     let fault = body.fault();
-    let answer = retry::exchange(retry::Exchange {
+    let answer = retry::send(retry::Outbound {
         table,
         rule,
         key: decision.key,
@@ -172,10 +166,9 @@ async fn forward_request(
     if !rule.response_headers.is_empty() {
         rule.response_headers.apply(&mut rparts.headers);
     }
-    let idle = answer.group.policy.body_idle_timeout.map(|d| d.0);
     Ok(Response::from_parts(
         rparts,
-        ProxyBody::upstream(rbody, idle),
+        ProxyBody::upstream(rbody, answer.body_idle_timeout),
     ))
 }
 
@@ -185,7 +178,7 @@ async fn inject(
     fault: &crate::route::fault::Fault,
     headers: &http::HeaderMap,
 ) -> Result<(), ProxyError> {
-    let Some(injected) = retry::with_rng(|rng| fault.roll(headers, rng)) else {
+    let Some(injected) = crate::clock::with_rng(|rng| fault.roll(headers, rng)) else {
         return Ok(());
     };
     if let Some(d) = injected.delay {
@@ -201,7 +194,10 @@ async fn inject(
 /// headers, before routing: the request is routed by what is forwarded, and
 /// the request id is adopted or generated after a `Connection` header could
 /// have named it for removal.
-fn clean_head(parts: &mut Parts, upgrade: Option<HeaderValue>) -> Result<ClientHost, ProxyError> {
+pub fn clean_head(
+    parts: &mut Parts,
+    upgrade: Option<HeaderValue>,
+) -> Result<ClientHost, ProxyError> {
     let host = ClientHost::resolve(parts)?;
     forward::strip_hop_by_hop(&mut parts.headers, upgrade);
     Ok(host)
@@ -235,6 +231,44 @@ fn body_error(e: BodyError) -> ProxyError {
     }
 }
 
+/// A request's route match: the rule, the match entry that chose it, and
+/// the request's sticky-key hash.
+pub struct Matched<'t> {
+    /// The matched rule.
+    pub rule: &'t Rule,
+    /// The `matches` alternative that held.
+    pub entry: &'t Entry,
+    /// Sticky-key hash, if the rule is sticky and the request has the key.
+    pub key: Option<u64>,
+}
+
+/// Matches a cleaned head (see [`clean_head`]) against listener
+/// `listener`'s routes, with the host normalised (port, trailing dot, case).
+/// The one match code for the pipeline and for `/v1/explain`, so that the
+/// two cannot disagree.
+pub fn match_head<'t>(
+    table: &'t RouteTable,
+    listener: usize,
+    client: IpAddr,
+    parts: &Parts,
+    raw_host: &str,
+) -> Result<Matched<'t>, ProxyError> {
+    let host = host::normalize(raw_host);
+    let view = RequestView {
+        method: &parts.method,
+        host: &host,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+    };
+    let (rule, entry) = table.find(listener, &view).ok_or(ProxyError::NoRoute)?;
+    let key = rule
+        .sticky
+        .as_ref()
+        .and_then(|s| s.hash(&parts.headers, client));
+    Ok(Matched { rule, entry, key })
+}
+
 /// Route match and group pick: pure decisions, taken before the first await
 /// (the thread-local RNG never crosses one).
 fn decide<'t>(
@@ -244,72 +278,17 @@ fn decide<'t>(
     raw_host: &str,
     chosen: &mut Chosen,
 ) -> Result<Decision<'t>, ProxyError> {
-    let host = host::normalize(raw_host);
-    let view = RequestView {
-        method: &parts.method,
-        host: &host,
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &parts.headers,
-    };
-    let (rule, entry) = table
-        .find(conn.listener, &view)
-        .ok_or(ProxyError::NoRoute)?;
+    let Matched { rule, entry, key } =
+        match_head(table, conn.listener, conn.peer.ip(), parts, raw_host)?;
     chosen.rule = Some(entry.rule);
-    let key = rule
-        .sticky
-        .as_ref()
-        .and_then(|s| s.hash(&parts.headers, conn.peer.ip()));
-    retry::with_rng(|rng| {
+    crate::clock::with_rng(|rng| {
         let point = key.unwrap_or_else(|| rng.random());
-        let slot = retry::first_slot(rule, table, point)?;
-        rule.observed[slot].record(observed::now_secs());
+        let slot = rule.first_slot(&table.groups, point, crate::clock::now_ms())?;
+        rule.observed[slot].record(crate::clock::now_secs());
         chosen.backend = u32::try_from(slot).ok();
         chosen.request_id = Some(forward::ensure_request_id(&mut parts.headers, rng));
         Ok(Decision { rule, key, slot })
     })
-}
-
-/// Points the request at the endpoint in the form the upstream protocol
-/// wants. HTTP/1.1 upstreams get the routed host as Host (the client's
-/// Host, or the target's authority that replaced it, see [`ClientHost`]).
-/// h2 upstreams get `:authority` = the endpoint and no Host header (two
-/// differing authorities are invalid in HTTP/2); the client's host is still in
-/// `X-Forwarded-Host`. TLS groups get `https://`, so the pool keys their
-/// connections apart from plaintext ones to the same address.
-pub fn aim_at(
-    parts: &mut Parts,
-    endpoint: &Endpoint,
-    protocol: UpstreamProtocol,
-    tls: bool,
-    raw_host: &str,
-) -> Result<(), ProxyError> {
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
-    uri.authority = Some(endpoint.authority.clone());
-    uri.path_and_query = Some(path);
-    parts.uri =
-        Uri::from_parts(uri).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
-    match protocol {
-        UpstreamProtocol::Http1 => {
-            parts.version = Version::HTTP_11;
-            if !parts.headers.contains_key(header::HOST) && !raw_host.is_empty() {
-                let host = HeaderValue::from_str(raw_host)
-                    .map_err(|_| ProxyError::BadRequest("invalid host"))?;
-                parts.headers.insert(header::HOST, host);
-            }
-        }
-        UpstreamProtocol::H2 => {
-            parts.version = Version::HTTP_2;
-            parts.headers.remove(header::HOST);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::json::{error, json};
+use super::Context;
 use crate::analysis::{MetricReport, Report, Verdict};
-use crate::app::Shared;
 use crate::config::rollout::plan_of;
 use crate::reload::rollouts::{Phase, RolloutRecord};
 use crate::reload::{self, overrides::find_rule};
@@ -20,12 +20,12 @@ use crate::rollout::View;
 type Resp = Response<Full<Bytes>>;
 
 /// `POST /v1/routes/{route}/rules/{rule}/rollout/{action}`.
-pub fn act(shared: &Shared, route: &str, rule: &str, action: &str) -> Resp {
+pub fn act(shared: &Context, route: &str, rule: &str, action: &str) -> Resp {
     let result = match action {
-        "start" => actions::start(shared, route, rule),
-        "pause" => actions::pause(shared, route, rule),
-        "resume" => actions::resume(shared, route, rule),
-        "abort" => actions::abort(shared, route, rule),
+        "start" => actions::start(&shared.control, route, rule),
+        "pause" => actions::pause(&shared.control, route, rule),
+        "resume" => actions::resume(&shared.control, route, rule),
+        "abort" => actions::abort(&shared.control, route, rule),
         other => {
             return error(
                 StatusCode::NOT_FOUND,
@@ -42,8 +42,8 @@ pub fn act(shared: &Shared, route: &str, rule: &str, action: &str) -> Resp {
 }
 
 /// `GET /v1/analysis`: every rule with a rollout plan or record.
-pub fn all(shared: &Shared) -> Resp {
-    let (_, _, effective) = reload::snapshot(shared);
+pub fn all(shared: &Context) -> Resp {
+    let (_, _, effective) = reload::snapshot(&shared.tables);
     let mut keys: Vec<(String, String)> = effective
         .routes
         .iter()
@@ -54,7 +54,7 @@ pub fn all(shared: &Shared) -> Resp {
                 .map(|x| (r.name.clone(), x.name.clone()))
         })
         .collect();
-    for v in shared.rollouts.views(shared) {
+    for v in shared.control.rollouts.views(&shared.tables) {
         let k = (v.record.route, v.record.rule);
         if !keys.contains(&k) {
             keys.push(k);
@@ -70,12 +70,13 @@ pub fn all(shared: &Shared) -> Resp {
 /// `GET /v1/analysis/{route}/{rule}`: 200 whenever the rule exists, so a
 /// controller's query never fails for lack of data (that is
 /// `inconclusive`).
-pub fn get(shared: &Shared, route: &str, rule: &str) -> Resp {
-    let (_, _, effective) = reload::snapshot(shared);
+pub fn get(shared: &Context, route: &str, rule: &str) -> Resp {
+    let (_, _, effective) = reload::snapshot(&shared.tables);
     let known = find_rule(&effective, route, rule).is_ok()
         || shared
+            .control
             .rollouts
-            .views(shared)
+            .views(&shared.tables)
             .iter()
             .any(|v| v.record.route == route && v.record.rule == rule);
     if !known {
@@ -88,10 +89,11 @@ pub fn get(shared: &Shared, route: &str, rule: &str) -> Resp {
 }
 
 /// The analysis document of one rule.
-fn one(shared: &Shared, route: &str, rule: &str, generation: Option<u64>) -> Value {
+fn one(shared: &Context, route: &str, rule: &str, generation: Option<u64>) -> Value {
     let view = shared
+        .control
         .rollouts
-        .views(shared)
+        .views(&shared.tables)
         .into_iter()
         .find(|v| v.record.route == route && v.record.rule == rule);
     let weights = live_weights(shared, route, rule);
@@ -190,8 +192,8 @@ fn metric_json(m: &MetricReport) -> Value {
 }
 
 /// The rule's weights in the live table.
-fn live_weights(shared: &Shared, route: &str, rule: &str) -> Value {
-    let table = shared.routes.load();
+fn live_weights(shared: &Context, route: &str, rule: &str) -> Value {
+    let table = shared.tables.routes.load();
     let Some(r) = table
         .rules
         .iter()
@@ -220,7 +222,7 @@ struct FlaggerHook {
 
 /// `POST /v1/flagger/{hook}`: confirm-traffic-increase is 2xx only with a
 /// pass verdict; rollout is non-2xx on a fail; rollback is 2xx on a fail.
-pub fn flagger(shared: &Shared, hook: &str, body: &Bytes) -> Resp {
+pub fn flagger(shared: &Context, hook: &str, body: &Bytes) -> Resp {
     let payload: FlaggerHook = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => {
@@ -262,7 +264,7 @@ pub fn flagger(shared: &Shared, hook: &str, body: &Bytes) -> Resp {
     json(status, &doc)
 }
 
-fn flagger_target(shared: &Shared, p: &FlaggerHook) -> Option<(String, String)> {
+fn flagger_target(shared: &Context, p: &FlaggerHook) -> Option<(String, String)> {
     let route = p
         .metadata
         .get("route")
@@ -271,7 +273,7 @@ fn flagger_target(shared: &Shared, p: &FlaggerHook) -> Option<(String, String)> 
     if let Some(rule) = p.metadata.get("rule") {
         return Some((route, rule.clone()));
     }
-    let (_, _, effective) = reload::snapshot(shared);
+    let (_, _, effective) = reload::snapshot(&shared.tables);
     let r = effective.routes.iter().find(|r| r.name == route)?;
     let mut with_plan = r
         .rules

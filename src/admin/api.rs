@@ -5,24 +5,27 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version,
+};
 use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::json::{config_errors, error, json, parse};
-use crate::app::Shared;
+use super::Context;
+use crate::clock::{now_ms, now_secs};
 use crate::config::load::{parse_text, Origins};
 use crate::config::Config;
+use crate::proxy::{self, Matched};
 use crate::reload::{self, overrides::Weights, ChangeError};
-use crate::route::matcher::{percent_decode, RequestView};
-use crate::route::observed::now_secs;
+use crate::route::matcher::percent_decode;
 
 type Resp = Response<Full<Bytes>>;
 
 /// Routes `/v1/*` requests to their handler.
 pub fn dispatch(
-    shared: &Shared,
+    shared: &Context,
     method: &Method,
     path: &str,
     query: &str,
@@ -37,7 +40,7 @@ pub fn dispatch(
         (&Method::GET, ["v1", "status"]) => status(shared),
         (&Method::GET, ["v1", "stats"]) => json(
             StatusCode::OK,
-            &crate::metrics::stats::to_json(&shared.metrics.series),
+            &crate::metrics::stats::to_json(&shared.tables.metrics().series),
         ),
         (&Method::GET, ["v1", "explain"]) => explain(shared, query),
         (&Method::PATCH, ["v1", "weights"]) => patch_many(shared, if_match, body),
@@ -48,7 +51,7 @@ pub fn dispatch(
             promote(shared, if_match, route, rule, body)
         }
         (&Method::POST, ["v1", "routes", route, "rules", rule, "rollback"]) => {
-            outcome(reload::rollback(shared, if_match, route, rule))
+            outcome(reload::rollback(&shared.tables, if_match, route, rule))
         }
         (&Method::POST, ["v1", "routes", route, "switch"]) => switch(shared, if_match, route, body),
         (&Method::POST, ["v1", "routes", route, "rules", rule, "rollout", action]) => {
@@ -92,8 +95,8 @@ fn outcome(result: Result<u64, ChangeError>) -> Resp {
     }
 }
 
-fn get_config(shared: &Shared) -> Resp {
-    let (generation, desired, effective) = reload::snapshot(shared);
+fn get_config(shared: &Context) -> Resp {
+    let (generation, desired, effective) = reload::snapshot(&shared.tables);
     let mut resp = json(
         StatusCode::OK,
         &json!({
@@ -122,18 +125,18 @@ fn config_body(body: &Bytes) -> Result<(Config, Origins), Resp> {
     }
 }
 
-fn put_config(shared: &Shared, if_match: Option<u64>, body: &Bytes) -> Resp {
+fn put_config(shared: &Context, if_match: Option<u64>, body: &Bytes) -> Resp {
     let (config, origins) = match config_body(body) {
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let generation = shared.routes.load().generation;
+    let generation = shared.tables.routes.load().generation;
     if if_match.is_some_and(|g| g != generation) {
         return outcome(Err(ChangeError::Conflict {
             current: generation,
         }));
     }
-    match reload::publish(shared, &config) {
+    match reload::replace_base(&shared.tables, &config) {
         Ok(g) => outcome(Ok(g)),
         Err(errors) => config_errors(StatusCode::BAD_REQUEST, &origins.annotate(errors)),
     }
@@ -144,15 +147,15 @@ fn validate(body: &Bytes) -> Resp {
         Ok(c) => c,
         Err(resp) => return resp,
     };
-    let scratch = crate::upstream::EndpointRegistry::default();
-    match crate::config::compile::compile(&config, &scratch, 0) {
+    let scratch = crate::route::Inherited::default();
+    match crate::compile::compile(&config, &scratch, 0) {
         Ok(_) => json(StatusCode::OK, &json!({ "valid": true })),
         Err(errors) => config_errors(StatusCode::BAD_REQUEST, &origins.annotate(errors)),
     }
 }
 
 fn patch_one(
-    shared: &Shared,
+    shared: &Context,
     if_match: Option<u64>,
     route: &str,
     rule: &str,
@@ -163,7 +166,12 @@ fn patch_one(
         Err(resp) => return resp,
     };
     let changes = [(route.to_string(), rule.to_string(), weights)];
-    outcome(reload::set_weights(shared, if_match, "patch", &changes))
+    outcome(reload::set_weights(
+        &shared.tables,
+        if_match,
+        "patch",
+        &changes,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -180,7 +188,7 @@ struct OneChange {
     weights: Weights,
 }
 
-fn patch_many(shared: &Shared, if_match: Option<u64>, body: &Bytes) -> Resp {
+fn patch_many(shared: &Context, if_match: Option<u64>, body: &Bytes) -> Resp {
     let many: ManyChanges = match parse(body) {
         Ok(m) => m,
         Err(resp) => return resp,
@@ -190,7 +198,12 @@ fn patch_many(shared: &Shared, if_match: Option<u64>, body: &Bytes) -> Resp {
         .into_iter()
         .map(|c| (c.route, c.rule, c.weights))
         .collect();
-    outcome(reload::set_weights(shared, if_match, "patch", &changes))
+    outcome(reload::set_weights(
+        &shared.tables,
+        if_match,
+        "patch",
+        &changes,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -199,9 +212,15 @@ struct PromoteBody {
     group: String,
 }
 
-fn promote(shared: &Shared, if_match: Option<u64>, route: &str, rule: &str, body: &Bytes) -> Resp {
+fn promote(shared: &Context, if_match: Option<u64>, route: &str, rule: &str, body: &Bytes) -> Resp {
     match parse::<PromoteBody>(body) {
-        Ok(p) => outcome(reload::promote(shared, if_match, route, rule, &p.group)),
+        Ok(p) => outcome(reload::promote(
+            &shared.tables,
+            if_match,
+            route,
+            rule,
+            &p.group,
+        )),
         Err(resp) => resp,
     }
 }
@@ -212,17 +231,17 @@ struct SwitchBody {
     to: String,
 }
 
-fn switch(shared: &Shared, if_match: Option<u64>, route: &str, body: &Bytes) -> Resp {
+fn switch(shared: &Context, if_match: Option<u64>, route: &str, body: &Bytes) -> Resp {
     match parse::<SwitchBody>(body) {
-        Ok(s) => outcome(reload::switch(shared, if_match, route, &s.to)),
+        Ok(s) => outcome(reload::switch(&shared.tables, if_match, route, &s.to)),
         Err(resp) => resp,
     }
 }
 
 /// Desired and effective weights per rule, and the split observed over the
 /// last minute, so a controller can verify a change took effect.
-fn status(shared: &Shared) -> Resp {
-    let table = shared.routes.load_full();
+fn status(shared: &Context) -> Resp {
+    let table = shared.tables.routes.load_full();
     let now = now_secs();
     let mut routes: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
     for rule in table.rules.iter() {
@@ -255,8 +274,8 @@ fn status(shared: &Shared) -> Resp {
         StatusCode::OK,
         &json!({
             "generation": table.generation,
-            "reload_errors": shared.reload_errors.load(std::sync::atomic::Ordering::Relaxed),
-            "draining": shared.draining.load(std::sync::atomic::Ordering::Relaxed),
+            "reload_errors": shared.tables.reload_errors.load(std::sync::atomic::Ordering::Relaxed),
+            "draining": shared.serving.draining.load(std::sync::atomic::Ordering::Relaxed),
             "routes": routes,
             "dns": dns_status(shared, &table),
         }),
@@ -265,7 +284,7 @@ fn status(shared: &Shared) -> Resp {
 
 /// Per group with host-name endpoints: each name's resolved addresses (the
 /// group's endpoints) and when it was last resolved.
-fn dns_status(shared: &Shared, table: &crate::route::RouteTable) -> serde_json::Value {
+fn dns_status(shared: &Context, table: &crate::route::RouteTable) -> serde_json::Value {
     let unix = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64())
@@ -280,16 +299,20 @@ fn dns_status(shared: &Shared, table: &crate::route::RouteTable) -> serde_json::
             .discovery
             .names
             .iter()
-            .map(|name| match shared.endpoints.dns.get(name) {
-                Some(r) => json!({
-                    "endpoint": &**name,
-                    "addresses": r.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                    "resolved_at_unix": unix(r.resolved_at),
-                    "last_good_at_unix": (!r.addresses.is_empty()).then(|| unix(r.good_at)),
-                    "failing": r.failing,
-                }),
-                None => json!({ "endpoint": &**name, "addresses": [], "resolved_at_unix": null }),
-            })
+            .map(
+                |name| match shared.tables.inherited.upstream.dns.get(name) {
+                    Some(r) => json!({
+                        "endpoint": &**name,
+                        "addresses": r.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                        "resolved_at_unix": unix(r.resolved_at),
+                        "last_good_at_unix": (!r.addresses.is_empty()).then(|| unix(r.good_at)),
+                        "failing": r.failing,
+                    }),
+                    None => {
+                        json!({ "endpoint": &**name, "addresses": [], "resolved_at_unix": null })
+                    }
+                },
+            )
             .collect();
         groups.insert(g.name.to_string(), json!(names));
     }
@@ -299,8 +322,8 @@ fn dns_status(shared: &Shared, table: &crate::route::RouteTable) -> serde_json::
 /// Which route, rule and group a described request would take, and why.
 /// Query: `method`, `path` (may carry `?query`), `host`, `header=name:value`
 /// (repeatable), `listener` (name; default the first), `client` (IP).
-fn explain(shared: &Shared, query: &str) -> Resp {
-    let table = shared.routes.load_full();
+fn explain(shared: &Context, query: &str) -> Resp {
+    let table = shared.tables.routes.load_full();
     let mut method = Method::GET;
     let (mut path, mut host, mut listener) = ("/".to_string(), String::new(), None);
     let mut client: IpAddr = IpAddr::from([127, 0, 0, 1]);
@@ -318,7 +341,7 @@ fn explain(shared: &Shared, query: &str) -> Resp {
                 Err(_) => return bad("method"),
             },
             "path" => path = v,
-            "host" => host = v.to_ascii_lowercase(),
+            "host" => host = v,
             "listener" => listener = Some(v),
             "client" => match v.parse() {
                 Ok(ip) => client = ip,
@@ -353,33 +376,68 @@ fn explain(shared: &Shared, query: &str) -> Resp {
             }
         },
     };
-    let (only_path, q) = match path.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (path.clone(), None),
+    let mut parts = Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = match path.parse() {
+        Ok(uri) => uri,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("path: invalid request target {path:?}"),
+            )
+        }
     };
-    let view = RequestView {
-        method: &method,
-        host: host.split(':').next().unwrap_or(""),
-        path: &only_path,
-        query: q.as_deref(),
-        headers: &headers,
+    // No host given: a request without one (HTTP/1.0), which only routes
+    // without hostnames match.
+    parts.version = if host.is_empty() && parts.uri.authority().is_none() {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
     };
-    let Some((rule, entry)) = table.find(index, &view) else {
-        return json(
-            StatusCode::OK,
-            &json!({ "matched": false, "status": 404, "reason": "no route rule matches this request" }),
-        );
+    parts.headers = headers;
+    if !host.is_empty() {
+        match HeaderValue::from_str(&host) {
+            Ok(h) => parts.headers.insert(header::HOST, h),
+            Err(_) => return error(StatusCode::BAD_REQUEST, &format!("host: invalid {host:?}")),
+        };
+    }
+    // The proxy's own decision code, host validation and hop-by-hop
+    // stripping included.
+    let decided = proxy::clean_head(&mut parts, None).and_then(|client_host| {
+        proxy::match_head(&table, index, client, &parts, client_host.as_str())
+    });
+    let Matched { rule, entry, key } = match decided {
+        Ok(m) => m,
+        Err(e) => {
+            return json(
+                StatusCode::OK,
+                &json!({
+                    "matched": false,
+                    "status": e.status().as_u16(),
+                    "reason": e.message(),
+                }),
+            )
+        }
     };
     let backends: Vec<_> = rule
         .split
         .backends()
         .map(|(g, w)| json!({ "group": &*table.groups[g as usize].name, "weight": w }))
         .collect();
-    let sticky_group = rule.sticky.as_ref().and_then(|s| {
-        let key = s.hash(&headers, client)?;
-        let g = rule.split.pick(key)?;
-        Some(table.groups[g as usize].name.to_string())
-    });
+    // The group as the proxy would pick it now: for the sticky key, or for
+    // every point of the split when they all land on one group.
+    let now = now_ms();
+    let slot_at = |point| rule.first_slot(&table.groups, point, now).ok();
+    let slot = match key {
+        Some(k) => slot_at(k),
+        None => Some((slot_at(0), slot_at(u64::MAX)))
+            .filter(|(lo, hi)| lo == hi)
+            .and_then(|(lo, _)| lo),
+    };
+    let group = slot.map_or_else(
+        || "chosen per request by weight".to_string(),
+        |s| rule.group(&table.groups, s).name.to_string(),
+    );
     json(
         StatusCode::OK,
         &json!({
@@ -390,7 +448,7 @@ fn explain(shared: &Shared, query: &str) -> Resp {
             "matched_by": entry.conditions.describe(),
             "why": "first rule in Gateway API precedence whose match holds: exact path > regex > longest prefix > method > most headers > most query params > config order",
             "backends": backends,
-            "group": sticky_group.unwrap_or_else(|| "chosen per request by weight".into()),
+            "group": group,
         }),
     )
 }

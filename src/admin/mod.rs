@@ -26,8 +26,10 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::Shared;
 use crate::metrics::Format;
+use crate::reload::Tables;
+use crate::rollout::Control;
+use crate::serving::Serving;
 use json::{error, text};
 
 /// Largest control API request body.
@@ -67,10 +69,23 @@ impl AdminOptions {
     }
 }
 
+/// What the admin API reads and changes: the published tables (changed
+/// only through `reload`), the rollout controller, and the serving state
+/// for `/ready`.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The published table and the desired state.
+    pub tables: Arc<Tables>,
+    /// The rollouts.
+    pub control: Arc<Control>,
+    /// The drain flag.
+    pub serving: Arc<Serving>,
+}
+
 /// Serves the admin API until shutdown.
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<Context>,
     options: AdminOptions,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -103,7 +118,7 @@ pub async fn serve(
 }
 
 async fn route(
-    shared: &Shared,
+    shared: &Context,
     options: &AdminOptions,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
@@ -132,8 +147,8 @@ async fn route(
     resp
 }
 
-fn ready(shared: &Shared) -> Response<Full<Bytes>> {
-    if shared.draining.load(Ordering::Relaxed) {
+fn ready(shared: &Context) -> Response<Full<Bytes>> {
+    if shared.serving.draining.load(Ordering::Relaxed) {
         text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
     } else {
         text(StatusCode::OK, "ready\n")
@@ -142,15 +157,18 @@ fn ready(shared: &Shared) -> Response<Full<Bytes>> {
 
 /// The scrape, in the format the client accepts (OpenMetrics for
 /// Prometheus, the classic text format otherwise).
-fn metrics(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn metrics(shared: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let accept = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    let table = shared.routes.load_full();
-    let reload_errors = shared.reload_errors.load(Ordering::Relaxed);
-    let body = shared.metrics.encode(&table, reload_errors, format);
+    let table = shared.tables.routes.load_full();
+    let reload_errors = shared.tables.reload_errors.load(Ordering::Relaxed);
+    let body = shared
+        .tables
+        .metrics()
+        .encode(table.figures(reload_errors), format);
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,19 +1,14 @@
 //! Configuration: the YAML model ([`model`]), parsing with field paths (here),
-//! files, directories and Gateway API HTTPRoutes ([`load`], [`gateway`]),
-//! and compilation into a validated [`crate::route::RouteTable`] ([`compile`]).
+//! files, directories and Gateway API HTTPRoutes ([`load`], [`gateway`]);
+//! the model only: the top-level `compile` module turns it into a table.
 
-pub mod compile;
 pub mod error;
 pub mod fault;
 pub mod gateway;
 pub mod load;
 pub mod model;
-mod policy;
-#[cfg(test)]
-mod prop_tests;
 pub mod resilience;
 pub mod rollout;
-mod rules;
 pub mod tls;
 
 use std::path::Path;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use super::resilience::{
-    BackoffConfig, BudgetConfig, Dur, Fallback, HealthCheckConfig, LimitsConfig,
+    BackoffConfig, BudgetConfig, Dur, Fallback, HealthCheckConfig, Limit, LimitsConfig,
     OnGroupUnavailable, OutlierConfig, RetryConfig, RetryOn, Size, TimeoutsConfig,
 };
 pub use super::tls::{

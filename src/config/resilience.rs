@@ -340,6 +340,63 @@ impl Default for LimitsConfig {
     }
 }
 
+/// A circuit-breaking limit that turned a request away: the one name for
+/// it in the 503's reason, the log and the `limit` label of
+/// `cutover_overflows_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Connections to the group's endpoints.
+    MaxConnections,
+    /// Requests waiting for a connection.
+    MaxPendingRequests,
+    /// Requests in flight.
+    MaxRequests,
+    /// Retries in flight.
+    MaxRetries,
+}
+
+impl Limit {
+    /// Every limit, in label order.
+    pub const ALL: [Limit; 4] = [
+        Limit::MaxConnections,
+        Limit::MaxPendingRequests,
+        Limit::MaxRequests,
+        Limit::MaxRetries,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::MaxConnections => "max_connections",
+            Limit::MaxPendingRequests => "max_pending_requests",
+            Limit::MaxRequests => "max_requests",
+            Limit::MaxRetries => "max_retries",
+        }
+    }
+
+    /// The local reply's reason (`overflow_` and the config field).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Limit::MaxConnections => "overflow_max_connections",
+            Limit::MaxPendingRequests => "overflow_max_pending",
+            Limit::MaxRequests => "overflow_max_requests",
+            Limit::MaxRetries => "overflow_max_retries",
+        }
+    }
+
+    /// The local reply's message, naming the config field.
+    pub fn message(self) -> &'static str {
+        match self {
+            Limit::MaxConnections => {
+                "circuit breaker: limits.max_connections of the endpoint reached"
+            }
+            Limit::MaxPendingRequests => "circuit breaker: limits.max_pending of the group reached",
+            Limit::MaxRequests => "circuit breaker: limits.max_requests of the group reached",
+            Limit::MaxRetries => "circuit breaker: retry limit reached",
+        }
+    }
+}
+
 /// Active health check of a group's endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -24,32 +24,9 @@ use io::ConnIo;
 use refuse::Refusals;
 use slots::{Expiry, Slot, Slots};
 
-use crate::app::Shared;
 use crate::proxy::ConnInfo;
 use crate::route::ConnSettings;
-
-/// Process-level limits on every downstream connection; the rest are the
-/// listener's own (`listeners[].timeouts`, `max_header_bytes`,
-/// `max_connections`, see [`ConnSettings`]).
-#[derive(Debug, Clone)]
-pub struct ConnLimits {
-    /// Time a client has for the TLS handshake.
-    pub header_read_timeout: Duration,
-    /// Most request headers (HTTP/1.1).
-    pub max_headers: usize,
-    /// Most open connections per listener when the table has no entry for it.
-    pub max_connections: usize,
-}
-
-impl Default for ConnLimits {
-    fn default() -> Self {
-        ConnLimits {
-            header_read_timeout: Duration::from_secs(10),
-            max_headers: 100,
-            max_connections: 10_000,
-        }
-    }
-}
+use crate::serving::Serving;
 
 /// HTTP/2 PING interval: a client that stops acknowledging (it stopped
 /// reading, or the path died) is closed [`PING_TIMEOUT`] later.
@@ -79,7 +56,7 @@ fn http_builder(settings: &ConnSettings, max_headers: usize) -> auto::Builder<To
 }
 
 /// The listener's settings and connection limit, read once when it starts.
-fn settings_of(shared: &Shared, index: usize) -> (ConnSettings, usize) {
+fn settings_of(shared: &Serving, index: usize) -> (ConnSettings, usize) {
     let table = shared.routes.load();
     match table.listeners.get(index) {
         Some(l) => (l.conn, l.max_connections),
@@ -114,7 +91,7 @@ pub enum Phase {
 pub async fn accept_loop(
     listener: TcpListener,
     index: usize,
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     mut phase: watch::Receiver<Phase>,
 ) {
     let (settings, max_connections) = settings_of(&shared, index);
@@ -216,7 +193,7 @@ struct Accepted {
 async fn accept_connection(
     stream: TcpStream,
     mut accepted: Accepted,
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     builders: &Builders,
 ) {
     let _ = stream.set_nodelay(true);
@@ -255,7 +232,7 @@ async fn accept_connection(
 async fn serve_connection<S>(
     stream: S,
     accepted: Accepted,
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     builder: &auto::Builder<TokioExecutor>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -14,16 +14,16 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::slots::{Active, ConnState};
-use crate::app::Shared;
-use crate::metrics::Observed;
+use crate::proxy::record::Observed;
 use crate::proxy::{self, ConnInfo};
+use crate::serving::Serving;
 
 /// Serves `req` through the pipeline, unless its target or (HTTP/1.1) its
 /// head is over the listener's limits. hyper bounds the HTTP/1.1 head only
 /// by its read buffer, which can hold more than the limit, and checks no
 /// target length below 64 KiB; h2 enforces the header list size itself.
 pub async fn serve(
-    shared: Arc<Shared>,
+    shared: Arc<Serving>,
     conn: ConnInfo,
     state: Arc<ConnState>,
     limits: HeadLimits,

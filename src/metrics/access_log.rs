@@ -171,8 +171,8 @@ mod tests {
         assert!(c.access_log.include_query && c.access_log.sample_rate == 0.5);
         assert!(parse("access_log: {mode: loud}\n").is_err());
         let bad = parse("access_log: {sample_rate: 2}\n").unwrap();
-        let registry = crate::upstream::EndpointRegistry::default();
-        let errors = crate::config::compile::compile(&bad, &registry, 1).unwrap_err();
+        let registry = crate::route::Inherited::default();
+        let errors = crate::compile::compile(&bad, &registry, 1).unwrap_err();
         assert_eq!(errors.0[0].path, "access_log.sample_rate");
     }
 

@@ -10,7 +10,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet}
 use prometheus_client::metrics::MetricType;
 
 use super::histogram::Snapshot;
-use super::series::{Limit, Live, Series, CODE_CLASSES, OTHER};
+use super::series::{Live, Series, CODE_CLASSES, OTHER};
+use crate::config::model::Limit;
 
 /// Encodes every live series at scrape time.
 #[derive(Debug)]

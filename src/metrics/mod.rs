@@ -6,8 +6,8 @@
 //!
 //! The compiler attaches handles to each rule ([`RuleMetrics`]) and group
 //! ([`GroupSeries`]), taken from [`Series`] by config name; `handle()` starts
-//! an [`Exchange`], the pipeline fills in its [`Chosen`] (rule, backend,
-//! endpoint, request id), and the exchange records itself when the response
+//! a `proxy::record::RequestRecord`, the pipeline fills in its [`Chosen`] (rule, backend,
+//! endpoint, request id), and the record writes itself when the response
 //! body ends: a few relaxed atomic adds, one uncontended shard lock for the
 //! live window, and the access log line if this request is logged.
 //!
@@ -15,7 +15,7 @@
 //!
 //! | event | call |
 //! |---|---|
-//! | attempt sent (first try, retry, fallback) | `chosen.attempt(rule, backend, endpoint)` |
+//! | attempt sent (first try, retry, fallback) | `chosen.attempt(&rule.metrics, backend, endpoint)` |
 //! | retry sent | `rule.metrics.route.retry()` |
 //! | fell back to another group | `rule.metrics.route.fallback()` |
 //! | retry refused by the budget | `rule.metrics.route.budget_exhausted()` |
@@ -29,7 +29,7 @@
 
 pub mod access_log;
 pub mod arms;
-pub mod exchange;
+pub mod chosen;
 pub mod exposition;
 pub mod histogram;
 pub mod log_writer;
@@ -51,9 +51,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::config::model::AccessLogConfig;
-use crate::route::RouteTable;
-pub use exchange::{Chosen, Exchange, Observed};
-pub use series::{GroupSeries, Limit, RuleGroupSeries, RuleMetrics, Series};
+pub use chosen::Chosen;
+pub use series::{GroupSeries, RuleGroupSeries, RuleMetrics, Series};
 
 /// Process-wide metrics: the series by name, the connection gauges, and the
 /// scrape encoder.
@@ -129,7 +128,7 @@ impl Format {
 impl Metrics {
     /// Metrics for a process; `enabled: false` makes requests record nothing.
     pub fn new(enabled: bool) -> Metrics {
-        window::uptime();
+        crate::clock::uptime();
         let series = Arc::new(Series::default());
         let (downstream, upstream) = (Gauge::default(), Gauge::default());
         let mut registry = Registry::default();
@@ -201,11 +200,11 @@ impl Metrics {
         ConnectionGuard(self.upstream.clone())
     }
 
-    /// The scrape: every series plus the table's generation and weights.
-    pub fn encode(&self, table: &RouteTable, reload_errors: u64, format: Format) -> String {
+    /// The scrape: every series plus the live table's figures.
+    pub fn encode(&self, table: TableFigures, format: Format) -> String {
         let mut text = String::new();
         let mut per_scrape = Registry::default();
-        per_scrape.register_collector(Box::new(TableCollector::new(table, reload_errors)));
+        per_scrape.register_collector(Box::new(table));
         let written = encode_registry(&mut text, &self.registry)
             .and_then(|()| encode_registry(&mut text, &per_scrape))
             .and_then(|()| encode_eof(&mut text));
@@ -220,41 +219,18 @@ impl Metrics {
 }
 
 /// The families read from the live table at scrape time (owned: a
-/// registry's collectors must be `'static`).
+/// registry's collectors must be `'static`); the table fills them in.
 #[derive(Debug)]
-struct TableCollector {
-    generation: u64,
-    reload_errors: u64,
+pub struct TableFigures {
+    /// The table's generation.
+    pub generation: u64,
+    /// Config file reloads rejected so far.
+    pub reload_errors: u64,
     /// `(route, rule, group, weight)`.
-    weights: Vec<(String, String, String, u32)>,
+    pub weights: Vec<(String, String, String, u32)>,
 }
 
-impl TableCollector {
-    fn new(table: &RouteTable, reload_errors: u64) -> Self {
-        let weights = table
-            .rules
-            .iter()
-            .flat_map(|rule| {
-                rule.split.backends().filter_map(|(g, w)| {
-                    let group = table.groups.get(g as usize)?;
-                    Some((
-                        rule.route.to_string(),
-                        rule.name.to_string(),
-                        group.name.to_string(),
-                        w,
-                    ))
-                })
-            })
-            .collect();
-        TableCollector {
-            generation: table.generation,
-            reload_errors,
-            weights,
-        }
-    }
-}
-
-impl Collector for TableCollector {
+impl Collector for TableFigures {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         exposition::gauge_value(
             &mut enc,

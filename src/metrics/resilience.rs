@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use crate::config::model::Limit;
+
 /// Route-level resilience counters.
 #[derive(Debug, Default)]
 pub struct RouteSeries {
@@ -33,39 +35,6 @@ impl RouteSeries {
     /// `(retries, fallbacks, budget exhausted)`.
     pub fn values(&self) -> [u64; 3] {
         [&self.retries, &self.fallbacks, &self.budget_exhausted].map(|a| a.load(Ordering::Relaxed))
-    }
-}
-
-/// A circuit-breaker limit, the `limit` label of `cutover_overflows_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// Connections to the group's endpoints.
-    MaxConnections,
-    /// Requests waiting for a connection.
-    MaxPendingRequests,
-    /// Requests in flight.
-    MaxRequests,
-    /// Retries in flight.
-    MaxRetries,
-}
-
-impl Limit {
-    /// Every limit, in label order.
-    pub const ALL: [Limit; 4] = [
-        Limit::MaxConnections,
-        Limit::MaxPendingRequests,
-        Limit::MaxRequests,
-        Limit::MaxRetries,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Limit::MaxConnections => "max_connections",
-            Limit::MaxPendingRequests => "max_pending_requests",
-            Limit::MaxRequests => "max_requests",
-            Limit::MaxRetries => "max_retries",
-        }
     }
 }
 

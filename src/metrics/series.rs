@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::arms::ArmCounters;
 use super::histogram::{DurationHistogram, Slots};
-pub use super::resilience::{GroupSeries, Limit, RouteSeries};
+pub use super::resilience::{GroupSeries, RouteSeries};
 use super::window::Window;
 
 /// Label value of the series that names past a cap fold into.

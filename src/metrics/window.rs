@@ -11,7 +11,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::uptime;
 
 use hdrhistogram::Histogram;
 
@@ -25,12 +27,6 @@ const HIGHEST_US: u64 = 60_000_000;
 const SIGFIG: u8 = 2;
 /// Most shards per series, bounding memory on large machines.
 const MAX_SHARDS: usize = 8;
-
-/// Time since the process's metrics started: the window's clock.
-pub fn uptime() -> Duration {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed()
-}
 
 fn shard_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();

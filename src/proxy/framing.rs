@@ -3,7 +3,7 @@
 
 use http::{header, Request, Version};
 
-use super::error::ProxyError;
+use crate::error::ProxyError;
 
 /// Checks the body framing of an HTTP/1.x request (HTTP/2 framing is
 /// checked by the h2 codec; the Host header by [`super::host`]).

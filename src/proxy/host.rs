@@ -8,7 +8,7 @@ use http::request::Parts;
 use http::uri::Authority;
 use http::{header, HeaderValue, Version};
 
-use super::error::ProxyError;
+use crate::error::ProxyError;
 
 /// The authority the client asked for: the absolute URI's (HTTP/2, or
 /// absolute-form HTTP/1.1), else the Host header. Held as a

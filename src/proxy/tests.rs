@@ -9,9 +9,10 @@ use http::{HeaderName, HeaderValue, Method, Request, Version};
 use proptest::prelude::*;
 use rand::{rngs::SmallRng, SeedableRng};
 
-use super::{aim_at, clean_head, forward, host};
+use super::{clean_head, forward, host};
 use crate::config::model::UpstreamProtocol;
-use crate::upstream::{Endpoint, EndpointRegistry};
+use crate::retry::aim_at;
+use crate::upstream::{Endpoint, UpstreamState};
 
 /// One of `fixed`, or any string matching `pattern`.
 fn fixed_or(
@@ -98,7 +99,7 @@ fn case() -> impl Strategy<Value = Case> {
 /// One endpoint for every case: a registry builds a metrics registry, which
 /// costs more than the code under test.
 static ENDPOINT: LazyLock<Endpoint> = LazyLock::new(|| {
-    let registry = EndpointRegistry::default();
+    let registry = UpstreamState::default();
     Endpoint {
         authority: "127.0.0.1:9".parse().unwrap(),
         state: registry.get_or_create("127.0.0.1:9"),

@@ -16,10 +16,10 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, oneshot};
 
 use super::watch::{change_watcher, forward_sighup, one_line, parent_dir};
+use super::Tables;
 use super::{change, snapshot, ChangeError};
-use crate::app::Shared;
 use crate::config::Config;
-use crate::route::split::hash_key;
+use crate::hash::hash_key;
 
 /// Quiet time after the last event before the files are read: a cert and its
 /// key replaced one after the other are read together.
@@ -32,9 +32,9 @@ pub struct CertWatch {
 
 /// Starts following the TLS files of the live config. No watcher exists (and
 /// SIGHUP is not taken) until the config names a TLS file.
-pub fn spawn(shared: &Arc<Shared>) -> CertWatch {
+pub fn spawn(tables: &Arc<Tables>) -> CertWatch {
     let (stop, stopped) = oneshot::channel();
-    let mut published = shared.published.subscribe();
+    let mut published = tables.published.subscribe();
     published.mark_unchanged();
     // Watch before returning, so that no change made after the app started
     // can be missed.
@@ -44,11 +44,11 @@ pub fn spawn(shared: &Arc<Shared>) -> CertWatch {
         watcher: None,
         dirs: BTreeSet::new(),
     };
-    let config = snapshot(shared).2;
+    let config = snapshot(tables).2;
     watch.sync(&config);
     let last = content(&config);
     tokio::spawn(run(
-        Arc::downgrade(shared),
+        Arc::downgrade(tables),
         published,
         stopped,
         watch,
@@ -64,7 +64,7 @@ type Wake = bool;
 /// `last`: content of the files when they were last compiled by this task
 /// (or at start): an event that changes nothing publishes nothing.
 async fn run(
-    shared: Weak<Shared>,
+    tables: Weak<Tables>,
     mut published: tokio::sync::watch::Receiver<u64>,
     mut stopped: oneshot::Receiver<()>,
     mut watch: Watching,
@@ -75,7 +75,7 @@ async fn run(
         let forced = tokio::select! {
             _ = &mut stopped => return,
             r = published.changed() => {
-                let Some(s) = shared.upgrade().filter(|_| r.is_ok()) else { return };
+                let Some(s) = tables.upgrade().filter(|_| r.is_ok()) else { return };
                 watch.sync(&snapshot(&s).2);
                 continue;
             }
@@ -88,7 +88,7 @@ async fn run(
         while let Ok(Some(f)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
             forced |= f;
         }
-        let Some(s) = shared.upgrade() else { return };
+        let Some(s) = tables.upgrade() else { return };
         let now = content(&snapshot(&s).2);
         if forced || last != now {
             last = now;
@@ -99,13 +99,13 @@ async fn run(
 
 /// Recompiles and publishes the live desired state with the files as they
 /// are now.
-fn refresh(shared: &Shared) {
-    match change(shared, None, "certificates", |_| Ok(())) {
+fn refresh(tables: &Tables) {
+    match change(tables, None, "certificates", |_| Ok(())) {
         Ok(generation) => {
             tracing::info!(generation, "TLS files changed: certificates reloaded");
         }
         Err(e) => {
-            shared.reload_errors.fetch_add(1, Ordering::Relaxed);
+            tables.reload_errors.fetch_add(1, Ordering::Relaxed);
             let why = match e {
                 ChangeError::Invalid(errors) => one_line(&errors.to_string()),
                 other => one_line(&other.to_string()),

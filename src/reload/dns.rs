@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -18,7 +18,7 @@ use hickory_resolver::TokioResolver;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::app::Shared;
+use super::Tables;
 
 /// A name to resolve, with the bounds and groups that use it.
 struct Wanted {
@@ -59,7 +59,7 @@ pub fn resolver(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
 }
 
 /// Runs discovery for as long as the process serves.
-pub fn spawn(shared: Arc<Shared>, servers: Vec<SocketAddr>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(tables: Arc<Tables>, servers: Vec<SocketAddr>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let resolver = match resolver(&servers) {
             Ok(r) => r,
@@ -68,18 +68,19 @@ pub fn spawn(shared: Arc<Shared>, servers: Vec<SocketAddr>) -> tokio::task::Join
                 return;
             }
         };
-        run(shared, resolver).await;
+        run(tables, resolver).await;
     })
 }
 
-async fn run(shared: Arc<Shared>, resolver: TokioResolver) {
-    let mut published = shared.published.subscribe();
+async fn run(tables: Arc<Tables>, resolver: TokioResolver) {
+    let mut published = tables.published.subscribe();
     let mut due: HashMap<Box<str>, Instant> = HashMap::new();
     loop {
-        let wanted = wanted(&shared);
+        let wanted = wanted(&tables);
         due.retain(|name, _| wanted.contains_key(name));
-        shared
-            .endpoints
+        tables
+            .inherited
+            .upstream
             .dns
             .retain(&|name| wanted.contains_key(name));
         let now = Instant::now();
@@ -103,17 +104,23 @@ async fn run(shared: Arc<Shared>, resolver: TokioResolver) {
             let at = Instant::now();
             let next = match result {
                 Ok((addresses, ttl)) => {
-                    if shared.endpoints.dns.is_failing(&name) {
+                    if tables.inherited.upstream.dns.is_failing(&name) {
                         tracing::info!(endpoint = %name, addresses = addresses.len(), "DNS lookup succeeds again");
                     }
-                    changed |= shared
-                        .endpoints
-                        .dns
-                        .answer(&name, addresses, SystemTime::now());
+                    changed |= tables.inherited.upstream.dns.answer(
+                        &name,
+                        addresses,
+                        crate::clock::wall_now(),
+                    );
                     ttl.clamp(w.min, w.max)
                 }
                 Err(e) => {
-                    if shared.endpoints.dns.failure(&name, SystemTime::now()) {
+                    if tables
+                        .inherited
+                        .upstream
+                        .dns
+                        .failure(&name, crate::clock::wall_now())
+                    {
                         tracing::warn!(endpoint = %name, error = %e, "DNS lookup failed; keeping the last good addresses");
                     }
                     w.groups.iter().for_each(|g| g.dns_failure());
@@ -123,7 +130,7 @@ async fn run(shared: Arc<Shared>, resolver: TokioResolver) {
             due.insert(name, at + next);
         }
         if changed {
-            if let Err(e) = super::change(&shared, None, "dns", |_| Ok(())) {
+            if let Err(e) = super::change(&tables, None, "dns", |_| Ok(())) {
                 tracing::warn!(error = %e, "DNS answers changed, but the table was not republished");
             }
             // Our own publish wakes the loop once more below: it finds the
@@ -145,8 +152,8 @@ async fn run(shared: Arc<Shared>, resolver: TokioResolver) {
 
 /// Every host name of the live table, with the tightest bounds of the
 /// groups that list it.
-fn wanted(shared: &Shared) -> HashMap<Box<str>, Wanted> {
-    let table = shared.routes.load_full();
+fn wanted(tables: &Tables) -> HashMap<Box<str>, Wanted> {
+    let table = tables.routes.load_full();
     let mut out: HashMap<Box<str>, Wanted> = HashMap::new();
     for g in table.groups.iter() {
         for name in g.discovery.names.iter() {
@@ -171,6 +178,10 @@ async fn lookup(
     let (host, port) = name.rsplit_once(':').ok_or("no port")?;
     let port: u16 = port.parse().map_err(|_| "bad port")?;
     let answer = resolver.lookup_ip(host).await.map_err(|e| e.to_string())?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "hickory states the record's expiry on the std clock"
+    )]
     let ttl = answer
         .valid_until()
         .saturating_duration_since(std::time::Instant::now());

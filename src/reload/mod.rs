@@ -13,14 +13,67 @@ pub mod state;
 pub mod watch;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::app::Shared;
-use crate::config::{compile::compile, Config, ConfigErrors};
-use crate::route::RouteTable;
+use crate::compile::compile;
+use crate::config::{Config, ConfigErrors};
+use crate::metrics::Metrics;
+use crate::route::{Inherited, RouteTable};
 use overrides::{Misfit, Override, Weights};
+
+/// The published table and its bookkeeping: what the operator asked for,
+/// the state new tables inherit, and who to tell about a publish. Owned
+/// here because [`change`] is the only writer; the request path sees only
+/// the `ArcSwap` (through `serving::Serving`, which holds the same one).
+#[derive(Debug)]
+pub struct Tables {
+    /// The live table.
+    pub routes: Arc<ArcSwap<RouteTable>>,
+    /// Endpoint, pool, admission, DNS and rule state carried across tables.
+    pub inherited: Inherited,
+    /// Announces each published generation (health checks, DNS, certs).
+    pub published: tokio::sync::watch::Sender<u64>,
+    /// What the operator asked for (base config + API overrides); its lock
+    /// serialises changes and is never taken on the request path.
+    pub desired: Mutex<Desired>,
+    /// Where API changes are persisted (`--state-dir`).
+    pub state_dir: Option<PathBuf>,
+    /// Rejected reloads (invalid file), for logs and metrics.
+    pub reload_errors: AtomicU64,
+    /// Content hash of the last config file that was rejected, so one bad
+    /// file is reported once.
+    pub last_rejected_file: Mutex<Option<String>>,
+}
+
+impl Tables {
+    /// The bookkeeping of `table`, published as generation 1 from `base`.
+    pub fn new(
+        routes: Arc<ArcSwap<RouteTable>>,
+        inherited: Inherited,
+        base: Desired,
+        state_dir: Option<PathBuf>,
+    ) -> Tables {
+        Tables {
+            routes,
+            inherited,
+            published: tokio::sync::watch::Sender::new(1),
+            desired: Mutex::new(base),
+            state_dir,
+            reload_errors: AtomicU64::new(0),
+            last_rejected_file: Mutex::new(None),
+        }
+    }
+
+    /// The metrics every table records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.inherited.metrics()
+    }
+}
 
 /// How many earlier weight sets `rollback` can go back through, per rule.
 const HISTORY_DEPTH: usize = 16;
@@ -104,11 +157,11 @@ impl From<Misfit> for ChangeError {
     }
 }
 
-/// Replaces the base config (the file, `PUT /v1/config`, tests): API weight
-/// overrides that no longer fit are dropped with a log line.
-pub fn publish(shared: &Shared, config: &Config) -> Result<u64, ConfigErrors> {
-    let generation = shared.routes.load().generation + 1;
-    change(shared, None, "replace", |d| {
+/// Replaces the base config (`PUT /v1/config`, tests) and publishes it:
+/// API weight overrides are cleared, with a log line.
+pub fn replace_base(tables: &Tables, config: &Config) -> Result<u64, ConfigErrors> {
+    let generation = tables.routes.load().generation + 1;
+    change(tables, None, "replace", |d| {
         let file_hash = match &d.base_origin {
             BaseOrigin::File { hash, .. } => Some(hash.clone()),
             BaseOrigin::Api { file_hash, .. } => file_hash.clone(),
@@ -138,16 +191,16 @@ pub fn publish(shared: &Shared, config: &Config) -> Result<u64, ConfigErrors> {
 /// Applies `edit` to a copy of the desired state and publishes the result as
 /// the next generation; `if_match` guards against a stale writer.
 pub fn change(
-    shared: &Shared,
+    tables: &Tables,
     if_match: Option<u64>,
     what: &str,
     edit: impl FnOnce(&mut Desired) -> Result<(), ChangeError>,
 ) -> Result<u64, ChangeError> {
-    let mut desired = shared
+    let mut desired = tables
         .desired
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let current = shared.routes.load().generation;
+    let current = tables.routes.load().generation;
     if let Some(expected) = if_match {
         if expected != current {
             return Err(ChangeError::Conflict { current });
@@ -160,16 +213,16 @@ pub fn change(
         o.generation = generation;
     }
     let (effective, dropped) = overrides::layer(&next.base, &next.overrides);
-    let table = compile(&effective, &shared.endpoints, generation).map_err(ChangeError::Invalid)?;
-    check_listeners(&shared.routes.load(), &table)?;
+    let table = compile(&effective, &tables.inherited, generation).map_err(ChangeError::Invalid)?;
+    check_listeners(&tables.routes.load(), &table)?;
     next.overrides
         .retain(|o| !dropped.iter().any(|(d, _)| d == o));
-    if let Some(dir) = &shared.state_dir {
+    if let Some(dir) = &tables.state_dir {
         state::save(dir, &next).map_err(|e| ChangeError::Persist(e.to_string()))?;
     }
-    shared.endpoints.retain_clients(&table.groups);
-    shared.routes.store(Arc::new(table));
-    shared.published.send_replace(generation);
+    tables.inherited.upstream.retain_clients(&table.groups);
+    tables.routes.store(Arc::new(table));
+    tables.published.send_replace(generation);
     *desired = next;
     drop(desired);
     for (o, why) in dropped {
@@ -203,12 +256,12 @@ fn check_listeners(old: &RouteTable, new: &RouteTable) -> Result<(), ChangeError
 /// Sets weights on several rules in one transaction (all or nothing).
 /// `changes` are `(route, rule, weights)`; groups not named keep theirs.
 pub fn set_weights(
-    shared: &Shared,
+    tables: &Tables,
     if_match: Option<u64>,
     what: &str,
     changes: &[(String, String, Weights)],
 ) -> Result<u64, ChangeError> {
-    change(shared, if_match, what, |d| {
+    change(tables, if_match, what, |d| {
         for (route, rule, weights) in changes {
             override_rule(d, route, rule, what, |_| Ok(weights.clone()))?;
         }
@@ -218,13 +271,13 @@ pub fn set_weights(
 
 /// Sends 100% of a rule to `group`.
 pub fn promote(
-    shared: &Shared,
+    tables: &Tables,
     if_match: Option<u64>,
     route: &str,
     rule: &str,
     group: &str,
 ) -> Result<u64, ChangeError> {
-    change(shared, if_match, "promote", |d| {
+    change(tables, if_match, "promote", |d| {
         override_rule(d, route, rule, "promote", |r| {
             if !r.backends.iter().any(|b| b.group == group) {
                 return Err(ChangeError::Misfit(format!(
@@ -239,12 +292,12 @@ pub fn promote(
 /// Blue/green cutover: every rule of `route` that has `to` as a backend
 /// sends it 100%. Switching back is the same call with the other group.
 pub fn switch(
-    shared: &Shared,
+    tables: &Tables,
     if_match: Option<u64>,
     route: &str,
     to: &str,
 ) -> Result<u64, ChangeError> {
-    change(shared, if_match, "switch", |d| {
+    change(tables, if_match, "switch", |d| {
         let (effective, _) = overrides::layer(&d.base, &d.overrides);
         let r = effective
             .routes
@@ -271,12 +324,12 @@ pub fn switch(
 
 /// Restores the weights a rule had before its last change.
 pub fn rollback(
-    shared: &Shared,
+    tables: &Tables,
     if_match: Option<u64>,
     route: &str,
     rule: &str,
 ) -> Result<u64, ChangeError> {
-    change(shared, if_match, "rollback", |d| {
+    change(tables, if_match, "rollback", |d| {
         let key = format!("{route}/{rule}");
         let previous = d
             .history
@@ -296,12 +349,12 @@ pub fn rollback(
 /// (origin `rollout`), in one change: a step and its record are published,
 /// and persisted, together.
 pub fn set_rollout(
-    shared: &Shared,
+    tables: &Tables,
     what: &str,
     record: rollouts::RolloutRecord,
     weights: Option<Weights>,
 ) -> Result<u64, ChangeError> {
-    change(shared, None, what, |d| {
+    change(tables, None, what, |d| {
         if let Some(w) = weights {
             override_rule(d, &record.route, &record.rule, "rollout", |_| Ok(w))?;
         }
@@ -312,8 +365,8 @@ pub fn set_rollout(
 }
 
 /// The rollout records, for the controller and the API.
-pub fn rollout_records(shared: &Shared) -> Vec<rollouts::RolloutRecord> {
-    let desired = shared
+pub fn rollout_records(tables: &Tables) -> Vec<rollouts::RolloutRecord> {
+    let desired = tables
         .desired
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -358,13 +411,13 @@ fn override_rule(
 }
 
 /// The desired state and the effective config, for `GET /v1/config`.
-pub fn snapshot(shared: &Shared) -> (u64, Desired, Config) {
-    let desired = shared
+pub fn snapshot(tables: &Tables) -> (u64, Desired, Config) {
+    let desired = tables
         .desired
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .clone();
-    let generation = shared.routes.load().generation;
+    let generation = tables.routes.load().generation;
     let (effective, _) = overrides::layer(&desired.base, &desired.overrides);
     (generation, desired, effective)
 }

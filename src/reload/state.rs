@@ -48,16 +48,16 @@ pub fn load(dir: &Path) -> io::Result<Option<Desired>> {
 /// of the file just loaded. A `PUT` config is kept only if the file has not
 /// changed since; otherwise the file wins (logged). Saved state that no longer
 /// applies is logged and the file's config is served.
-pub fn restore(shared: &crate::app::Shared) -> Result<(), String> {
+pub fn restore(tables: &super::Tables) -> Result<(), String> {
     use super::BaseOrigin;
-    let Some(dir) = &shared.state_dir else {
+    let Some(dir) = &tables.state_dir else {
         return Ok(());
     };
     let saved = load(dir).map_err(|e| format!("cannot read the saved state: {e}"))?;
     let Some(saved) = saved else {
         return Ok(());
     };
-    let result = super::change(shared, None, "restore", |d| {
+    let result = super::change(tables, None, "restore", |d| {
         let file_hash = match &d.base_origin {
             BaseOrigin::File { hash, .. } => Some(hash.clone()),
             _ => None,

@@ -12,10 +12,9 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use super::Tables;
 use super::{change, BaseOrigin, ChangeError};
-use crate::app::Shared;
 use crate::config::load::read_path;
-use crate::route::split::hash_key;
 
 /// Quiet time after the last event before the file is read.
 const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -25,14 +24,8 @@ pub struct FileWatch {
     _watcher: notify::RecommendedWatcher,
 }
 
-/// Hex content hash, to skip no-op events and to detect changes across a
-/// restart.
-pub fn content_hash(bytes: &[u8]) -> String {
-    format!("{:016x}", hash_key(bytes))
-}
-
 /// Starts watching `path`. The returned handle must be kept.
-pub fn spawn(shared: Arc<Shared>, path: PathBuf) -> notify::Result<FileWatch> {
+pub fn spawn(tables: Arc<Tables>, path: PathBuf) -> notify::Result<FileWatch> {
     let (tx, rx) = mpsc::channel::<()>(1);
     let mut watcher = change_watcher(tx.clone(), ())?;
     // A config directory is watched itself; a file through its directory.
@@ -43,13 +36,13 @@ pub fn spawn(shared: Arc<Shared>, path: PathBuf) -> notify::Result<FileWatch> {
     };
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
     forward_sighup(tx, (), "checking the config file");
-    tokio::spawn(reload_loop(shared, path, rx));
+    tokio::spawn(reload_loop(tables, path, rx));
     Ok(FileWatch { _watcher: watcher })
 }
 
 /// A watcher that sends `value` on every event but reads (ours included are
 /// not changes; a write, create, rename or symlink swap is worth a look).
-/// Shared with the certificate watcher.
+/// Tables with the certificate watcher.
 pub(super) fn change_watcher<T: Clone + Send + 'static>(
     tx: mpsc::Sender<T>,
     value: T,
@@ -94,37 +87,37 @@ pub(super) fn forward_sighup<T: Clone + Send + 'static>(
 #[cfg(not(unix))]
 pub(super) fn forward_sighup<T>(_tx: mpsc::Sender<T>, _value: T, _what: &'static str) {}
 
-async fn reload_loop(shared: Arc<Shared>, path: PathBuf, mut rx: mpsc::Receiver<()>) {
+async fn reload_loop(tables: Arc<Tables>, path: PathBuf, mut rx: mpsc::Receiver<()>) {
     while rx.recv().await.is_some() {
         // Debounce: wait until events stop for DEBOUNCE.
         while tokio::time::timeout(DEBOUNCE, rx.recv())
             .await
             .is_ok_and(|e| e.is_some())
         {}
-        reload_file(&shared, &path);
+        reload_file(&tables, &path);
     }
 }
 
 /// Reads `path` and publishes it as the new base config if its content
 /// changed. Returns the new generation, if one was published.
-pub fn reload_file(shared: &Shared, path: &Path) -> Option<u64> {
+pub fn reload_file(tables: &Tables, path: &Path) -> Option<u64> {
     let shown = path.display();
     let read = match read_path(path) {
         Ok(r) => r,
         Err(e) => {
             // During a ConfigMap swap the file can be briefly missing; the
             // next event retries.
-            reject(shared, format_args!("{}", one_line(&e.to_string())));
+            reject(tables, format_args!("{}", one_line(&e.to_string())));
             return None;
         }
     };
     let hash = read.hash.clone();
-    if current_file_hash(shared).as_deref() == Some(hash.as_str()) {
+    if current_file_hash(tables).as_deref() == Some(hash.as_str()) {
         return None;
     }
     {
         // An invalid file is reported once, not at every event until fixed.
-        let mut last = shared
+        let mut last = tables
             .last_rejected_file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -137,7 +130,7 @@ pub fn reload_file(shared: &Shared, path: &Path) -> Option<u64> {
         Ok(loaded) => (loaded.config, loaded.origins),
         Err(e) => {
             reject(
-                shared,
+                tables,
                 format_args!("{shown}: {}", one_line(&e.to_string())),
             );
             return None;
@@ -147,7 +140,7 @@ pub fn reload_file(shared: &Shared, path: &Path) -> Option<u64> {
         path: shown.to_string(),
         hash,
     };
-    let result = change(shared, None, "file", |d| {
+    let result = change(tables, None, "file", |d| {
         if matches!(d.base_origin, BaseOrigin::Api { .. }) {
             tracing::warn!("{shown} changed: it replaces the config PUT through the API");
         }
@@ -164,7 +157,7 @@ pub fn reload_file(shared: &Shared, path: &Path) -> Option<u64> {
                 other => other,
             };
             reject(
-                shared,
+                tables,
                 format_args!("{shown}: {}", one_line(&e.to_string())),
             );
             None
@@ -172,8 +165,8 @@ pub fn reload_file(shared: &Shared, path: &Path) -> Option<u64> {
     }
 }
 
-fn current_file_hash(shared: &Shared) -> Option<String> {
-    let desired = shared
+fn current_file_hash(tables: &Tables) -> Option<String> {
+    let desired = tables
         .desired
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -183,8 +176,8 @@ fn current_file_hash(shared: &Shared) -> Option<String> {
     }
 }
 
-fn reject(shared: &Shared, msg: std::fmt::Arguments<'_>) {
-    shared.reload_errors.fetch_add(1, Ordering::Relaxed);
+fn reject(tables: &Tables, msg: std::fmt::Arguments<'_>) {
+    tables.reload_errors.fetch_add(1, Ordering::Relaxed);
     tracing::error!("config reload rejected, still serving the previous table: {msg}");
 }
 

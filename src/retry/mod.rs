@@ -1,40 +1,32 @@
 //! The attempt loop: endpoint pick (skipping ejected, unhealthy and already
 //! failed endpoints), circuit breaking, per-try timeout, outcome
 //! classification, outlier accounting, retry budget, full-jitter backoff and
-//! version fallback. Reads top to bottom in [`exchange`].
+//! version fallback. Reads top to bottom in [`send`].
 
-pub mod budget;
+mod aim;
 
-use std::cell::RefCell;
+pub use aim::aim_at;
+
 use std::time::Duration;
 
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
-use crate::config::model::{Fallback, RetryConfig, RetryOn};
-use crate::metrics::{Chosen, Limit};
-use crate::proxy::error::ProxyError;
-use crate::proxy::request_body::PreparedBody;
-use crate::route::observed::now_secs;
+use crate::body::{PreparedBody, UpstreamBody};
+use crate::clock::{now_ms, now_secs, with_rng};
+use crate::config::model::Limit;
+use crate::config::model::{RetryConfig, RetryOn};
+use crate::error::ProxyError;
+use crate::metrics::Chosen;
 use crate::route::{RouteTable, Rule};
-use crate::upstream::outlier::{self, now_ms, Outcome};
+use crate::upstream::outlier::{self, Outcome};
 use crate::upstream::pool::{self, SendError};
-use crate::upstream::{balance, Endpoint, Group};
+use crate::upstream::{balance, limits, Endpoint, Group};
 
-thread_local! {
-    static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
-}
-
-/// Runs `f` with this thread's fast RNG (never held across an await).
-pub fn with_rng<T>(f: impl FnOnce(&mut SmallRng) -> T) -> T {
-    RNG.with(|r| f(&mut r.borrow_mut()))
-}
-
-/// Everything one request's attempts need.
-pub struct Exchange<'t> {
+/// A request on its way out: everything its attempts need.
+pub struct Outbound<'t> {
     /// The table the request started on.
     pub table: &'t RouteTable,
     /// The matched rule.
@@ -55,14 +47,22 @@ pub struct Exchange<'t> {
     pub chosen: &'t mut Chosen,
 }
 
-/// The upstream's response and where it came from.
-pub struct Answer<'t> {
+/// The upstream's response, with what the client side needs to stream it.
+pub struct Answer {
     /// Response head and streaming body.
     pub response: Response<Incoming>,
-    /// The group that answered.
-    pub group: &'t Group,
-    /// Attempts made (1 = no retry).
-    pub attempts: u32,
+    /// The answering group's `body_idle_timeout`: the longest gap between
+    /// body frames before the response is aborted.
+    pub body_idle_timeout: Option<Duration>,
+}
+
+impl Answer {
+    fn from(response: Response<Incoming>, group: &Group) -> Answer {
+        Answer {
+            response,
+            body_idle_timeout: group.policy.body_idle_timeout.map(|d| d.0),
+        }
+    }
 }
 
 /// How an attempt ended.
@@ -91,14 +91,17 @@ enum Kind {
     Framing,
     PerTryTimeout,
     Status(StatusCode),
-    Overflow(ProxyError),
+    /// A circuit-breaking limit turned the attempt away.
+    Overflow(Limit),
+    /// The proxy could not build the attempt (e.g. an invalid host).
+    Local(ProxyError),
     /// The client's body failed; the upstream is not to blame.
     ClientBody,
 }
 
 /// Sends the request, retrying per the rule's policy, within the rule's
 /// request timeout.
-pub async fn exchange(x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
+pub async fn send(x: Outbound<'_>) -> Result<Answer, ProxyError> {
     let limit = x.rule.policy.timeouts.request.0;
     match tokio::time::timeout(limit, attempts(x)).await {
         Ok(result) => result,
@@ -106,7 +109,7 @@ pub async fn exchange(x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
     }
 }
 
-async fn attempts(mut x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
+async fn attempts(mut x: Outbound<'_>) -> Result<Answer, ProxyError> {
     let policy = &x.rule.policy.retry;
     let retries = if x.upgrade { 0 } else { policy.attempts };
     x.rule.budget.request(now_secs());
@@ -114,36 +117,30 @@ async fn attempts(mut x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
     let mut slot = x.first_slot;
     let mut attempt = 0u32;
     loop {
-        let group = &x.table.groups[x.rule.split.group_at(slot) as usize];
+        let group = x.rule.group(&x.table.groups, slot);
         let endpoint =
             pick_endpoint(group, x.key, &failed).ok_or(ProxyError::NoHealthyEndpoints)?;
         let index = group
             .endpoints
             .iter()
             .position(|e| std::ptr::eq(e, endpoint));
-        x.chosen.attempt(x.rule, slot, index.unwrap_or(0));
+        x.chosen.attempt(&x.rule.metrics, slot, index.unwrap_or(0));
         // No retry can follow: this attempt may have the head itself.
         let last = attempt >= retries || !x.body.is_replayable();
         let result = send_once(&mut x, group, endpoint, last).await;
         let failure = match result {
-            Attempt::Done(response) => {
-                return Ok(Answer {
-                    response,
-                    group,
-                    attempts: attempt + 1,
-                })
-            }
+            Attempt::Done(response) => return Ok(Answer::from(response, group)),
             Attempt::Failed(f) => f,
         };
         let wants_retry = attempt < retries
             && x.body.is_replayable()
             && retryable(policy, failure.kind, &x.parts.method);
         if !wants_retry {
-            return give_up(failure, group, attempt + 1);
+            return give_up(failure, group);
         }
         if !x.rule.budget.try_retry(&policy.budget, now_secs()) {
             x.rule.metrics.route.budget_exhausted();
-            return give_up(failure, group, attempt + 1);
+            return give_up(failure, group);
         }
         x.rule.metrics.route.retry();
         tracing::debug!(
@@ -156,7 +153,10 @@ async fn attempts(mut x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
         );
         failed.push(endpoint_id(endpoint));
         let previous = slot;
-        slot = next_slot(x.rule, x.table, slot, x.key, policy.fallback);
+        let point = x.key.unwrap_or_else(|| with_rng(|rng| rng.random()));
+        slot = x
+            .rule
+            .next_slot(&x.table.groups, slot, point, policy.fallback, now_ms());
         if slot != previous {
             x.rule.metrics.route.fallback();
         }
@@ -168,25 +168,25 @@ async fn attempts(mut x: Exchange<'_>) -> Result<Answer<'_>, ProxyError> {
 /// One attempt: admission, per-try timeout, send, classify, outlier.
 /// `last`: no retry follows, so the request head is moved, not copied.
 async fn send_once(
-    x: &mut Exchange<'_>,
+    x: &mut Outbound<'_>,
     group: &Group,
     endpoint: &Endpoint,
     last: bool,
 ) -> Attempt {
-    let limits = &group.policy.limits;
-    if group.protocol == crate::config::model::UpstreamProtocol::Http1
-        && endpoint.state.in_flight() >= limits.max_connections as usize
-    {
-        group.metrics.overflow(Limit::MaxConnections);
-        return overflow(ProxyError::OverflowConnections);
-    }
-    let Ok(_slot) = group.admission.admit().await else {
-        group.metrics.overflow(Limit::MaxPendingRequests);
-        return overflow(ProxyError::OverflowPending);
+    let admitted = match limits::endpoint_has_room(group, endpoint) {
+        Ok(()) => group.admission.admit().await,
+        Err(full) => Err(full),
+    };
+    let _slot = match admitted {
+        Ok(slot) => slot,
+        Err(limit) => {
+            group.metrics.overflow(limit);
+            return failed(Kind::Overflow(limit));
+        }
     };
     let req = match request_for(x, group, endpoint, last) {
         Ok(r) => r,
-        Err(e) => return overflow(e),
+        Err(e) => return failed(Kind::Local(e)),
     };
     let in_flight = endpoint.state.start();
     let sent = match x.rule.policy.timeouts.per_try {
@@ -210,9 +210,9 @@ async fn send_once(
     attempt
 }
 
-fn overflow(e: ProxyError) -> Attempt {
+fn failed(kind: Kind) -> Attempt {
     Attempt::Failed(Failure {
-        kind: Kind::Overflow(e),
+        kind,
         status_response: None,
     })
 }
@@ -221,11 +221,11 @@ fn overflow(e: ProxyError) -> Attempt {
 /// while a retry may still need the head; on the `last` attempt the head
 /// itself (its method stays, for the retry decision).
 fn request_for(
-    x: &mut Exchange<'_>,
+    x: &mut Outbound<'_>,
     group: &Group,
     endpoint: &Endpoint,
     last: bool,
-) -> Result<Request<crate::proxy::request_body::UpstreamBody>, ProxyError> {
+) -> Result<Request<UpstreamBody>, ProxyError> {
     let mut parts = Request::new(()).into_parts().0;
     parts.method = x.parts.method.clone();
     parts.version = x.parts.version;
@@ -237,7 +237,7 @@ fn request_for(
         parts.headers = x.parts.headers.clone();
     }
     let tls = group.policy.tls.is_some();
-    crate::proxy::aim_at(&mut parts, endpoint, group.protocol, tls, x.raw_host)?;
+    aim_at(&mut parts, endpoint, group.protocol, tls, x.raw_host)?;
     Ok(Request::from_parts(parts, x.body.attempt()))
 }
 
@@ -246,12 +246,7 @@ fn classify(
     sent: Result<Response<Incoming>, SendError>,
     policy: &RetryConfig,
 ) -> (Attempt, Option<Outcome>) {
-    let failure = |kind| {
-        Attempt::Failed(Failure {
-            kind,
-            status_response: None,
-        })
-    };
+    let failure = failed;
     match sent {
         Ok(resp) => {
             let status = resp.status();
@@ -272,7 +267,7 @@ fn classify(
         }
         Err(SendError::Connect(_)) => (failure(Kind::Connect), Some(Outcome::GatewayFailure)),
         Err(SendError::Refused(_)) => (failure(Kind::Refused), Some(Outcome::GatewayFailure)),
-        Err(SendError::Exchange(_)) => (failure(Kind::Reset), Some(Outcome::GatewayFailure)),
+        Err(SendError::Broken(_)) => (failure(Kind::Reset), Some(Outcome::GatewayFailure)),
         Err(SendError::Closed(_)) => (failure(Kind::Closed), Some(Outcome::GatewayFailure)),
         Err(SendError::Unsent(_)) => (failure(Kind::Unsent), Some(Outcome::GatewayFailure)),
         Err(SendError::Framing) => (failure(Kind::Framing), Some(Outcome::GatewayFailure)),
@@ -312,7 +307,7 @@ fn retryable(policy: &RetryConfig, kind: Kind, method: &Method) -> bool {
                 && (on(RetryOn::Reset) || on(RetryOn::GatewayError) || on(RetryOn::ServerError))
         }
         Kind::Status(_) => safe_method,
-        Kind::Overflow(_) | Kind::ClientBody => false,
+        Kind::Overflow(_) | Kind::Local(_) | Kind::ClientBody => false,
     }
 }
 
@@ -324,13 +319,9 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// The error (or the upstream's own failing response) when no retry follows.
-fn give_up(f: Failure, group: &Group, attempts: u32) -> Result<Answer<'_>, ProxyError> {
+fn give_up(f: Failure, group: &Group) -> Result<Answer, ProxyError> {
     if let Some(response) = f.status_response {
-        return Ok(Answer {
-            response,
-            group,
-            attempts,
-        });
+        return Ok(Answer::from(response, group));
     }
     Err(match f.kind {
         Kind::Connect => ProxyError::ConnectFailed,
@@ -339,7 +330,8 @@ fn give_up(f: Failure, group: &Group, attempts: u32) -> Result<Answer<'_>, Proxy
         }
         Kind::Framing => ProxyError::UpstreamFraming,
         Kind::PerTryTimeout => ProxyError::PerTryTimeout,
-        Kind::Overflow(e) => e,
+        Kind::Overflow(limit) => ProxyError::Overflow(limit),
+        Kind::Local(e) => e,
         Kind::ClientBody => ProxyError::ClientBodyFailed,
     })
 }
@@ -360,27 +352,6 @@ fn pick_endpoint<'g>(group: &'g Group, key: Option<u64>, failed: &[usize]) -> Op
     })
 }
 
-/// The group slot of the next attempt, per the fallback policy.
-fn next_slot(
-    rule: &Rule,
-    table: &RouteTable,
-    failed_slot: usize,
-    key: Option<u64>,
-    fallback: Fallback,
-) -> usize {
-    let now = now_ms();
-    let usable = |slot: usize| table.groups[rule.split.group_at(slot) as usize].has_available(now);
-    let point = key.unwrap_or_else(|| with_rng(|rng| rng.random()));
-    let choice = match fallback {
-        Fallback::SameGroup => None,
-        Fallback::OtherGroups => rule
-            .split
-            .pick_slot_among(point, |s| s != failed_slot && usable(s)),
-        Fallback::Any => rule.split.pick_slot_among(point, usable),
-    };
-    choice.unwrap_or(failed_slot)
-}
-
 /// Full jitter: a random wait in [0, min(max, base * 2^attempt)].
 async fn backoff(policy: &RetryConfig, attempt: u32) {
     let base = policy.backoff.base.0;
@@ -392,32 +363,6 @@ async fn backoff(policy: &RetryConfig, attempt: u32) {
     }
     let wait = with_rng(|rng| rng.random_range(0..=cap.as_micros() as u64));
     tokio::time::sleep(Duration::from_micros(wait)).await;
-}
-
-/// Picks the first group: the split's choice, or, when that group has no
-/// available endpoint, the others by weight (`redistribute`) or 503 (`fail`).
-pub fn first_slot(rule: &Rule, table: &RouteTable, point: u64) -> Result<usize, ProxyError> {
-    let slot = rule.split.pick_slot(point).ok_or(ProxyError::NoBackend)?;
-    let now = now_ms();
-    let group = &table.groups[rule.split.group_at(slot) as usize];
-    if group.has_available(now) {
-        return Ok(slot);
-    }
-    // An empty group (scaled to zero) is as unavailable as an ejected one.
-    let unavailable = if group.endpoints.is_empty() {
-        ProxyError::NoEndpoints
-    } else {
-        ProxyError::NoHealthyEndpoints
-    };
-    use crate::config::model::OnGroupUnavailable;
-    if rule.policy.on_unavailable == OnGroupUnavailable::Fail {
-        return Err(unavailable);
-    }
-    rule.split
-        .pick_slot_among(point, |s| {
-            table.groups[rule.split.group_at(s) as usize].has_available(now)
-        })
-        .ok_or(unavailable)
 }
 
 #[cfg(test)]

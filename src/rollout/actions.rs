@@ -2,7 +2,7 @@
 //! API: start, pause, resume, abort. Each is one change through the reload
 //! path.
 
-use crate::app::Shared;
+use super::Control;
 use crate::config::rollout::{plan_of as plan_for, RolloutConfig};
 use crate::reload::overrides::find_rule;
 use crate::reload::rollouts::{Phase, RolloutRecord};
@@ -32,11 +32,11 @@ impl std::fmt::Display for ActionError {
 
 /// The rule's plan and baseline groups in the effective config.
 fn plan_of(
-    shared: &Shared,
+    shared: &Control,
     route: &str,
     rule: &str,
 ) -> Result<(RolloutConfig, Vec<String>), ActionError> {
-    let (_, _, effective) = reload::snapshot(shared);
+    let (_, _, effective) = reload::snapshot(&shared.tables);
     let r = find_rule(&effective, route, rule).map_err(|m| ActionError::NotFound(m.0))?;
     let plan = plan_for(&effective, route, r).cloned().ok_or_else(|| {
         ActionError::NotFound(format!(
@@ -47,9 +47,9 @@ fn plan_of(
     Ok((plan, baselines))
 }
 
-fn record_of(shared: &Shared, route: &str, rule: &str) -> Result<RolloutRecord, ActionError> {
+fn record_of(shared: &Control, route: &str, rule: &str) -> Result<RolloutRecord, ActionError> {
     let key = RolloutRecord::key(route, rule);
-    reload::rollout_records(shared)
+    reload::rollout_records(&shared.tables)
         .into_iter()
         .find(|r| RolloutRecord::key(&r.route, &r.rule) == key)
         .ok_or_else(|| {
@@ -59,7 +59,7 @@ fn record_of(shared: &Shared, route: &str, rule: &str) -> Result<RolloutRecord, 
 
 /// Starts the rule's plan at its first step (weights set at once). A
 /// rollout still running or paused must be aborted first.
-pub fn start(shared: &Shared, route: &str, rule: &str) -> Result<u64, ActionError> {
+pub fn start(shared: &Control, route: &str, rule: &str) -> Result<u64, ActionError> {
     if let Ok(r) = record_of(shared, route, rule) {
         if !r.phase.is_final() {
             return Err(ActionError::Conflict(format!(
@@ -75,14 +75,14 @@ pub fn start(shared: &Shared, route: &str, rule: &str) -> Result<u64, ActionErro
     let weights = step_weights(&record, &baselines, first);
     tracing::info!(%route, %rule, weight = first, "rollout started");
     let key = RolloutRecord::key(route, rule);
-    let generation = reload::set_rollout(shared, "rollout: started", record, Some(weights))
+    let generation = reload::set_rollout(&shared.tables, "rollout: started", record, Some(weights))
         .map_err(ActionError::Change)?;
     shared.rollouts.reset(&key);
     Ok(generation)
 }
 
 /// Holds a running rollout at its step.
-pub fn pause(shared: &Shared, route: &str, rule: &str) -> Result<u64, ActionError> {
+pub fn pause(shared: &Control, route: &str, rule: &str) -> Result<u64, ActionError> {
     let mut r = record_of(shared, route, rule)?;
     if r.phase != Phase::Running {
         return Err(ActionError::Conflict(format!(
@@ -92,12 +92,12 @@ pub fn pause(shared: &Shared, route: &str, rule: &str) -> Result<u64, ActionErro
     }
     r.phase = Phase::Paused;
     r.reason = "paused through the control API".to_string();
-    reload::set_rollout(shared, "rollout: paused", r, None).map_err(ActionError::Change)
+    reload::set_rollout(&shared.tables, "rollout: paused", r, None).map_err(ActionError::Change)
 }
 
 /// Resumes a paused rollout at its step. After a fail that paused it, the
 /// evidence starts afresh (resuming means a person judged it acceptable).
-pub fn resume(shared: &Shared, route: &str, rule: &str) -> Result<u64, ActionError> {
+pub fn resume(shared: &Control, route: &str, rule: &str) -> Result<u64, ActionError> {
     let mut r = record_of(shared, route, rule)?;
     if r.phase != Phase::Paused {
         return Err(ActionError::Conflict(format!(
@@ -114,14 +114,14 @@ pub fn resume(shared: &Shared, route: &str, rule: &str) -> Result<u64, ActionErr
     let weight = r.plan.steps.get(r.step).map_or(0, |s| s.weight());
     let weights = step_weights(&r, &baselines, weight);
     let key = RolloutRecord::key(route, rule);
-    let generation = reload::set_rollout(shared, "rollout: resumed", r, Some(weights))
+    let generation = reload::set_rollout(&shared.tables, "rollout: resumed", r, Some(weights))
         .map_err(ActionError::Change)?;
     shared.rollouts.reset(&key);
     Ok(generation)
 }
 
 /// Stops a running or paused rollout; the canary's weight goes to 0.
-pub fn abort(shared: &Shared, route: &str, rule: &str) -> Result<u64, ActionError> {
+pub fn abort(shared: &Control, route: &str, rule: &str) -> Result<u64, ActionError> {
     let mut r = record_of(shared, route, rule)?;
     if r.phase.is_final() {
         return Err(ActionError::Conflict(format!(
@@ -134,5 +134,6 @@ pub fn abort(shared: &Shared, route: &str, rule: &str) -> Result<u64, ActionErro
     r.reason = "aborted through the control API".to_string();
     let weights = step_weights(&r, &baselines, 0);
     tracing::warn!(%route, %rule, "rollout aborted: canary weight 0");
-    reload::set_rollout(shared, "rollout: aborted", r, Some(weights)).map_err(ActionError::Change)
+    reload::set_rollout(&shared.tables, "rollout: aborted", r, Some(weights))
+        .map_err(ActionError::Change)
 }

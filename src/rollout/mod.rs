@@ -21,16 +21,36 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::analysis::{Analysis, Counts, Report, Settings, Verdict};
-use crate::app::Shared;
 use crate::config::rollout::{Drive, OnFail, OnPass, RolloutConfig};
 use crate::reload::rollouts::{Phase, RolloutRecord};
-use crate::reload::{self, overrides::Weights};
+use crate::reload::{self, overrides::Weights, Tables};
 use counts::{Arms, StepStart};
 use fleet::FleetCounts;
 
 /// How often running rollouts are judged: a fail moves the weights within
 /// this (plus one publish) of the evidence arriving.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// The controller's handles: the published tables, read and changed only
+/// through `reload`, and the rollouts' in-memory state.
+#[derive(Debug)]
+pub struct Control {
+    /// The published table and the desired state.
+    pub tables: Arc<Tables>,
+    /// Each running rollout's step state and last report.
+    pub rollouts: Rollouts,
+}
+
+impl Control {
+    /// A controller with no rollout in memory yet (records are restored
+    /// with the desired state).
+    pub fn new(tables: Arc<Tables>) -> Control {
+        Control {
+            tables,
+            rollouts: Rollouts::default(),
+        }
+    }
+}
 
 /// The in-memory part of every rollout, by `route/rule`.
 #[derive(Debug, Default)]
@@ -157,8 +177,8 @@ impl Rollouts {
     }
 
     /// Every rollout with its latest report.
-    pub fn views(&self, shared: &Shared) -> Vec<View> {
-        let records = reload::rollout_records(shared);
+    pub fn views(&self, tables: &Tables) -> Vec<View> {
+        let records = reload::rollout_records(tables);
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
         self.with_live(|live| {
             records
@@ -183,7 +203,7 @@ impl Rollouts {
 }
 
 /// Judges every running rollout each [`TICK`] until the task is aborted.
-pub async fn supervise(shared: Arc<Shared>) {
+pub async fn supervise(shared: Arc<Control>) {
     let mut every = tokio::time::interval(TICK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -193,10 +213,10 @@ pub async fn supervise(shared: Arc<Shared>) {
 }
 
 /// One round over the rollouts (public so tests can drive it).
-pub fn tick(shared: &Shared) {
+pub fn tick(shared: &Control) {
     start_external(shared);
-    let records = reload::rollout_records(shared);
-    shared.rollouts.thaw(&shared.routes.load(), &records);
+    let records = reload::rollout_records(&shared.tables);
+    shared.rollouts.thaw(&shared.tables.routes.load(), &records);
     let mut watched = Vec::new();
     for record in records {
         match record.phase {
@@ -215,8 +235,9 @@ pub fn tick(shared: &Shared) {
 
 /// A failed externally driven rollout keeps saying `fail` until its
 /// controller has moved the canary to 0% (or 100%).
-fn end_once_moved(shared: &Shared, record: RolloutRecord) {
-    let percent = Arms::find(&shared.routes.load(), &record).map_or(0, |a| a.canary_percent());
+fn end_once_moved(shared: &Control, record: RolloutRecord) {
+    let percent =
+        Arms::find(&shared.tables.routes.load(), &record).map_or(0, |a| a.canary_percent());
     if !(1..100).contains(&percent) {
         end(shared, record, percent);
     }
@@ -233,15 +254,15 @@ pub fn settings(plan: &RolloutConfig) -> Settings {
 
 /// `drive: external` plans need no start: judging begins when the
 /// controller gives the canary some (not all) of the traffic.
-fn start_external(shared: &Shared) {
-    let table = shared.routes.load_full();
+fn start_external(shared: &Control) {
+    let table = shared.tables.routes.load_full();
     let mut records = None;
     for rule in table.rules.iter() {
         let Some(plan) = rule.rollout.as_ref().filter(|p| p.drive == Drive::External) else {
             continue;
         };
         let key = RolloutRecord::key(&rule.route, &rule.name);
-        let records = records.get_or_insert_with(|| reload::rollout_records(shared));
+        let records = records.get_or_insert_with(|| reload::rollout_records(&shared.tables));
         let active = records.iter().any(|r| {
             RolloutRecord::key(&r.route, &r.rule) == key
                 && (!r.phase.is_final() || r.phase == Phase::Failed)
@@ -258,9 +279,9 @@ fn start_external(shared: &Shared) {
     }
 }
 
-fn judge(shared: &Shared, record: RolloutRecord) {
+fn judge(shared: &Control, record: RolloutRecord) {
     let key = RolloutRecord::key(&record.route, &record.rule);
-    let table = shared.routes.load_full();
+    let table = shared.tables.routes.load_full();
     let arms = match Arms::find(&table, &record) {
         Ok(arms) => arms,
         Err(why) => return pause(shared, record, &why),
@@ -318,7 +339,7 @@ fn judge(shared: &Shared, record: RolloutRecord) {
                 fleet_arms,
                 step,
                 now,
-                &shared.metrics.rollout,
+                &shared.tables.metrics().rollout,
             );
             match counted {
                 Ok(c) => l.fleet = Some(c),
@@ -349,7 +370,7 @@ fn judge(shared: &Shared, record: RolloutRecord) {
         .iter()
         .map(|m| (m.metric.as_str(), m.bayes_factor))
         .collect();
-    shared.metrics.rollout.record(
+    shared.tables.metrics().rollout.record(
         &record.route,
         &record.rule,
         record.step,
@@ -376,7 +397,7 @@ fn holding(last: Option<&Report>, why: String) -> Report {
 /// Folds the step an external controller just ended into the evidence; the
 /// next tick judges the new weight as a new step.
 fn next_external_step(
-    shared: &Shared,
+    shared: &Control,
     mut record: RolloutRecord,
     mut analysis: Analysis,
     share: f64,
@@ -390,7 +411,7 @@ fn next_external_step(
 }
 
 /// An externally driven canary back at 0% or at 100%: judging stops.
-fn end(shared: &Shared, mut record: RolloutRecord, percent: u32) {
+fn end(shared: &Control, mut record: RolloutRecord, percent: u32) {
     record.phase = Phase::Ended;
     record.reason = format!("the controller moved the canary to {percent}%");
     tracing::info!(route = %record.route, rule = %record.rule, "rollout ended: {}", record.reason);
@@ -411,9 +432,9 @@ pub fn step_weights(record: &RolloutRecord, baselines: &[String], percent: u32) 
     w
 }
 
-fn fail(shared: &Shared, mut record: RolloutRecord, report: &Report) {
+fn fail(shared: &Control, mut record: RolloutRecord, report: &Report) {
     record.reason = report.reason.clone();
-    let arms = Arms::find(&shared.routes.load(), &record).ok();
+    let arms = Arms::find(&shared.tables.routes.load(), &record).ok();
     let (phase, weights, what) = match record.plan.on_fail {
         _ if record.plan.drive == Drive::External => (Phase::Failed, None, "rollout: failed"),
         OnFail::Rollback => {
@@ -430,14 +451,15 @@ fn fail(shared: &Shared, mut record: RolloutRecord, report: &Report) {
     );
     if phase == Phase::RolledBack {
         shared
-            .metrics
+            .tables
+            .metrics()
             .rollout
             .rolled_back(&record.route, &record.rule);
     }
     store(shared, what, record, weights);
 }
 
-fn advance(shared: &Shared, mut record: RolloutRecord, report: &Report, arms: &Arms) {
+fn advance(shared: &Control, mut record: RolloutRecord, report: &Report, arms: &Arms) {
     let key = RolloutRecord::key(&record.route, &record.rule);
     let percent = arms.canary_percent();
     let looked = shared.rollouts.with_live(|live| {
@@ -461,7 +483,11 @@ fn advance(shared: &Shared, mut record: RolloutRecord, report: &Report, arms: &A
             OnPass::Promote => {
                 record.phase = Phase::Promoted;
                 record.step = record.plan.steps.len().saturating_sub(1);
-                shared.metrics.rollout.promoted(&record.route, &record.rule);
+                shared
+                    .tables
+                    .metrics()
+                    .rollout
+                    .promoted(&record.route, &record.rule);
                 (
                     Some(step_weights(&record, &arms.baselines, 100)),
                     "rollout: promoted",
@@ -487,7 +513,7 @@ fn advance(shared: &Shared, mut record: RolloutRecord, report: &Report, arms: &A
     store(shared, what, record, weights);
 }
 
-fn pause(shared: &Shared, mut record: RolloutRecord, why: &str) {
+fn pause(shared: &Control, mut record: RolloutRecord, why: &str) {
     tracing::warn!(route = %record.route, rule = %record.rule, "rollout paused: {why}");
     record.phase = Phase::Paused;
     record.reason = why.to_string();
@@ -495,9 +521,9 @@ fn pause(shared: &Shared, mut record: RolloutRecord, why: &str) {
 }
 
 /// Publishes the record (and weights); the step's in-memory state restarts.
-fn store(shared: &Shared, what: &str, record: RolloutRecord, weights: Option<Weights>) {
+fn store(shared: &Control, what: &str, record: RolloutRecord, weights: Option<Weights>) {
     let key = RolloutRecord::key(&record.route, &record.rule);
-    if let Err(e) = reload::set_rollout(shared, what, record, weights) {
+    if let Err(e) = reload::set_rollout(&shared.tables, what, record, weights) {
         tracing::error!(rollout = %key, "rollout change not applied: {e}");
     }
     shared.rollouts.reset(&key);

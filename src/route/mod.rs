@@ -1,10 +1,12 @@
 //! The compiled, immutable routing table and `find()`: host -> virtual host ->
 //! the highest-precedence rule whose conditions hold.
 //!
-//! A table is built once by `config::compile` and published whole; requests
+//! A table is built once by `compile` and published whole; requests
 //! read it through one `ArcSwap` load and never mutate it.
 
+pub mod budget;
 pub mod fault;
+pub mod inherited;
 pub mod matcher;
 pub mod observed;
 pub mod split;
@@ -15,6 +17,7 @@ use std::net::SocketAddr;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::upstream::Group;
+pub use inherited::{Inherited, RuleState};
 use matcher::{Conditions, PathMatch, RequestView};
 use split::{Split, StickyKey};
 
@@ -126,7 +129,7 @@ pub struct Rule {
     /// Timeouts, retries, group-unavailability handling.
     pub policy: RulePolicy,
     /// Retry budget shared by the route's rules.
-    pub budget: std::sync::Arc<crate::retry::budget::RetryBudget>,
+    pub budget: std::sync::Arc<budget::RetryBudget>,
     /// Metric handles: per backend (split order), per route.
     pub metrics: crate::metrics::RuleMetrics,
     /// The rule's rollout plan, read by the rollout controller (never on the
@@ -199,7 +202,37 @@ impl HeaderModifier {
     }
 }
 
+impl crate::upstream::health::LiveGroups for RouteTable {
+    fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+}
+
 impl RouteTable {
+    /// Generation and weights for the scrape, with the reload error count.
+    pub fn figures(&self, reload_errors: u64) -> crate::metrics::TableFigures {
+        let weights = self
+            .rules
+            .iter()
+            .flat_map(|rule| {
+                rule.split.backends().filter_map(|(g, w)| {
+                    let group = self.groups.get(g as usize)?;
+                    Some((
+                        rule.route.to_string(),
+                        rule.name.to_string(),
+                        group.name.to_string(),
+                        w,
+                    ))
+                })
+            })
+            .collect();
+        crate::metrics::TableFigures {
+            generation: self.generation,
+            reload_errors,
+            weights,
+        }
+    }
+
     /// The rule for a request arriving on listener `listener`, with the entry
     /// that matched; `None` means 404.
     pub fn find(&self, listener: usize, req: &RequestView<'_>) -> Option<(&Rule, &Entry)> {

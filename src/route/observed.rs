@@ -3,8 +3,6 @@
 //! One relaxed atomic add per request; no lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::Instant;
 
 /// Length of the window, in one-second slots.
 const WINDOW: usize = 60;
@@ -27,13 +25,6 @@ impl Default for SplitCounter {
             slots: std::array::from_fn(|_| Slot::default()),
         }
     }
-}
-
-/// Seconds since the process started (a monotonic clock), plus one so 0 means
-/// "never".
-pub fn now_secs() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs() + 1
 }
 
 impl SplitCounter {

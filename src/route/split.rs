@@ -11,6 +11,12 @@ use std::net::IpAddr;
 
 use http::{header, HeaderMap, HeaderName};
 
+use super::Rule;
+use crate::config::model::{Fallback, OnGroupUnavailable};
+use crate::error::ProxyError;
+use crate::hash::hash_key;
+use crate::upstream::Group;
+
 /// A rule's weighted backends, compiled to cumulative range bounds.
 #[derive(Debug, Clone)]
 pub struct Split {
@@ -107,6 +113,69 @@ impl Split {
     }
 }
 
+/// The group choice for a rule's requests: the split, then what happens
+/// when the picked group has no available endpoint. `groups` is the table's,
+/// `now_ms` the clock for ejections.
+impl Rule {
+    /// Picks the first group: the split's choice, or, when that group has no
+    /// available endpoint, the others by weight (`redistribute`) or 503
+    /// (`fail`).
+    pub fn first_slot(
+        &self,
+        groups: &[Group],
+        point: u64,
+        now_ms: u64,
+    ) -> Result<usize, ProxyError> {
+        let slot = self.split.pick_slot(point).ok_or(ProxyError::NoBackend)?;
+        let group = &groups[self.split.group_at(slot) as usize];
+        if group.has_available(now_ms) {
+            return Ok(slot);
+        }
+        // An empty group (scaled to zero) is as unavailable as an ejected one.
+        let unavailable = if group.endpoints.is_empty() {
+            ProxyError::NoEndpoints
+        } else {
+            ProxyError::NoHealthyEndpoints
+        };
+        if self.policy.on_unavailable == OnGroupUnavailable::Fail {
+            return Err(unavailable);
+        }
+        self.split
+            .pick_slot_among(point, |s| self.usable(groups, s, now_ms))
+            .ok_or(unavailable)
+    }
+
+    /// The group slot of the attempt after one on `failed_slot` failed, per
+    /// the fallback policy; `point` is the sticky hash or a fresh random one.
+    pub fn next_slot(
+        &self,
+        groups: &[Group],
+        failed_slot: usize,
+        point: u64,
+        fallback: Fallback,
+        now_ms: u64,
+    ) -> usize {
+        let usable = |slot: usize| self.usable(groups, slot, now_ms);
+        let choice = match fallback {
+            Fallback::SameGroup => None,
+            Fallback::OtherGroups => self
+                .split
+                .pick_slot_among(point, |s| s != failed_slot && usable(s)),
+            Fallback::Any => self.split.pick_slot_among(point, usable),
+        };
+        choice.unwrap_or(failed_slot)
+    }
+
+    /// The group at `slot`.
+    pub fn group<'g>(&self, groups: &'g [Group], slot: usize) -> &'g Group {
+        &groups[self.split.group_at(slot) as usize]
+    }
+
+    fn usable(&self, groups: &[Group], slot: usize, now_ms: u64) -> bool {
+        self.group(groups, slot).has_available(now_ms)
+    }
+}
+
 /// Where a rule reads its sticky key from.
 #[derive(Debug, Clone)]
 pub enum StickyKey {
@@ -149,30 +218,10 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
         })
 }
 
-/// A stable 64-bit hash (FNV-1a, then the murmur3 finalizer for spread).
-/// Stable across processes, restarts and versions, so every replica of the
-/// proxy puts a user in the same cohort.
-pub fn hash_key(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    mix64(h)
-}
-
-/// murmur3's 64-bit finalizer: every input bit affects every output bit.
-pub fn mix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::mix64;
 
     #[test]
     fn weights_map_to_ordered_ranges() {

@@ -96,7 +96,7 @@ pub fn build(
     Some(Arc::new(UpstreamTls {
         config: Arc::new(config),
         server_name,
-        fingerprint: crate::route::split::hash_key(&seen),
+        fingerprint: crate::hash::hash_key(&seen),
     }))
 }
 

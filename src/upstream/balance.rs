@@ -7,7 +7,7 @@ use rand::Rng;
 
 use super::{Endpoint, Group};
 use crate::config::model::Balance;
-use crate::route::split::mix64;
+use crate::hash::mix64;
 
 /// Chooses an endpoint; `None` when the group has none. `key` is the rule's
 /// sticky-key hash; without one, `hash` behaves as round robin.
@@ -79,11 +79,11 @@ fn rendezvous(
 mod tests {
     use super::*;
     use crate::config::model::UpstreamProtocol;
-    use crate::upstream::EndpointRegistry;
+    use crate::upstream::UpstreamState;
     use rand::{rngs::SmallRng, SeedableRng};
 
     fn group(balance: Balance, n: usize) -> Group {
-        let reg = EndpointRegistry::default();
+        let reg = UpstreamState::default();
         let eps = (0..n)
             .map(|i| {
                 let addr = format!("10.0.0.{i}:80");

@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn a_failure_keeps_the_last_good_addresses_and_is_reported_once() {
         let t = DnsTable::default();
-        let now = SystemTime::now();
+        let now = crate::clock::wall_now();
         let a: SocketAddr = "127.0.0.2:80".parse().unwrap();
         let b: SocketAddr = "127.0.0.3:80".parse().unwrap();
         assert!(t.answer("web:80", vec![b, a, a], now));
@@ -159,15 +159,16 @@ mod tests {
     /// a TLS group without `server_name` keeps the name.
     #[test]
     fn compile_expands_resolved_names_and_carries_state_by_address() {
-        use crate::config::{compile::compile, parse_yaml};
-        use crate::upstream::EndpointRegistry;
+        use crate::compile::compile;
+        use crate::config::parse_yaml;
         let yaml = "listeners: [{name: public, address: \"127.0.0.1:0\"}]\n\
             groups:\n  \
               web: {endpoints: [\"web:80\", \"10.0.0.9:80\"]}\n  \
               secure: {endpoints: [\"web:80\"], tls: {}}\n\
             routes: [{name: r, rules: [{name: all, backends: [{group: web}, {group: secure}]}]}]\n";
         let cfg = parse_yaml(yaml).unwrap();
-        let registry = EndpointRegistry::default();
+        let inherited = crate::route::Inherited::default();
+        let registry = &inherited.upstream;
         let addresses = |t: &crate::route::RouteTable, g: usize| -> Vec<String> {
             t.groups[g]
                 .endpoints
@@ -175,17 +176,21 @@ mod tests {
                 .map(|e| e.state.address.to_string())
                 .collect()
         };
-        let first = compile(&cfg, &registry, 1).unwrap();
+        let first = compile(&cfg, &inherited, 1).unwrap();
         let (secure, web) = (0, 1);
         assert_eq!(addresses(&first, web), ["web:80", "10.0.0.9:80"]);
         let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
         let b: SocketAddr = "10.0.0.9:80".parse().unwrap();
-        registry.dns.answer("web:80", vec![a], SystemTime::now());
-        let second = compile(&cfg, &registry, 2).unwrap();
+        registry
+            .dns
+            .answer("web:80", vec![a], crate::clock::wall_now());
+        let second = compile(&cfg, &inherited, 2).unwrap();
         assert_eq!(addresses(&second, web), ["10.0.0.1:80", "10.0.0.9:80"]);
         assert_eq!(addresses(&second, secure), ["web:80"], "SNI needs the name");
-        registry.dns.answer("web:80", vec![a, b], SystemTime::now());
-        let third = compile(&cfg, &registry, 3).unwrap();
+        registry
+            .dns
+            .answer("web:80", vec![a, b], crate::clock::wall_now());
+        let third = compile(&cfg, &inherited, 3).unwrap();
         assert_eq!(
             addresses(&third, web),
             ["10.0.0.1:80", "10.0.0.9:80"],

@@ -12,12 +12,22 @@ use http::{header, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
 
-use crate::app::Shared;
 use crate::config::model::HealthCheckConfig;
 use crate::tls::client::UpstreamTls;
 use crate::upstream::counted::CountingConnector;
-use crate::upstream::EndpointState;
+use crate::upstream::{EndpointState, Group};
+
+/// The live table as health checks see it: its groups. (The table type
+/// lives above `upstream`; this keeps the dependency pointing down.)
+pub trait LiveGroups: Send + Sync + 'static {
+    /// The groups of the table.
+    fn groups(&self) -> &[Group];
+}
+
+/// The published table, loaded once per look.
+pub type Live<T> = Arc<arc_swap::ArcSwap<T>>;
 
 /// Speaks the group's TLS (if any); its connections are not counted as
 /// upstream traffic.
@@ -30,30 +40,29 @@ fn probe_client(tls: Option<Arc<UpstreamTls>>) -> ProbeClient {
 
 /// Starts a checker for every endpoint of the live table whose group has a
 /// health check and that has none running yet. Called after each publish.
-pub fn ensure_checkers(shared: &Arc<Shared>) {
+pub fn ensure_checkers<T: LiveGroups>(live: &Live<T>) {
     if tokio::runtime::Handle::try_current().is_err() {
         return;
     }
-    let table = shared.routes.load();
-    for group in table.groups.iter() {
+    let table = live.load();
+    for group in table.groups() {
         if group.policy.health_check.is_none() {
             continue;
         }
         for endpoint in group.endpoints.iter() {
             if !endpoint.state.checked.swap(true, Ordering::AcqRel) {
-                let (shared, state) = (Arc::clone(shared), Arc::clone(&endpoint.state));
+                let (live, state) = (Arc::clone(live), Arc::clone(&endpoint.state));
                 let group = group.name.to_string();
-                tokio::spawn(check_loop(shared, state, group));
+                tokio::spawn(check_loop(live, state, group));
             }
         }
     }
 }
 
 /// Keeps checkers in step with the live table until the process ends.
-pub async fn supervise(shared: Arc<Shared>) {
-    let mut published = shared.published.subscribe();
+pub async fn supervise<T: LiveGroups>(live: Live<T>, mut published: watch::Receiver<u64>) {
     loop {
-        ensure_checkers(&shared);
+        ensure_checkers(&live);
         if published.changed().await.is_err() {
             return;
         }
@@ -62,22 +71,22 @@ pub async fn supervise(shared: Arc<Shared>) {
 
 /// The live health-check config for `address` in group `group`, if any,
 /// with the group's TLS settings.
-fn current_config(
-    shared: &Shared,
+fn current_config<T: LiveGroups>(
+    live: &Live<T>,
     group: &str,
     address: &str,
 ) -> Option<(HealthCheckConfig, Option<Arc<UpstreamTls>>)> {
-    let table = shared.routes.load();
-    let g = table.groups.iter().find(|g| &*g.name == group)?;
+    let table = live.load();
+    let g = table.groups().iter().find(|g| &*g.name == group)?;
     g.endpoints.iter().find(|e| &*e.state.address == address)?;
     Some((g.policy.health_check.clone()?, g.policy.tls.clone()))
 }
 
-async fn check_loop(shared: Arc<Shared>, state: Arc<EndpointState>, group: String) {
+async fn check_loop<T: LiveGroups>(live: Live<T>, state: Arc<EndpointState>, group: String) {
     // Rebuilt when the group's TLS settings or files change.
     let mut client: Option<(Option<u64>, ProbeClient)> = None;
     let (mut ok_streak, mut bad_streak) = (0u32, 0u32);
-    while let Some((cfg, tls)) = current_config(&shared, &group, &state.address) {
+    while let Some((cfg, tls)) = current_config(&live, &group, &state.address) {
         let fingerprint = tls.as_ref().map(|t| t.fingerprint);
         let (_, probe_with) = match client.take() {
             Some((f, c)) if f == fingerprint => client.insert((f, c)),

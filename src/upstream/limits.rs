@@ -6,15 +6,18 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::model::LimitsConfig;
+use super::{Endpoint, Group};
+use crate::config::model::{Limit, LimitsConfig, UpstreamProtocol};
 
-/// Which limit turned a request away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overflow {
-    /// Too many requests in flight and waiting.
-    MaxPending,
-    /// Too many concurrent requests on one endpoint (HTTP/1.1: connections).
-    MaxConnections,
+/// The per-endpoint connection limit (`limits.max_connections`): an
+/// HTTP/1.1 connection carries one request at a time, so the endpoint's
+/// requests in flight are its connections. (h2 multiplexes; no limit.)
+pub fn endpoint_has_room(group: &Group, endpoint: &Endpoint) -> Result<(), Limit> {
+    let max = group.policy.limits.max_connections as usize;
+    if group.protocol == UpstreamProtocol::Http1 && endpoint.state.in_flight() >= max {
+        return Err(Limit::MaxConnections);
+    }
+    Ok(())
 }
 
 /// A group's admission state, shared across table generations.
@@ -40,17 +43,17 @@ impl Admission {
 
     /// A slot now, or after waiting in the bounded queue (the caller bounds
     /// the wait with its deadline); `Err` when the queue is full too.
-    pub async fn admit(&self) -> Result<Slot, Overflow> {
+    pub async fn admit(&self) -> Result<Slot, Limit> {
         if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
             return Ok(slot);
         }
         let waiting = Waiting(&self.pending);
         if self.pending.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
-            return Err(Overflow::MaxPending);
+            return Err(Limit::MaxPendingRequests);
         }
         let slot = Arc::clone(&self.slots).acquire_owned().await;
         drop(waiting);
-        slot.map_err(|_| Overflow::MaxPending)
+        slot.map_err(|_| Limit::MaxPendingRequests)
     }
 }
 

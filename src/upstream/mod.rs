@@ -2,8 +2,8 @@
 //!
 //! A [`Group`] belongs to one table generation. The mutable per-endpoint state
 //! ([`EndpointState`]: in-flight count, outlier and health state) does not: it
-//! lives in the [`EndpointRegistry`], keyed by address, so it survives a
-//! reload; so do admission limits, retry budgets and the connection pools of
+//! lives in the [`UpstreamState`], keyed by address, so it survives a
+//! reload; so do admission limits, DNS answers and the connection pools of
 //! unchanged settings (a pool no published table uses leaves the cache).
 
 pub mod balance;
@@ -16,16 +16,15 @@ pub mod pool;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use http::uri::Authority;
 
+use crate::carry::{lock, WeakMap};
 use crate::config::model::{
     Balance, Dur, HealthCheckConfig, LimitsConfig, OutlierConfig, UpstreamProtocol,
 };
 use crate::metrics::{GroupSeries, Metrics};
-use crate::retry::budget::RetryBudget;
-use crate::route::observed::SplitCounter;
 use crate::tls::client::UpstreamTls;
 use limits::Admission;
 use outlier::OutlierState;
@@ -128,22 +127,20 @@ impl Drop for InFlight {
     }
 }
 
-/// Endpoint state by address. Locked only while a table is compiled, never on
-/// the request path. Holds weak references: state dies with the last table
-/// that uses the endpoint.
+/// The upstream side's state that outlives a table, each kind by its key:
+/// endpoint state by address, connection pools by settings, admission
+/// limits by group, DNS answers by host name. Locked only while a table is
+/// compiled, never on the request path; weak references, so state dies with
+/// the last table that uses it.
 #[derive(Debug, Default)]
-pub struct EndpointRegistry {
-    by_address: Mutex<HashMap<Box<str>, Weak<EndpointState>>>,
-    /// Observed-split counters by `route/rule/group`, carried over the same way.
-    split_counters: Mutex<HashMap<String, Weak<SplitCounter>>>,
+pub struct UpstreamState {
+    endpoints: WeakMap<Box<str>, EndpointState>,
     /// Connection pools by protocol, connect timeout and TLS fingerprint.
     /// A rotated certificate or a new `connect_timeout` adds one; each
     /// publish keeps only those of the new table ([`Self::retain_clients`]).
     clients: Mutex<HashMap<ClientKey, Client>>,
     /// Admission limits by group name and limit values.
-    admissions: Mutex<HashMap<(String, u32, u32), Weak<Admission>>>,
-    /// Retry budgets by route name.
-    budgets: Mutex<HashMap<String, Weak<RetryBudget>>>,
+    admissions: WeakMap<(String, u32, u32), Admission>,
     /// Metric handles by config name, carried over the same way.
     pub metrics: Arc<Metrics>,
     /// The last good addresses of host-name endpoints (empty until the DNS
@@ -162,59 +159,30 @@ fn client_key(
     (protocol, connect_timeout, tls.map(|t| t.fingerprint))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The live value for `key`, or a new one from `make`.
-fn shared_weak<K: std::hash::Hash + Eq, T>(
-    map: &Mutex<HashMap<K, Weak<T>>>,
-    key: K,
-    make: impl FnOnce() -> T,
-) -> Arc<T> {
-    let mut map = lock(map);
-    if let Some(v) = map.get(&key).and_then(Weak::upgrade) {
-        return v;
-    }
-    // Sweep dead entries now and then, not on every miss: a sweep per miss
-    // made compiling a 10,000-rule table quadratic.
-    if map.len() >= 64 && map.len().is_power_of_two() {
-        map.retain(|_, w| w.strong_count() > 0);
-    }
-    let v = Arc::new(make());
-    map.insert(key, Arc::downgrade(&v));
-    v
-}
-
-impl EndpointRegistry {
-    /// A registry whose tables record into `metrics`.
+impl UpstreamState {
+    /// State whose tables record into `metrics`.
     pub fn with_metrics(metrics: Arc<Metrics>) -> Self {
-        EndpointRegistry {
+        UpstreamState {
             metrics,
-            ..EndpointRegistry::default()
+            ..UpstreamState::default()
         }
     }
 
     /// The state for `address`, shared with older tables if they have it.
     pub fn get_or_create(&self, address: &str) -> Arc<EndpointState> {
-        shared_weak(&self.by_address, address.into(), || EndpointState {
-            address: address.into(),
-            address_hash: crate::route::split::hash_key(address.as_bytes()),
-            in_flight: AtomicUsize::new(0),
-            outlier: OutlierState::default(),
-            healthy: AtomicBool::new(true),
-            checked: AtomicBool::new(false),
-        })
+        self.endpoints
+            .get_or_make(address.into(), || EndpointState {
+                address: address.into(),
+                address_hash: crate::hash::hash_key(address.as_bytes()),
+                in_flight: AtomicUsize::new(0),
+                outlier: OutlierState::default(),
+                healthy: AtomicBool::new(true),
+                checked: AtomicBool::new(false),
+            })
     }
 }
 
-impl EndpointRegistry {
-    /// The observed-split counter of `group` in `route/rule`.
-    pub fn split_counter(&self, route: &str, rule: &str, group: &str) -> Arc<SplitCounter> {
-        let key = format!("{route}/{rule}/{group}");
-        shared_weak(&self.split_counters, key, SplitCounter::default)
-    }
-
+impl UpstreamState {
     /// The pool for `protocol` with `connect_timeout` and `tls`. Groups with
     /// equal settings and equal certificate files share one; changed files
     /// make a new one, so connections made with the old ones are not reused.
@@ -262,12 +230,7 @@ impl EndpointRegistry {
     /// The admission limits of group `name`.
     pub fn admission(&self, name: &str, limits: &LimitsConfig) -> Arc<Admission> {
         let key = (name.to_string(), limits.max_requests, limits.max_pending);
-        shared_weak(&self.admissions, key, || Admission::new(limits))
-    }
-
-    /// The retry budget shared by every rule of `route`.
-    pub fn budget(&self, route: &str) -> Arc<RetryBudget> {
-        shared_weak(&self.budgets, route.to_string(), RetryBudget::default)
+        self.admissions.get_or_make(key, || Admission::new(limits))
     }
 }
 
@@ -279,7 +242,7 @@ impl Group {
         balance: Balance,
         protocol: UpstreamProtocol,
     ) -> Group {
-        let registry = EndpointRegistry::default();
+        let registry = UpstreamState::default();
         Group::with_policy(
             name,
             endpoints,
@@ -297,7 +260,7 @@ impl Group {
         balance: Balance,
         protocol: UpstreamProtocol,
         policy: GroupPolicy,
-        registry: &EndpointRegistry,
+        registry: &UpstreamState,
     ) -> Group {
         Group {
             client: registry.client(protocol, policy.connect_timeout, policy.tls.as_ref()),
@@ -331,7 +294,8 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{compile::compile, parse_yaml};
+    use crate::compile::compile;
+    use crate::config::parse_yaml;
 
     /// A fresh self-signed CA certificate, as PEM: a rotation.
     fn ca_pem() -> String {
@@ -341,7 +305,7 @@ mod tests {
         params.self_signed(&key).unwrap().pem()
     }
 
-    fn cached_keys(registry: &EndpointRegistry) -> HashSet<ClientKey> {
+    fn cached_keys(registry: &UpstreamState) -> HashSet<ClientKey> {
         lock(&registry.clients).keys().copied().collect()
     }
 
@@ -353,7 +317,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cutover-clients-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ca = dir.join("ca.pem");
-        let registry = EndpointRegistry::default();
+        let inherited = crate::route::Inherited::default();
+        let registry = &inherited.upstream;
         let mut fingerprints = HashSet::new();
         for generation in 1..=8u64 {
             std::fs::write(&ca, ca_pem()).unwrap();
@@ -368,14 +333,14 @@ mod tests {
                    [{{group: secure, weight: 1}}, {{group: plain, weight: 1}}, {{group: multiplexed, weight: 1}}]}}]}}]\n",
                 ca.display()
             );
-            let table = compile(&parse_yaml(&yaml).unwrap(), &registry, generation).unwrap();
+            let table = compile(&parse_yaml(&yaml).unwrap(), &inherited, generation).unwrap();
             // The compile added the rotated CA's pool next to the old ones.
-            let before = cached_keys(&registry).len();
+            let before = cached_keys(registry).len();
             assert!(before >= if generation == 1 { 3 } else { 4 }, "{before}");
             registry.retain_clients(&table.groups);
             let live: HashSet<ClientKey> = table.groups.iter().map(Group::client_key).collect();
             assert_eq!(live.len(), 3, "three distinct pools");
-            assert_eq!(cached_keys(&registry), live, "generation {generation}");
+            assert_eq!(cached_keys(registry), live, "generation {generation}");
             assert_eq!(registry.cached_clients(), 3);
             fingerprints.extend(table.groups.iter().filter_map(|g| g.client_key().2));
         }

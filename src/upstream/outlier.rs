@@ -6,8 +6,7 @@
 //! routing table, so it survives a reload.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::model::OutlierConfig;
 
@@ -22,18 +21,12 @@ pub enum Outcome {
     GatewayFailure,
 }
 
-/// Milliseconds since process start, plus one (0 means "never").
-pub fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
-
 /// Per-endpoint outlier counters and ejection state.
 #[derive(Debug, Default)]
 pub struct OutlierState {
     consecutive_5xx: AtomicU32,
     consecutive_gateway: AtomicU32,
-    /// 0 when not ejected; else when the ejection ends (ms, see [`now_ms`]).
+    /// 0 when not ejected; else when the ejection ends (ms, see [`crate::clock::now_ms`]).
     ejected_until: AtomicU64,
     /// Ejections so far (multiplies the ejection time).
     ejections: AtomicU32,
@@ -317,5 +310,39 @@ mod tests {
             }
             assert_eq!(s.observe(&c, Outcome::Success, 1), Verdict::Unchanged);
         }
+    }
+
+    /// On the shared clock, with time paused: an ejected endpoint is out of
+    /// rotation until its ejection time has passed, then back for a probe,
+    /// with no real sleep.
+    #[tokio::test(start_paused = true)]
+    async fn an_ejection_ends_on_the_shared_clock() {
+        use crate::clock::now_ms;
+        use crate::upstream::{Endpoint, Group, UpstreamState};
+        let registry = UpstreamState::default();
+        let endpoints = ["10.0.0.1:80", "10.0.0.2:80"]
+            .iter()
+            .map(|a| Endpoint {
+                authority: a.parse().unwrap(),
+                state: registry.get_or_create(a),
+            })
+            .collect();
+        let group = Group::new(
+            "g".into(),
+            endpoints,
+            crate::config::model::Balance::RoundRobin,
+            crate::config::model::UpstreamProtocol::Http1,
+        );
+        let (c, first) = (cfg(), &group.endpoints[0]);
+        for _ in 0..5 {
+            record(&group, first, &c, Outcome::GatewayFailure, now_ms());
+        }
+        assert!(!first.state.available(now_ms()), "ejected");
+        tokio::time::advance(Duration::from_millis(90)).await;
+        assert!(!first.state.available(now_ms()), "still ejected at 90 ms");
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert!(first.state.available(now_ms()), "on probation after 100 ms");
+        record(&group, first, &c, Outcome::Success, now_ms());
+        assert!(!first.state.outlier.on_probation(), "the probe decided");
     }
 }

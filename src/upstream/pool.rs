@@ -12,9 +12,9 @@ use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::counted::CountingConnector;
+use crate::body::UpstreamBody;
 use crate::config::model::UpstreamProtocol;
 use crate::metrics::Metrics;
-use crate::proxy::request_body::UpstreamBody;
 use crate::tls::client::UpstreamTls;
 
 /// A pooled upstream client; open connections are counted in the metrics.
@@ -23,7 +23,7 @@ pub type Client = hyper_util::client::legacy::Client<CountingConnector, Upstream
 /// Idle pooled connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Why an upstream exchange failed, as far as the client can tell.
+/// Why sending a request upstream failed, as far as the client can tell.
 #[derive(Debug)]
 pub enum SendError {
     /// No connection could be made (refused, unreachable, DNS, timeout):
@@ -40,7 +40,7 @@ pub enum SendError {
     Unsent(hyper_util::client::legacy::Error),
     /// The connection failed after the request was sent (protocol error,
     /// anything not known to be harmless to repeat).
-    Exchange(hyper_util::client::legacy::Error),
+    Broken(hyper_util::client::legacy::Error),
     /// The response head declared a transfer coding other than exactly
     /// `chunked`; its body cannot be framed or passed on faithfully. The
     /// connection has been taken out of the pool.
@@ -122,7 +122,7 @@ fn classify(e: hyper_util::client::legacy::Error) -> SendError {
         match lost_before_response(&e) {
             Some(Lost::Unsent) => SendError::Unsent(e),
             Some(Lost::Closed) => SendError::Closed(e),
-            None => SendError::Exchange(e),
+            None => SendError::Broken(e),
         }
     }
 }
@@ -174,7 +174,7 @@ fn lost_before_response(e: &hyper_util::client::legacy::Error) -> Option<Lost> {
 fn caused_by_client_body(e: &hyper_util::client::legacy::Error) -> bool {
     let mut source = e.source();
     while let Some(s) = source {
-        if s.is::<crate::proxy::request_body::BodyError>() {
+        if s.is::<crate::body::BodyError>() {
             return true;
         }
         source = s.source();

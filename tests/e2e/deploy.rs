@@ -22,6 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::support::{free_port, TempDir};
+
 /// Drain delay given to the binary under test.
 const DELAY: Duration = Duration::from_millis(1000);
 /// How long the upstream holds the requests that are in flight at SIGTERM.
@@ -65,17 +67,11 @@ async fn slow_upstream_counted() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, received)
 }
 
-/// A port nobody listens on right now (bound, then released).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// The running binary; killed on drop if the test fails half way.
 struct Cutover {
     child: Child,
     stderr: PathBuf,
-    dir: PathBuf,
+    _dir: TempDir,
 }
 
 impl Cutover {
@@ -88,7 +84,6 @@ impl Drop for Cutover {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -107,26 +102,20 @@ fn start_with_delay(
 }
 
 /// A scratch directory for one binary under test.
-fn scratch(data: SocketAddr) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cutover-deploy-{}-{}",
-        std::process::id(),
-        data.port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(data: SocketAddr) -> TempDir {
+    TempDir::new(&format!("deploy-{}", data.port()))
 }
 
 /// Runs the binary on `listeners` (the YAML list items) in front of
 /// `upstream`, its config and log in `dir`.
 fn launch(
-    dir: PathBuf,
+    dir: TempDir,
     listeners: &str,
     upstream: SocketAddr,
     admin: SocketAddr,
     delay: Duration,
 ) -> Cutover {
-    let config = dir.join("cutover.yaml");
+    let config = dir.path("cutover.yaml");
     std::fs::write(
         &config,
         format!(
@@ -136,7 +125,7 @@ fn launch(
         ),
     )
     .unwrap();
-    let stderr = dir.join("stderr.log");
+    let stderr = dir.path("stderr.log");
     let child = Command::new(env!("CARGO_BIN_EXE_cutover"))
         .args(["run", "-c"])
         .arg(&config)
@@ -148,7 +137,11 @@ fn launch(
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .expect("start cutover");
-    Cutover { child, stderr, dir }
+    Cutover {
+        child,
+        stderr,
+        _dir: dir,
+    }
 }
 
 /// One request on a new HTTP/1.1 connection.
@@ -615,7 +608,7 @@ async fn sigterm_drains_tls_connections_without_a_failed_request() {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let dir = scratch(data);
     let pair = self_signed();
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let (cert, key) = (dir.path("tls.crt"), dir.path("tls.key"));
     std::fs::write(&cert, &pair.cert_pem).unwrap();
     std::fs::write(&key, &pair.key_pem).unwrap();
     let listeners = format!(

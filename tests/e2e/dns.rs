@@ -130,31 +130,23 @@ fn ip(i: usize) -> Ipv4Addr {
 async fn start_proxy(
     dns: &DnsServer,
     group_yaml: &str,
-) -> (SocketAddr, String, Arc<cutover::app::Shared>) {
+) -> (SocketAddr, String, Arc<cutover::reload::Tables>) {
     let yaml = format!(
         "listeners: [{{name: public, address: \"127.0.0.1:0\"}}]\ngroups:\n  web: {group_yaml}\nroutes: [{{name: web, rules: [{{name: all, backends: [{{group: web}}]}}]}}]\n"
     );
-    let config = cutover::config::parse_yaml(&yaml).unwrap();
-    let options = cutover::app::Options {
-        dns_servers: vec![dns.addr],
-        admin: Some(cutover::admin::AdminOptions {
-            address: "127.0.0.1:0".parse().unwrap(),
-            token: None,
-        }),
-        ..Default::default()
-    };
-    let app = cutover::app::App::start(&config, options).await.unwrap();
-    let addr = app.local_addr("public").unwrap();
-    let admin = format!("http://{}", app.local_addr("admin").unwrap());
-    let shared = app.shared();
-    let (tx, _done) = serve(app);
+    let proxy = launch(&yaml)
+        .admin(None)
+        .with(|o| o.dns_servers = vec![dns.addr])
+        .start()
+        .await;
+    let (addr, admin, tables) = (proxy.addr, proxy.admin_url(""), Arc::clone(&proxy.app));
     // The proxy runs until the test's runtime ends.
-    std::mem::forget(tx);
-    (addr, admin, shared)
+    std::mem::forget(proxy);
+    (addr, admin, tables)
 }
 
 /// The group's endpoint addresses in the live table.
-fn endpoints(shared: &cutover::app::Shared) -> Vec<String> {
+fn endpoints(shared: &cutover::reload::Tables) -> Vec<String> {
     let table = shared.routes.load();
     let mut e: Vec<String> = table.groups[0]
         .endpoints
@@ -163,14 +155,6 @@ fn endpoints(shared: &cutover::app::Shared) -> Vec<String> {
         .collect();
     e.sort();
     e
-}
-
-async fn until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Clients sending requests back to back until `stop`; every status seen.
@@ -387,8 +371,8 @@ fn check_does_not_resolve_and_ip_literals_stay() {
     );
     assert_check_passes(&file);
     let config = cutover::config::load_path(&file).unwrap().config;
-    let registry = cutover::upstream::EndpointRegistry::default();
-    let table = cutover::config::compile::compile(&config, &registry, 1).unwrap();
+    let registry = cutover::route::Inherited::default();
+    let table = cutover::compile::compile(&config, &registry, 1).unwrap();
     let g = &table.groups[0];
     assert_eq!(
         &*g.discovery.names,

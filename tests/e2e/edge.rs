@@ -35,8 +35,8 @@ fn bad_listener_limits_are_reported_with_their_field_paths() {
         ],
     );
     let config = cutover::config::parse_yaml(&yaml).unwrap();
-    let registry = cutover::upstream::EndpointRegistry::default();
-    let err = cutover::config::compile::compile(&config, &registry, 1).expect_err("invalid limits");
+    let registry = cutover::route::Inherited::default();
+    let err = cutover::compile::compile(&config, &registry, 1).expect_err("invalid limits");
     let got = err.to_string();
     for want in [
         "listeners[0].timeouts.idle: must be more than 0",

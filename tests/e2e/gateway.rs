@@ -11,11 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cutover::admin::AdminOptions;
-use cutover::app::{App, Options, Shared};
+use cutover::reload::Tables;
 use http::{Method, Request};
 use http_body_util::Full;
-use tokio::sync::oneshot;
 
 use crate::support::*;
 
@@ -94,36 +92,26 @@ status:
 struct Running {
     public: std::net::SocketAddr,
     admin: std::net::SocketAddr,
-    shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
+    shared: Arc<Tables>,
+    proxy: crate::support::Proxy,
 }
 
 impl Running {
     async fn start(config: &Path) -> Running {
         let loaded = cutover::config::load_path(config).unwrap_or_else(|e| panic!("{e}"));
-        let options = Options {
-            config_file: Some(config.to_path_buf()),
-            config_hash: Some(loaded.hash.clone()),
-            admin: Some(AdminOptions {
-                address: "127.0.0.1:0".parse().unwrap(),
-                token: None,
-            }),
-            ..Options::default()
-        };
-        let app = App::start(&loaded.config, options)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let public = app.local_addr("public").unwrap();
-        let admin = app.local_addr("admin").unwrap();
-        let shared = app.shared();
-        let (tx, done) = crate::support::serve(app);
+        let proxy = crate::support::Launch::config(loaded.config)
+            .admin(None)
+            .with(|o| {
+                o.config_file = Some(config.to_path_buf());
+                o.config_hash = Some(loaded.hash);
+            })
+            .start()
+            .await;
         Running {
-            public,
-            admin,
-            shared,
-            stop: Some(tx),
-            done,
+            public: proxy.addr,
+            admin: proxy.admin.unwrap(),
+            shared: Arc::clone(&proxy.app),
+            proxy,
         }
     }
 
@@ -164,10 +152,8 @@ impl Running {
     }
 
     async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = (&mut self.done).await;
+        self.proxy.stop();
+        let _ = (&mut self.proxy.done).await;
     }
 }
 

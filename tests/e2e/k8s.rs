@@ -357,12 +357,3 @@ fn pod_port(t: &PodTemplateSpec, port: &IntOrString) -> Option<i32> {
 fn is_cutover(c: &Container) -> bool {
     c.image.as_deref() == Some(IMAGE)
 }
-
-fn tempdir(tag: &str) -> PathBuf {
-    // Unique per call: tests checking the same container run in parallel.
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("cutover-k8s-{tag}-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}

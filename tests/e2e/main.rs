@@ -1,5 +1,10 @@
 //! End-to-end tests: real upstreams, the real proxy, real sockets.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests measure real elapsed time around a proxy on real sockets"
+)]
+
 mod deploy;
 mod dns;
 mod edge;

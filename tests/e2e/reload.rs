@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cutover::admin::AdminOptions;
-use cutover::app::{App, Options, Shared};
+use cutover::app::{App, Options};
+use cutover::reload::Tables;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::support::*;
 
@@ -23,35 +23,28 @@ const TOKEN: &str = "test-token-0123456789";
 struct Running {
     public: std::net::SocketAddr,
     admin: String,
-    shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
+    shared: Arc<Tables>,
+    serving: Arc<cutover::serving::Serving>,
+    proxy: Proxy,
 }
 
 impl Running {
     async fn start(file: &Path, token: Option<&str>, state_dir: Option<PathBuf>) -> Running {
         let text = std::fs::read_to_string(file).unwrap();
-        let config = cutover::config::parse_yaml(&text).unwrap();
-        let options = Options {
-            admin: Some(AdminOptions {
-                address: "127.0.0.1:0".parse().unwrap(),
-                token: token.map(str::to_string),
-            }),
-            config_file: Some(file.to_path_buf()),
-            state_dir,
-            ..Options::default()
-        };
-        let app = App::start(&config, options).await.unwrap();
-        let public = app.local_addr("public").unwrap();
-        let admin = format!("http://{}", app.local_addr("admin").unwrap());
-        let shared = app.shared();
-        let (tx, done) = crate::support::serve(app);
+        let proxy = launch(&text)
+            .admin(token)
+            .with(|o| {
+                o.config_file = Some(file.to_path_buf());
+                o.state_dir = state_dir;
+            })
+            .start()
+            .await;
         Running {
-            public,
-            admin,
-            shared,
-            stop: Some(tx),
-            done,
+            public: proxy.addr,
+            admin: proxy.admin_url(""),
+            shared: Arc::clone(&proxy.app),
+            serving: Arc::clone(&proxy.serving),
+            proxy,
         }
     }
 
@@ -60,10 +53,8 @@ impl Running {
     }
 
     async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = (&mut self.done).await;
+        self.proxy.stop();
+        let _ = (&mut self.proxy.done).await;
     }
 
     /// Calls the admin API; returns status and JSON.
@@ -88,21 +79,6 @@ impl Running {
         let json = serde_json::from_str(&got.body).unwrap_or(Value::String(got.body.clone()));
         (got.status, json)
     }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cutover-{name}-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn rand_suffix() -> u64 {
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed) + Instant::now().elapsed().as_nanos() as u64
 }
 
 fn yaml(stable: &Upstream, canary: &Upstream, ws: u32, wc: u32) -> String {
@@ -151,8 +127,8 @@ async fn until_routed_to(url: &str, want: &str, limit: Duration) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_change_is_applied_and_invalid_file_changes_nothing() {
     let (stable, canary) = (upstream("stable").await, upstream("canary").await);
-    let dir = temp_dir("file");
-    let file = dir.join("cutover.yaml");
+    let dir = TempDir::new("file");
+    let file = dir.path("cutover.yaml");
     std::fs::write(&file, yaml(&stable, &canary, 100, 0)).unwrap();
     let p = Running::start(&file, None, None).await;
     let url = format!("http://{}/", p.public);
@@ -181,23 +157,23 @@ async fn file_change_is_applied_and_invalid_file_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_symlink_swap_is_seen() {
     let (stable, canary) = (upstream("stable").await, upstream("canary").await);
-    let dir = temp_dir("configmap");
+    let dir = TempDir::new("configmap");
     // The layout kubelet creates: cutover.yaml -> ..data/cutover.yaml,
     // ..data -> ..<timestamp>; an update swaps ..data atomically.
-    let v1 = dir.join("..2026_11_22_00_00_00.1");
+    let v1 = dir.path("..2026_11_22_00_00_00.1");
     std::fs::create_dir(&v1).unwrap();
     std::fs::write(v1.join("cutover.yaml"), yaml(&stable, &canary, 100, 0)).unwrap();
-    std::os::unix::fs::symlink(v1.file_name().unwrap(), dir.join("..data")).unwrap();
-    std::os::unix::fs::symlink("..data/cutover.yaml", dir.join("cutover.yaml")).unwrap();
-    let p = Running::start(&dir.join("cutover.yaml"), None, None).await;
+    std::os::unix::fs::symlink(v1.file_name().unwrap(), dir.path("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/cutover.yaml", dir.path("cutover.yaml")).unwrap();
+    let p = Running::start(&dir.path("cutover.yaml"), None, None).await;
     let url = format!("http://{}/", p.public);
     until_routed_to(&url, "stable", Duration::from_secs(1)).await;
 
-    let v2 = dir.join("..2026_11_22_00_01_00.2");
+    let v2 = dir.path("..2026_11_22_00_01_00.2");
     std::fs::create_dir(&v2).unwrap();
     std::fs::write(v2.join("cutover.yaml"), yaml(&stable, &canary, 0, 100)).unwrap();
-    std::os::unix::fs::symlink(v2.file_name().unwrap(), dir.join("..data_tmp")).unwrap();
-    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink(v2.file_name().unwrap(), dir.path("..data_tmp")).unwrap();
+    std::fs::rename(dir.path("..data_tmp"), dir.path("..data")).unwrap();
     std::fs::remove_dir_all(&v1).unwrap();
     until_routed_to(&url, "canary", Duration::from_secs(2)).await;
     p.stop().await;
@@ -206,8 +182,8 @@ async fn configmap_symlink_swap_is_seen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_weights_promote_rollback_switch_and_conflicts() {
     let (stable, canary) = (upstream("stable").await, upstream("canary").await);
-    let dir = temp_dir("api");
-    let file = dir.join("cutover.yaml");
+    let dir = TempDir::new("api");
+    let file = dir.path("cutover.yaml");
     std::fs::write(&file, yaml(&stable, &canary, 100, 0)).unwrap();
     let p = Running::start(&file, None, None).await;
     let url = format!("http://{}/", p.public);
@@ -309,8 +285,8 @@ async fn api_weights_promote_rollback_switch_and_conflicts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_validate_status_and_explain() {
     let (stable, canary) = (upstream("stable").await, upstream("canary").await);
-    let dir = temp_dir("put");
-    let file = dir.join("cutover.yaml");
+    let dir = TempDir::new("put");
+    let file = dir.path("cutover.yaml");
     std::fs::write(&file, yaml(&stable, &canary, 100, 0)).unwrap();
     let p = Running::start(&file, None, None).await;
 
@@ -369,8 +345,8 @@ async fn put_validate_status_and_explain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_and_probes() {
     let (stable, canary) = (upstream("stable").await, upstream("canary").await);
-    let dir = temp_dir("auth");
-    let file = dir.join("cutover.yaml");
+    let dir = TempDir::new("auth");
+    let file = dir.path("cutover.yaml");
     std::fs::write(&file, yaml(&stable, &canary, 100, 0)).unwrap();
     let p = Running::start(&file, Some(TOKEN), None).await;
     assert_eq!(p.api(Method::GET, "/live", "", &[]).await.0, StatusCode::OK);
@@ -425,9 +401,9 @@ async fn auth_and_probes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_dir_keeps_api_changes_across_restart() {
     let (stable, canary) = (upstream("stable").await, upstream("canary").await);
-    let dir = temp_dir("state");
-    let file = dir.join("cutover.yaml");
-    let state = dir.join("state");
+    let dir = TempDir::new("state");
+    let file = dir.path("cutover.yaml");
+    let state = dir.path("state");
     std::fs::write(&file, yaml(&stable, &canary, 100, 0)).unwrap();
     let p = Running::start(&file, None, Some(state.clone())).await;
     let (s, _) = p
@@ -467,11 +443,11 @@ async fn state_dir_keeps_api_changes_across_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_turns_503_when_draining() {
     let (stable, canary) = (upstream("stable").await, upstream("canary").await);
-    let dir = temp_dir("drain");
-    let file = dir.join("cutover.yaml");
+    let dir = TempDir::new("drain");
+    let file = dir.path("cutover.yaml");
     std::fs::write(&file, yaml(&stable, &canary, 100, 0)).unwrap();
     let p = Running::start(&file, None, None).await;
-    p.shared.draining.store(true, Ordering::Relaxed);
+    p.serving.draining.store(true, Ordering::Relaxed);
     assert_eq!(
         p.api(Method::GET, "/ready", "", &[]).await.0,
         StatusCode::SERVICE_UNAVAILABLE
@@ -530,8 +506,8 @@ fn spawn_load(
 async fn thousand_changes_under_load_lose_nothing() {
     const CHANGES: usize = 1000;
     let (stable, canary) = (upstream("stable").await, upstream("canary").await);
-    let dir = temp_dir("load");
-    let file = dir.join("cutover.yaml");
+    let dir = TempDir::new("load");
+    let file = dir.path("cutover.yaml");
     std::fs::write(&file, yaml(&stable, &canary, 100, 0)).unwrap();
     let p = Running::start(&file, None, None).await;
     let url = format!("http://{}/", p.public);
@@ -611,10 +587,9 @@ async fn thousand_changes_under_load_lose_nothing() {
 }
 
 /// The `cutover_upstream_connections_active` gauge.
-fn upstream_connections(shared: &Shared) -> f64 {
-    let text = shared.metrics.encode(
-        &shared.routes.load(),
-        0,
+fn upstream_connections(shared: &Tables) -> f64 {
+    let text = shared.metrics().encode(
+        shared.routes.load().figures(0),
         cutover::metrics::Format::Prometheus,
     );
     text.lines()
@@ -664,7 +639,7 @@ async fn old_pools_leave_the_cache_and_requests_in_flight_on_them_finish() {
         )
     };
     let p = proxy(&yaml("1s")).await;
-    assert_eq!(p.app.endpoints.cached_clients(), 1);
+    assert_eq!(p.app.inherited.upstream.cached_clients(), 1);
     let (client, url) = (http1_client(), p.url("/"));
     let in_flight = tokio::spawn(async move { get(&client, &url, &[]).await });
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -678,8 +653,8 @@ async fn old_pools_leave_the_cache_and_requests_in_flight_on_them_finish() {
     // Five changes while it is in flight: one pool cached after each.
     for seconds in 2..=6 {
         let config = cutover::config::parse_yaml(&yaml(&format!("{seconds}s"))).unwrap();
-        cutover::reload::publish(&p.app, &config).unwrap();
-        assert_eq!(p.app.endpoints.cached_clients(), 1, "{seconds}s");
+        cutover::reload::replace_base(&p.app, &config).unwrap();
+        assert_eq!(p.app.inherited.upstream.cached_clients(), 1, "{seconds}s");
     }
     let got = in_flight.await.unwrap();
     assert_eq!(got.status, 200, "the request in flight on the old pool");
@@ -695,5 +670,5 @@ async fn old_pools_leave_the_cache_and_requests_in_flight_on_them_finish() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(p.app.endpoints.cached_clients(), 1);
+    assert_eq!(p.app.inherited.upstream.cached_clients(), 1);
 }

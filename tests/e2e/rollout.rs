@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cutover::admin::AdminOptions;
-use cutover::app::{App, Options};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -23,9 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-use crate::support::{get, http1_client, send, serve, TempDir};
+use crate::support::{get, http1_client, Launch, TempDir};
 
 mod fleet;
 mod httproute;
@@ -104,54 +101,37 @@ routes:
 /// The proxy with its admin listener (and a state directory, if given).
 struct Proxy {
     public: SocketAddr,
-    admin: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
+    inner: crate::support::Proxy,
 }
 
 impl Proxy {
     async fn start(yaml: &str, state_dir: Option<PathBuf>) -> Proxy {
         let config = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
-        Proxy::start_with(&config, state_dir).await
+        Proxy::start_with(config, state_dir).await
     }
 
-    async fn start_with(config: &cutover::config::Config, state_dir: Option<PathBuf>) -> Proxy {
-        let options = Options {
-            admin: Some(AdminOptions {
-                address: "127.0.0.1:0".parse().unwrap(),
-                token: None,
-            }),
-            state_dir,
-            ..Options::default()
-        };
-        let app = App::start(config, options).await.unwrap();
-        let public = app.local_addr("public").unwrap();
-        let admin = app.local_addr("admin").unwrap();
-        let (stop, done) = serve(app);
+    async fn start_with(config: cutover::config::Config, state_dir: Option<PathBuf>) -> Proxy {
+        let inner = Launch::config(config)
+            .admin(None)
+            .with(|o| o.state_dir = state_dir)
+            .start()
+            .await;
         Proxy {
-            public,
-            admin,
-            stop: Some(stop),
-            done,
+            public: inner.addr,
+            inner,
         }
     }
 
-    async fn shut_down(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.done).await;
+    async fn shut_down(self) {
+        self.inner.shut_down().await;
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        self.inner.admin.expect("launched with admin")
     }
 
     async fn admin(&self, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.admin))
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap();
-        let got = send(&http1_client(), req).await;
-        let v = serde_json::from_str(&got.body).unwrap_or(Value::Null);
-        (got.status, v)
+        self.inner.api(method, path, body).await
     }
 
     async fn analysis(&self) -> Value {
@@ -161,13 +141,9 @@ impl Proxy {
     }
 
     async fn scrape(&self) -> String {
-        get(
-            &http1_client(),
-            &format!("http://{}/metrics", self.admin),
-            &[],
-        )
-        .await
-        .body
+        get(&http1_client(), &self.inner.admin_url("/metrics"), &[])
+            .await
+            .body
     }
 
     async fn act(&self, action: &str) -> (StatusCode, Value) {
@@ -692,8 +668,8 @@ routes:
           source: { prometheus: { url: "https://prom:9090", interval: 50ms, timeout: 0ms, selector: 'job="x", route="web"' } }
 "#;
     let cfg = cutover::config::parse_yaml(yaml).unwrap();
-    let registry = cutover::upstream::EndpointRegistry::default();
-    let errors = match cutover::config::compile::compile(&cfg, &registry, 1) {
+    let registry = cutover::route::Inherited::default();
+    let errors = match cutover::compile::compile(&cfg, &registry, 1) {
         Ok(_) => panic!("a bad rollout was accepted"),
         Err(e) => e.to_string(),
     };

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cutover::route::split::{hash_key, Split};
+use cutover::hash::hash_key;
+use cutover::route::split::Split;
 
 use crate::routing::{assert_binomial, by_body, fan_out, head, tally, CONCURRENCY};
 use crate::support::*;
@@ -318,7 +319,7 @@ async fn publishing_10_to_50_percent_never_moves_a_user_back_to_stable() {
     let next =
         cutover::config::parse_yaml(&config(&groups, &sticky_rules("{header: x-user-id}", 1, 1)))
             .unwrap();
-    assert_eq!(cutover::reload::publish(&p.app, &next), Ok(2));
+    assert_eq!(cutover::reload::replace_base(&p.app, &next), Ok(2));
     let after = land(&p, &c, requests).await;
     assert_binomial("users on canary at 50%", on_canary(&after), USERS, 0.50);
     check_users(&users, &after, 1, 1, |u| u.to_string());
@@ -415,7 +416,7 @@ async fn balance_hash_keeps_a_user_on_one_endpoint() {
 
     // Rendezvous hashing: removing pod-c moves only pod-c's users.
     let next = cutover::config::parse_yaml(&yaml_for(&[&pods[0], &pods[1]])).unwrap();
-    assert_eq!(cutover::reload::publish(&p.app, &next), Ok(2));
+    assert_eq!(cutover::reload::replace_base(&p.app, &next), Ok(2));
     let first_of_each: Vec<Vec<(String, String)>> = requests[..USERS].to_vec();
     let after = land(&p, &c, first_of_each).await;
     for (u, pod) in users[..USERS].iter().zip(&after) {

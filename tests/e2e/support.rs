@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use cutover::app::App;
+use cutover::admin::AdminOptions;
+use cutover::app::{App, Options};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -116,10 +117,76 @@ pub async fn upstream_at(
     (up, accept)
 }
 
+/// How the proxy under test starts: its config and process options. The
+/// one launcher: every area's test proxy is built here.
+pub struct Launch {
+    config: cutover::config::Config,
+    options: Options,
+}
+
+/// Starts building a proxy from YAML; its first listener must be named
+/// `public` and use address `127.0.0.1:0`.
+pub fn launch(yaml: &str) -> Launch {
+    let config = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
+    Launch::config(config)
+}
+
+impl Launch {
+    /// From a parsed config (e.g. one loaded from Gateway API documents).
+    pub fn config(config: cutover::config::Config) -> Launch {
+        Launch {
+            config,
+            options: Options::default(),
+        }
+    }
+
+    /// With the admin listener on 127.0.0.1:0; `token` guards the API.
+    pub fn admin(mut self, token: Option<&str>) -> Launch {
+        self.options.admin = Some(AdminOptions {
+            address: "127.0.0.1:0".parse().unwrap(),
+            token: token.map(str::to_string),
+        });
+        self
+    }
+
+    /// With any other process option (config file, state dir, DNS, limits).
+    pub fn with(mut self, set: impl FnOnce(&mut Options)) -> Launch {
+        set(&mut self.options);
+        self
+    }
+
+    /// Binds and serves on a task until [`Proxy::stop`] (or drop).
+    pub async fn start(self) -> Proxy {
+        let app = App::start(&self.config, self.options)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = app.local_addr("public").expect("a listener named public");
+        let admin = app.local_addr("admin");
+        let (app_tables, serving, control) = (app.tables(), app.serving(), app.control());
+        let (tx, done) = serve(app);
+        Proxy {
+            addr,
+            admin,
+            app: app_tables,
+            serving,
+            control,
+            stop: Some(tx),
+            done,
+        }
+    }
+}
+
 /// The proxy under test.
 pub struct Proxy {
     pub addr: SocketAddr,
-    pub app: Arc<cutover::app::Shared>,
+    /// The admin listener, if launched with one.
+    pub admin: Option<SocketAddr>,
+    /// The table bookkeeping (publish, the live table, reload errors).
+    pub app: Arc<cutover::reload::Tables>,
+    /// The drain flag, limits and metrics.
+    pub serving: Arc<cutover::serving::Serving>,
+    /// The rollout controller.
+    pub control: Arc<cutover::rollout::Control>,
     stop: Option<oneshot::Sender<()>>,
     pub done: tokio::task::JoinHandle<()>,
 }
@@ -130,11 +197,39 @@ impl Proxy {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `http://admin` + `path`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin.expect("launched with admin"))
+    }
+
+    /// Calls the admin API; status and JSON (`null` when not JSON).
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(self.admin_url(path))
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let got = send(&http1_client(), req).await;
+        let v = serde_json::from_str(&got.body).unwrap_or(serde_json::Value::Null);
+        (got.status, v)
+    }
+
     /// Starts graceful shutdown.
     pub fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Shuts down and waits (at most 10 s) for the drain to finish.
+    pub async fn shut_down(mut self) {
+        self.stop();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut self.done).await;
     }
 }
 
@@ -154,20 +249,32 @@ pub fn serve(app: App) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     (tx, done)
 }
 
-/// Starts the proxy from YAML; its first listener must be named `public`
-/// and use address `127.0.0.1:0`.
+/// Starts the proxy from YAML (see [`launch`] for more options).
 pub async fn proxy(yaml: &str) -> Proxy {
-    let config = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
-    let app = App::bind(&config).await.unwrap_or_else(|e| panic!("{e}"));
-    let addr = app.local_addr("public").expect("a listener named public");
-    let shared = app.shared();
-    let (tx, done) = serve(app);
-    Proxy {
-        addr,
-        app: shared,
-        stop: Some(tx),
-        done,
+    launch(yaml).start().await
+}
+
+/// Waits until `ok` holds, polling every 2 ms; fails the test naming
+/// `what` after `limit`. The one wait-until of the suite.
+pub async fn until(what: &str, limit: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released): for processes that
+/// take a port on their command line.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A one-route config: `rules_yaml` is the YAML list under `rules:`, indented

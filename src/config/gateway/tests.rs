@@ -1,19 +1,19 @@
 //! HTTPRoute conversion: the examples of the Gateway API docs, every mapped
 //! field, and the error of every unsupported one.
 
-use crate::config::compile::compile;
+use crate::compile::compile;
 use crate::config::load::parse_text;
 use crate::config::model::{PathMatchType, RetryOn, ValueMatchType};
 use crate::config::resilience::Dur;
 use crate::config::{Config, ConfigErrors};
-use crate::upstream::EndpointRegistry;
+use crate::route::Inherited;
 
 const BASE: &str = "listeners: [{name: public, address: \"127.0.0.1:0\"}]\n";
 
 /// Loads and compiles, with compile errors annotated as `check` shows them.
 fn compiled(routes: &str) -> Result<Config, ConfigErrors> {
     let (config, origins) = parse_text(&format!("{BASE}---\n{routes}"))?;
-    compile(&config, &EndpointRegistry::default(), 1).map_err(|e| origins.annotate(e))?;
+    compile(&config, &Inherited::default(), 1).map_err(|e| origins.annotate(e))?;
     Ok(config)
 }
 
@@ -421,7 +421,7 @@ fn cutover_documents_merge_and_duplicates_are_errors() {
     );
     // A plain single file keeps its paths exactly.
     let (cfg, origins) = parse_text("listeners: [{name: a, address: nope}]\nroutes: []\n").unwrap();
-    let e = compile(&cfg, &EndpointRegistry::default(), 1).unwrap_err();
+    let e = compile(&cfg, &Inherited::default(), 1).unwrap_err();
     assert_eq!(origins.annotate(e.clone()), e);
 }
 

@@ -16,7 +16,7 @@ use origins::RouteOrigin;
 use super::error::{ConfigErrors, FieldError};
 use super::gateway;
 use super::model::{AccessLogConfig, Config, GroupConfig};
-use crate::reload::watch::content_hash;
+use crate::hash::content_hash;
 
 /// Largest config file accepted; a routing table is text, not data.
 pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;

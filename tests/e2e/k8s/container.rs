@@ -328,14 +328,14 @@ impl Cx<'_> {
                 "{at}: {file} is not under a volume mount (mount the Secret that holds it)"
             );
         }
-        let dir = tempdir(&self.at.replace('/', "-"));
-        let file = materialize(self.m, self.namespace, &config, &self.mounts, &dir);
+        let dir = crate::support::TempDir::new(&format!("k8s-{}", self.at.replace('/', "-")));
+        let file = materialize(self.m, self.namespace, &config, &self.mounts, &dir.0);
         let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
             .arg("check")
             .arg(&file)
             .output()
             .unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(dir);
         assert!(
             out.status.success(),
             "{at}: cutover check: {}",
@@ -650,26 +650,18 @@ async fn probe_paths_are_served_by_the_admin_api() {
         }
     }
     assert!(paths.contains(READY) && paths.contains(LIVE), "{paths:?}");
-    let config = cutover::config::parse_yaml(
+    let proxy = crate::support::launch(
         "listeners: [{name: public, address: \"127.0.0.1:0\"}]\ngroups: {app: {endpoints: [\"127.0.0.1:9\"]}}\nroutes: [{name: web, rules: [{name: all, backends: [{group: app}]}]}]\n",
     )
-    .unwrap();
-    let options = cutover::app::Options {
-        admin: Some(cutover::admin::AdminOptions {
-            address: "127.0.0.1:0".parse().unwrap(),
-            token: Some("a-token-of-sixteen-chars".into()),
-        }),
-        ..Default::default()
-    };
-    let app = cutover::app::App::start(&config, options).await.unwrap();
-    let admin = app.local_addr("admin").unwrap();
-    let (tx, done) = crate::support::serve(app);
+    .admin(Some("a-token-of-sixteen-chars"))
+    .start()
+    .await;
+    let admin = proxy.admin.unwrap();
     let client = crate::support::http1_client();
     for path in &paths {
         // No token: the kubelet sends none.
         let got = crate::support::get(&client, &format!("http://{admin}{path}"), &[]).await;
         assert_eq!(got.status, 200, "{path}: {}", got.body);
     }
-    let _ = tx.send(());
-    let _ = done.await;
+    proxy.shut_down().await;
 }

@@ -183,8 +183,8 @@ async fn check_ctl_status(admin: &str) {
 async fn access_log_lines_are_json_on_stdout_and_ctl_status_shows_stats() {
     let stable = slow_upstream("stable", Duration::ZERO).await;
     let canary = slow_upstream("canary", Duration::ZERO).await;
-    let dir = temp_dir("binary");
-    let file = dir.join("cutover.yaml");
+    let dir = TempDir::new("binary");
+    let file = dir.path("cutover.yaml");
     let yaml = two_versions(stable, canary, "access_log: { mode: on }\n");
     std::fs::write(&file, yaml).unwrap();
     let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -210,5 +210,4 @@ async fn access_log_lines_are_json_on_stdout_and_ctl_status_shows_stats() {
 
     check_ctl_status(&admin).await;
     let _ = child.kill().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

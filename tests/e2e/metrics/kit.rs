@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cutover::admin::AdminOptions;
-use cutover::app::{App, Options};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -16,7 +14,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use crate::support::*;
 
@@ -73,27 +70,16 @@ routes:
 pub struct Admin {
     pub public: SocketAddr,
     pub admin: SocketAddr,
-    _stop: oneshot::Sender<()>,
+    _proxy: crate::support::Proxy,
 }
 
 impl Admin {
     pub async fn start(yaml: &str) -> Admin {
-        let config = cutover::config::parse_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
-        let options = Options {
-            admin: Some(AdminOptions {
-                address: "127.0.0.1:0".parse().unwrap(),
-                token: None,
-            }),
-            ..Options::default()
-        };
-        let app = App::start(&config, options).await.unwrap();
-        let public = app.local_addr("public").unwrap();
-        let admin = app.local_addr("admin").unwrap();
-        let (tx, _done) = crate::support::serve(app);
+        let proxy = crate::support::launch(yaml).admin(None).start().await;
         Admin {
-            public,
-            admin,
-            _stop: tx,
+            public: proxy.addr,
+            admin: proxy.admin.unwrap(),
+            _proxy: proxy,
         }
     }
 
@@ -164,29 +150,6 @@ pub fn series_count(text: &str) -> usize {
     text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .count()
-}
-
-/// A free TCP port on 127.0.0.1 (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A fresh directory under the system temp dir.
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "cutover-metrics-{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Runs futures concurrently on the runtime and waits for all.

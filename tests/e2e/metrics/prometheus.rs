@@ -54,14 +54,13 @@ pub(crate) struct Server {
     child: Child,
     /// Its HTTP API, `http://127.0.0.1:PORT`.
     pub(crate) url: String,
-    dir: std::path::PathBuf,
+    dir: TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -105,17 +104,17 @@ scrape_configs:
     }
 
     fn run(config: String, port: u16) -> Server {
-        let dir = temp_dir("prometheus");
-        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        let log = std::fs::File::create(dir.join("log")).unwrap();
+        let dir = TempDir::new("prometheus");
+        std::fs::write(dir.path("prometheus.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path("log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!(
                 "--config.file={}",
-                dir.join("prometheus.yml").display()
+                dir.path("prometheus.yml").display()
             ))
             .arg(format!(
                 "--storage.tsdb.path={}",
-                dir.join("data").display()
+                dir.path("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -167,7 +166,7 @@ scrape_configs:
                 return;
             }
             if start.elapsed() > Duration::from_secs(20) {
-                let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+                let log = std::fs::read_to_string(self.dir.path("log")).unwrap_or_default();
                 panic!("{promql} = {got:?}, want {want}; prometheus log:\n{log}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

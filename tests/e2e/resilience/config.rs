@@ -1,13 +1,13 @@
 //! Resilience settings are validated with errors that name the field.
 
-use cutover::upstream::EndpointRegistry;
+use cutover::route::Inherited;
 
 fn errors_of(yaml: &str) -> Vec<String> {
     let config = match cutover::config::parse_yaml(yaml) {
         Ok(c) => c,
         Err(e) => return e.to_string().lines().map(str::to_owned).collect(),
     };
-    match cutover::config::compile::compile(&config, &EndpointRegistry::default(), 1) {
+    match cutover::compile::compile(&config, &Inherited::default(), 1) {
         Ok(_) => Vec::new(),
         Err(e) => e.to_string().lines().map(str::to_owned).collect(),
     }

@@ -42,7 +42,7 @@ async fn an_endpoint_failing_its_health_check_is_not_picked_until_it_passes() {
 
     let failing_at = Instant::now();
     a.set_health(503);
-    kit::until("a marked unhealthy", Duration::from_secs(3), || {
+    crate::support::until("a marked unhealthy", Duration::from_secs(3), || {
         !healthy(&p, "app", &a)
     })
     .await;
@@ -57,7 +57,7 @@ async fn an_endpoint_failing_its_health_check_is_not_picked_until_it_passes() {
 
     let passing_at = Instant::now();
     a.set_health(200);
-    kit::until("a healthy again", Duration::from_secs(3), || {
+    crate::support::until("a healthy again", Duration::from_secs(3), || {
         healthy(&p, "app", &a)
     })
     .await;
@@ -96,7 +96,7 @@ async fn a_group_without_healthy_endpoints_gives_its_share_away_or_fails() {
     assert!(share(&got, "canary") > 20, "both groups serve at first");
 
     canary.set_health(503);
-    kit::until("canary unhealthy", Duration::from_secs(3), || {
+    crate::support::until("canary unhealthy", Duration::from_secs(3), || {
         !healthy(&p, "canary", &canary)
     })
     .await;
@@ -119,7 +119,7 @@ async fn a_group_without_healthy_endpoints_gives_its_share_away_or_fails() {
     assert_eq!(canary.count(), before);
 
     canary.set_health(200);
-    kit::until("canary healthy", Duration::from_secs(3), || {
+    crate::support::until("canary healthy", Duration::from_secs(3), || {
         healthy(&p, "canary", &canary)
     })
     .await;

@@ -458,18 +458,9 @@ pub fn attempts_by_id(backends: &[&Backend]) -> std::collections::HashMap<String
     m
 }
 
-/// Waits (real time) until `cond` holds; panics after `limit`.
-pub async fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 /// The shared state of endpoint `addr` in group `group` of the live table.
 pub fn endpoint_state(
-    app: &cutover::app::Shared,
+    app: &cutover::reload::Tables,
     group: &str,
     addr: SocketAddr,
 ) -> Arc<cutover::upstream::EndpointState> {
@@ -489,8 +480,8 @@ pub fn endpoint_state(
 }
 
 /// Whether `addr` of `group` is inside an ejection now.
-pub fn ejected(app: &cutover::app::Shared, group: &str, addr: SocketAddr) -> bool {
+pub fn ejected(app: &cutover::reload::Tables, group: &str, addr: SocketAddr) -> bool {
     endpoint_state(app, group, addr)
         .outlier
-        .is_ejected(cutover::upstream::outlier::now_ms())
+        .is_ejected(cutover::clock::now_ms())
 }

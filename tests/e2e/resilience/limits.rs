@@ -103,7 +103,7 @@ async fn max_connections_limits_concurrent_requests_per_endpoint() {
         assert_eq!(got.status, 503);
         assert!(got.text().contains("limits.max_connections"), "{got:?}");
     }
-    kit::until("4 requests upstream", Duration::from_secs(5), || {
+    crate::support::until("4 requests upstream", Duration::from_secs(5), || {
         a.count() + b.count() == 4
     })
     .await;

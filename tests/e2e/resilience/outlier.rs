@@ -68,7 +68,7 @@ async fn a_killed_endpoint_costs_few_errors_is_ejected_and_recovers() {
 
     let killed_at = Instant::now();
     a.kill();
-    kit::until("the ejection", Duration::from_secs(3), || {
+    crate::support::until("the ejection", Duration::from_secs(3), || {
         kit::ejected(&p.app, "app", a.addr)
     })
     .await;
@@ -78,7 +78,7 @@ async fn a_killed_endpoint_costs_few_errors_is_ejected_and_recovers() {
     let ejections_at_restart = state.outlier.ejections();
     let restarted_at = Instant::now();
     a.restart().await;
-    kit::until("a serves again", Duration::from_secs(5), || {
+    crate::support::until("a serves again", Duration::from_secs(5), || {
         samples
             .lock()
             .unwrap()
@@ -286,7 +286,7 @@ async fn a_late_success_does_not_end_an_ejection() {
             .await
         })
     };
-    kit::until("the slow request on a", Duration::from_secs(2), || {
+    crate::support::until("the slow request on a", Duration::from_secs(2), || {
         a.count() == 1
     })
     .await;
@@ -344,7 +344,7 @@ async fn outlier_state_survives_a_reload() {
     let ejected_at = Instant::now();
     let hits = a.count();
     let config = cutover::config::parse_yaml(&yaml("second")).unwrap();
-    cutover::reload::publish(&p.app, &config).unwrap();
+    cutover::reload::replace_base(&p.app, &config).unwrap();
     for _ in 0..20 {
         let got = kit::get(&c, &p.url("/")).await;
         assert_eq!(got.headers["x-table"], "second", "served by the new table");

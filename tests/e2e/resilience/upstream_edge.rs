@@ -230,7 +230,7 @@ async fn kill_one_of_three_under_load(protocol: &str) -> usize {
             }
         }));
     }
-    kit::until("load is running", Duration::from_secs(10), || {
+    crate::support::until("load is running", Duration::from_secs(10), || {
         done.load(Ordering::Relaxed) >= 300
     })
     .await;

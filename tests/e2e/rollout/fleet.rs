@@ -5,8 +5,8 @@
 //! Prometheus that does not answer holds the verdict, never fails it.
 
 use super::*;
-use crate::metrics::kit::free_port;
 use crate::metrics::prometheus::Server;
+use crate::support::free_port;
 use crate::support::tool_or_skip;
 
 /// Scrape and query every 250-300 ms, so a step's window opens quickly.
@@ -47,7 +47,11 @@ impl Fleet {
             Proxy::start(&yaml, None).await,
             Proxy::start(&yaml, None).await,
         ];
-        let prometheus = Server::fleet(&[replicas[0].admin, replicas[1].admin], "250ms", port);
+        let prometheus = Server::fleet(
+            &[replicas[0].admin_addr(), replicas[1].admin_addr()],
+            "250ms",
+            port,
+        );
         prometheus
             .until(r#"count(up{job="fleet"} == 1)"#, 2.0)
             .await;

@@ -43,7 +43,7 @@ async fn an_httproute_rule_gets_a_rollout_from_the_rollouts_list_and_a_bad_canar
     let rollouts = "  - route: web\n    rule: split\n    rollout: { canary: canary, steps: [10, 50], hold: 200ms, metrics: { errors: {} } }\n";
     let path = write_config(&dir, &stable, &canary, rollouts);
     let loaded = cutover::config::load_path(&path).unwrap_or_else(|e| panic!("{e}"));
-    let p = Proxy::start_with(&loaded.config, None).await;
+    let p = Proxy::start_with(loaded.config, None).await;
 
     let listed = p.admin(Method::GET, "/v1/analysis", "").await.1;
     assert!(listed.to_string().contains(r#""rule":"split""#), "{listed}");
@@ -70,8 +70,8 @@ async fn a_rollouts_entry_naming_an_unknown_route_or_rule_is_rejected_with_its_p
     );
     let path = write_config(&dir, &stable, &canary, &rollouts);
     let loaded = cutover::config::load_path(&path).unwrap_or_else(|e| panic!("{e}"));
-    let registry = cutover::upstream::EndpointRegistry::default();
-    let errors = match cutover::config::compile::compile(&loaded.config, &registry, 1) {
+    let registry = cutover::route::Inherited::default();
+    let errors = match cutover::compile::compile(&loaded.config, &registry, 1) {
         Ok(_) => panic!("unknown names were accepted"),
         Err(e) => loaded.origins.annotate(e).to_string(),
     };

@@ -5,16 +5,17 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
 
-use super::access_log::{self, Line};
-use super::series::RuleGroupSeries;
-use crate::proxy::body::ResponseBodyError;
-use crate::proxy::{ProxyBody, ProxyError};
+use crate::body::{ProxyBody, ResponseBodyError};
+use crate::error::ProxyError;
+use crate::metrics::access_log::{self, Line};
+use crate::metrics::{Chosen, RuleGroupSeries};
 use crate::route::{RouteTable, Rule};
 use crate::upstream::outlier::{self, Outcome};
 use crate::upstream::{Endpoint, Group};
@@ -22,47 +23,6 @@ use crate::upstream::{Endpoint, Group};
 /// Status recorded when the client went away before the response head (as
 /// nginx logs it).
 const CLIENT_CLOSED: u16 = 499;
-
-/// What the pipeline chose for one request, handed back for metrics and the
-/// access log. The pipeline fills it in as it decides; indices refer to the
-/// table the request routes on.
-#[derive(Debug, Default)]
-pub struct Chosen {
-    /// Index of the matched rule in `table.rules`.
-    pub rule: Option<u32>,
-    /// Position of the picked backend in the rule's split.
-    pub backend: Option<u32>,
-    /// Index of the endpoint in the group (the last attempt's).
-    pub endpoint: Option<u32>,
-    /// Attempts reported with [`Chosen::attempt`]; while none are, a chosen
-    /// endpoint counts as one attempt.
-    pub attempts: u32,
-    /// The `x-request-id` sent upstream.
-    pub request_id: Option<HeaderValue>,
-}
-
-impl Chosen {
-    /// Resilience: call once per attempt sent upstream, with where it went
-    /// (a retry or fallback may change backend and endpoint). Counts
-    /// `cutover_upstream_attempts_total` and the log's `attempts`.
-    pub fn attempt(&mut self, rule: &Rule, backend: usize, endpoint: usize) {
-        if self.attempts > 0 {
-            // A new attempt means the last one failed: count it on its group.
-            let previous = self
-                .backend
-                .and_then(|b| rule.metrics.backends.get(b as usize));
-            if let Some(s) = previous {
-                s.arm.failed_attempt();
-            }
-        }
-        if let Some(s) = rule.metrics.backends.get(backend) {
-            s.route_group.upstream_attempt();
-        }
-        self.attempts += 1;
-        self.backend = u32::try_from(backend).ok();
-        self.endpoint = u32::try_from(endpoint).ok();
-    }
-}
 
 /// What the access log needs from the request head; only kept for requests
 /// that will be logged.
@@ -78,7 +38,7 @@ struct LogStart {
 /// A request in progress. Records itself exactly once: at the end of the
 /// response body, or when dropped (client gone, connection closed).
 #[derive(Debug)]
-pub struct Exchange {
+pub struct RequestRecord {
     /// The table the request routes on; held until the body ends so the
     /// handles it carries stay valid.
     pub table: Arc<RouteTable>,
@@ -93,9 +53,13 @@ pub struct Exchange {
     recorded: bool,
 }
 
-impl Exchange {
+impl RequestRecord {
     /// Starts the record of `req`, which routes on `table`.
-    pub fn start<B: Body>(table: Arc<RouteTable>, req: &Request<B>, started: Instant) -> Exchange {
+    pub fn start<B: Body>(
+        table: Arc<RouteTable>,
+        req: &Request<B>,
+        started: Instant,
+    ) -> RequestRecord {
         let config = &table.observe.access_log;
         let log = access_log::sampled(config).then(|| {
             let uri = req.uri();
@@ -104,14 +68,14 @@ impl Exchange {
                 _ => uri.path(),
             };
             Box::new(LogStart {
-                time: SystemTime::now(),
+                time: crate::clock::wall_now(),
                 method: req.method().clone(),
                 path: path.to_string(),
                 bytes_in: req.body().size_hint().exact(),
                 request_id: req.headers().get("x-request-id").cloned(),
             })
         });
-        Exchange {
+        RequestRecord {
             table,
             chosen: Chosen::default(),
             started,
@@ -204,7 +168,7 @@ impl Exchange {
         );
         if let (Some(g), Some(e)) = (group, endpoint) {
             if let Some(cfg) = &g.policy.outlier {
-                outlier::record(g, e, cfg, Outcome::GatewayFailure, outlier::now_ms());
+                outlier::record(g, e, cfg, Outcome::GatewayFailure, crate::clock::now_ms());
             }
         }
     }
@@ -232,14 +196,14 @@ impl Exchange {
     }
 }
 
-impl Drop for Exchange {
+impl Drop for RequestRecord {
     fn drop(&mut self) {
         self.record();
     }
 }
 
 /// Reason of a response whose upstream body failed mid-stream (as
-/// `ProxyError::UpstreamFailed` names a failed exchange).
+/// `ProxyError::UpstreamFailed` names a failed upstream connection).
 const UPSTREAM_FAILED: &str = "upstream_failed";
 /// Reason of a request whose client left before the response ended.
 const CLIENT_CLOSED_REASON: &str = "client_closed";
@@ -249,7 +213,7 @@ const CLIENT_CLOSED_REASON: &str = "client_closed";
 #[derive(Debug)]
 pub struct Observed {
     body: ProxyBody,
-    ex: Exchange,
+    ex: RequestRecord,
 }
 
 impl Body for Observed {
@@ -302,14 +266,13 @@ impl Drop for Observed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::EndpointRegistry;
 
     fn table() -> Arc<RouteTable> {
         let yaml = "listeners: [{name: l, address: \"127.0.0.1:0\"}]\n\
                     groups: {g: {endpoints: [\"127.0.0.1:1\"]}}\n\
                     routes: [{name: r, rules: [{name: x, backends: [{group: g}]}]}]\n";
         let cfg = crate::config::parse_yaml(yaml).unwrap();
-        Arc::new(crate::config::compile::compile(&cfg, &EndpointRegistry::default(), 1).unwrap())
+        Arc::new(crate::compile::compile(&cfg, &crate::route::Inherited::default(), 1).unwrap())
     }
 
     fn request() -> Request<http_body_util::Empty<Bytes>> {
@@ -319,7 +282,7 @@ mod tests {
     #[test]
     fn a_body_dropped_unfinished_counts_as_client_closed() {
         let t = table();
-        let ex = Exchange::start(Arc::clone(&t), &request(), Instant::now());
+        let ex = RequestRecord::start(Arc::clone(&t), &request(), crate::clock::now());
         let resp = ex.finish(Response::new(ProxyBody::local(Bytes::from_static(b"hi"))));
         drop(resp);
         let counts = t.observe.unmatched.counts();
@@ -332,7 +295,7 @@ mod tests {
     #[test]
     fn a_request_dropped_before_its_head_is_a_499() {
         let t = table();
-        let mut ex = Exchange::start(Arc::clone(&t), &request(), Instant::now());
+        let mut ex = RequestRecord::start(Arc::clone(&t), &request(), crate::clock::now());
         ex.chosen.rule = Some(0);
         ex.chosen.backend = Some(0);
         drop(ex);

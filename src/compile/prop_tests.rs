@@ -5,9 +5,9 @@
 
 use proptest::prelude::*;
 
-use super::compile::compile;
-use super::parse_yaml;
-use crate::upstream::EndpointRegistry;
+use super::compile;
+use crate::config::parse_yaml;
+use crate::route::Inherited;
 
 fn pick(values: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
     prop::sample::select(values)
@@ -165,8 +165,7 @@ fn mangled() -> impl Strategy<Value = String> {
 
 /// One registry for every case: a fresh one builds a metrics registry, which
 /// costs more than the compile under test.
-static REGISTRY: std::sync::LazyLock<EndpointRegistry> =
-    std::sync::LazyLock::new(EndpointRegistry::default);
+static REGISTRY: std::sync::LazyLock<Inherited> = std::sync::LazyLock::new(Inherited::default);
 
 proptest! {
     #![proptest_config(crate::prop_config(2_000))]

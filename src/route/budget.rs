@@ -80,4 +80,21 @@ mod tests {
         // 20% of 1000 plus a floor of 1/s over the 10 s window.
         assert!((200..=215).contains(&granted), "granted {granted}");
     }
+
+    /// On the shared clock, with time paused: a spent budget refills once
+    /// the requests that spent it leave the 10 s window.
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_budget_refills_after_the_window_on_the_shared_clock() {
+        use crate::clock::now_secs;
+        let b = RetryBudget::default();
+        let cfg = BudgetConfig {
+            ratio: 0.0,
+            min_per_sec: 1,
+        };
+        let granted = (0..20).filter(|_| b.try_retry(&cfg, now_secs())).count();
+        assert_eq!(granted, 10, "the floor: 1/s over the window");
+        assert!(!b.try_retry(&cfg, now_secs()), "spent");
+        tokio::time::advance(std::time::Duration::from_secs(11)).await;
+        assert!(b.try_retry(&cfg, now_secs()), "refilled");
+    }
 }

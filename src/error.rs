@@ -4,7 +4,8 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use super::body::ProxyBody;
+use crate::body::ProxyBody;
+use crate::config::model::Limit;
 
 /// Why the proxy answered instead of an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +32,8 @@ pub enum ProxyError {
     PerTryTimeout,
     /// Every endpoint of the chosen groups is ejected or failing health checks.
     NoHealthyEndpoints,
-    /// `limits.max_pending` of the group is reached.
-    OverflowPending,
-    /// `limits.max_connections` of the endpoint is reached.
-    OverflowConnections,
+    /// A circuit-breaking limit of the group or endpoint is reached.
+    Overflow(Limit),
     /// The request body is over the listener's `max_request_body`.
     BodyTooLarge,
     /// The client's connection failed while its body was read.
@@ -54,8 +53,7 @@ impl ProxyError {
             ProxyError::NoBackend
             | ProxyError::NoEndpoints
             | ProxyError::NoHealthyEndpoints
-            | ProxyError::OverflowPending
-            | ProxyError::OverflowConnections => StatusCode::SERVICE_UNAVAILABLE,
+            | ProxyError::Overflow(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ConnectFailed
             | ProxyError::UpstreamFailed
             | ProxyError::UpstreamFraming
@@ -82,8 +80,7 @@ impl ProxyError {
             ProxyError::RequestTimeout => "request_timeout",
             ProxyError::PerTryTimeout => "per_try_timeout",
             ProxyError::NoHealthyEndpoints => "no_healthy_endpoints",
-            ProxyError::OverflowPending => "overflow_max_pending",
-            ProxyError::OverflowConnections => "overflow_max_connections",
+            ProxyError::Overflow(limit) => limit.reason(),
             ProxyError::BodyTooLarge => "body_too_large",
             ProxyError::ClientBodyFailed => "client_body_failed",
             ProxyError::BodyTimeout => "request_body_timeout",
@@ -109,12 +106,7 @@ impl ProxyError {
             ProxyError::NoHealthyEndpoints => {
                 "no healthy endpoint: every candidate is ejected or failing health checks"
             }
-            ProxyError::OverflowPending => {
-                "circuit breaker: limits.max_pending of the group reached"
-            }
-            ProxyError::OverflowConnections => {
-                "circuit breaker: limits.max_connections of the endpoint reached"
-            }
+            ProxyError::Overflow(limit) => limit.message(),
             ProxyError::BodyTooLarge => "request body over max_request_body",
             ProxyError::ClientBodyFailed => "the request body could not be read",
             ProxyError::BodyTimeout => "request body timeout (request_body_timeout) fired",

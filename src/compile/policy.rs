@@ -1,7 +1,7 @@
 //! Validates the resilience settings of rules and groups, with field paths.
 
-use super::error::ConfigErrors;
-use super::model::{GroupConfig, RetryOn, RuleConfig};
+use crate::config::error::ConfigErrors;
+use crate::config::model::{GroupConfig, RetryOn, RuleConfig};
 use crate::route::RulePolicy;
 use crate::upstream::GroupPolicy;
 

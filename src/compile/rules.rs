@@ -6,16 +6,15 @@ use std::collections::{HashMap, HashSet};
 use http::{HeaderName, HeaderValue, Method};
 use regex::{Regex, RegexBuilder};
 
-use super::error::ConfigErrors;
-use super::model::{
+use crate::config::error::ConfigErrors;
+use crate::config::model::{
     HeaderMatchConfig, HeaderModifierConfig, MatchConfig, PathMatchType, QueryMatchConfig,
     RuleConfig, StickyConfig, ValueMatchType,
 };
 use crate::proxy::forward::is_hop_by_hop;
 use crate::route::matcher::{Conditions, HeaderMatch, PathMatch, QueryMatch, ValueMatch};
 use crate::route::split::{Split, StickyKey};
-use crate::route::{Faults, HeaderModifier, Rule};
-use crate::upstream::EndpointRegistry;
+use crate::route::{Faults, HeaderModifier, Inherited, Rule};
 
 /// Largest weight; Gateway API's limit.
 pub const MAX_WEIGHT: u32 = 1_000_000;
@@ -37,7 +36,7 @@ pub fn compile_rule(
     rule: &RuleConfig,
     path: &str,
     groups: &HashMap<&str, u32>,
-    registry: &EndpointRegistry,
+    inherited: &Inherited,
     errors: &mut ConfigErrors,
 ) -> Option<CompiledRule> {
     let before = errors.0.len();
@@ -70,7 +69,7 @@ pub fn compile_rule(
     );
     let policy = super::policy::rule_policy(rule, path, errors);
     if let Some(rollout) = &rule.rollout {
-        super::rollout::check(rollout, rule, path, errors);
+        crate::config::rollout::check(rollout, rule, path, errors);
     }
     let faults = compile_faults(rule, path, errors);
     if errors.0.len() > before {
@@ -87,11 +86,11 @@ pub fn compile_rule(
             observed: rule
                 .backends
                 .iter()
-                .map(|b| registry.split_counter(route, &rule.name, &b.group))
+                .map(|b| inherited.rules.split_counter(route, &rule.name, &b.group))
                 .collect(),
             policy,
-            budget: registry.budget(route),
-            metrics: registry.metrics.series.rule(
+            budget: inherited.rules.budget(route),
+            metrics: inherited.metrics().series.rule(
                 route,
                 &rule.name,
                 rule.backends.iter().map(|b| b.group.as_str()),
@@ -390,7 +389,7 @@ fn compile_modifier(
     let Some(m) = m else {
         return HeaderModifier::default();
     };
-    let mut pairs = |list: &[super::model::HeaderValueConfig], field: &str| {
+    let mut pairs = |list: &[crate::config::model::HeaderValueConfig], field: &str| {
         list.iter()
             .enumerate()
             .filter_map(|(i, hv)| {

@@ -1,20 +1,28 @@
 //! Config model -> validated, immutable [`RouteTable`]. The whole table is
 //! built and checked before anything is published; any error rejects it all.
+//! Above `config` (the model), `route`, `upstream` and `tls` (what it
+//! builds); `reload` and `app` call it.
+
+mod fault;
+mod policy;
+#[cfg(test)]
+mod prop_tests;
+mod rules;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 
 use http::uri::Authority;
 
-use super::error::ConfigErrors;
-use super::model::{Config, GroupConfig, ListenerConfig};
-use super::rules::{compile_rule, CompiledRule};
+use crate::config::error::ConfigErrors;
+use crate::config::model::{Config, GroupConfig, ListenerConfig};
 use crate::route::matcher::Conditions;
 use crate::route::{
-    ConnSettings, Entry, HostPattern, ListenerRoutes, RouteTable, Rule, VirtualHost,
+    ConnSettings, Entry, HostPattern, Inherited, ListenerRoutes, RouteTable, Rule, VirtualHost,
 };
 use crate::upstream::dns::{self, Discovery};
-use crate::upstream::{Endpoint, EndpointRegistry, Group};
+use crate::upstream::{Endpoint, Group, UpstreamState};
+use rules::{compile_rule, CompiledRule};
 
 /// A rule's match alternative before it is placed in virtual hosts.
 struct PendingEntry {
@@ -23,16 +31,16 @@ struct PendingEntry {
     order: usize,
 }
 
-/// Compiles and validates `cfg`. Endpoint state is taken from `registry` so
+/// Compiles and validates `cfg`. Endpoint state is taken from `inherited` so
 /// it carries over from the previous table by address.
 pub fn compile(
     cfg: &Config,
-    registry: &EndpointRegistry,
+    inherited: &Inherited,
     generation: u64,
 ) -> Result<RouteTable, ConfigErrors> {
     let mut errors = ConfigErrors::default();
-    let (groups, group_index) = compile_groups(&cfg.groups, registry, &mut errors);
-    let (rules, pending, route_hosts) = compile_routes(cfg, &group_index, registry, &mut errors);
+    let (groups, group_index) = compile_groups(&cfg.groups, &inherited.upstream, &mut errors);
+    let (rules, pending, route_hosts) = compile_routes(cfg, &group_index, inherited, &mut errors);
     let listeners = compile_listeners(cfg, &rules, &pending, &route_hosts, &mut errors);
     let rate = cfg.access_log.sample_rate;
     if !(0.0..=1.0).contains(&rate) {
@@ -46,13 +54,13 @@ pub fn compile(
         listeners: listeners.into(),
         groups: groups.into(),
         rules: rules.into(),
-        observe: registry.metrics.for_table(cfg.access_log.clone()),
+        observe: inherited.metrics().for_table(cfg.access_log.clone()),
     })
 }
 
 fn compile_groups<'a>(
     cfg: &'a BTreeMap<String, GroupConfig>,
-    registry: &EndpointRegistry,
+    registry: &UpstreamState,
     errors: &mut ConfigErrors,
 ) -> (Vec<Group>, HashMap<&'a str, u32>) {
     let mut groups = Vec::with_capacity(cfg.len());
@@ -66,7 +74,7 @@ fn compile_groups<'a>(
         // pick it get 503 "no endpoints".
         let (endpoints, discovery) = group_endpoints(g, &path, registry, errors);
         index.insert(name.as_str(), groups.len() as u32);
-        let policy = super::policy::group_policy(g, &path, errors);
+        let policy = policy::group_policy(g, &path, errors);
         let mut group = Group::with_policy(
             name.as_str().into(),
             endpoints,
@@ -87,7 +95,7 @@ fn compile_groups<'a>(
 fn group_endpoints(
     g: &GroupConfig,
     path: &str,
-    registry: &EndpointRegistry,
+    registry: &UpstreamState,
     errors: &mut ConfigErrors,
 ) -> (Vec<Endpoint>, Discovery) {
     let (min, max) = (g.dns.min_ttl.0, g.dns.max_ttl.0);
@@ -171,7 +179,7 @@ type RouteHosts = Vec<Vec<HostPattern>>;
 fn compile_routes(
     cfg: &Config,
     groups: &HashMap<&str, u32>,
-    registry: &EndpointRegistry,
+    inherited: &Inherited,
     errors: &mut ConfigErrors,
 ) -> (Vec<Rule>, Vec<Vec<PendingEntry>>, RouteHosts) {
     let mut rules = Vec::new();
@@ -179,7 +187,7 @@ fn compile_routes(
     let mut hosts = Vec::with_capacity(cfg.routes.len());
     let mut names = HashSet::new();
     let mut order = 0;
-    let bound = super::rollout::check_bindings(cfg, errors);
+    let bound = crate::config::rollout::check_bindings(cfg, errors);
     for (ri, route) in cfg.routes.iter().enumerate() {
         let path = format!("routes[{ri}]");
         if !valid_name(&route.name) {
@@ -211,7 +219,7 @@ fn compile_routes(
             let Some(CompiledRule {
                 mut rule,
                 conditions,
-            }) = compile_rule(&route.name, rule, &at, groups, registry, errors)
+            }) = compile_rule(&route.name, rule, &at, groups, inherited, errors)
             else {
                 continue;
             };
