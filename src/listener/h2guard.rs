@@ -50,6 +50,11 @@ impl HeaderScan {
         }
     }
 
+    /// Whether the connection opened with the HTTP/2 preface.
+    pub fn is_h2(&self) -> bool {
+        matches!(self.scan, Scan::Frames { .. })
+    }
+
     /// Follows bytes just read; an error ends the connection.
     pub fn check(&mut self, bytes: &[u8]) -> io::Result<()> {
         if matches!(self.scan, Scan::Off) {

@@ -2,7 +2,8 @@
 //! no progress fail after `send_idle`: a client that stops reading fills its
 //! receive window and then the socket buffer, after which every write waits;
 //! without a deadline it holds the connection (and the response it is not
-//! reading) forever. Reads pass through [`HeaderScan`].
+//! reading) forever. Reads pass through [`HeaderScan`] (HTTP/2 header
+//! blocks) and [`HeadScan`] (HTTP/1.1 heads with conflicting framing).
 
 use std::future::Future;
 use std::io;
@@ -13,7 +14,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use std::sync::Arc;
+
+use super::h1scan::{Found, HeadScan};
 use super::h2guard::HeaderScan;
+use super::slots::ConnState;
 
 /// Fails a write, flush or shutdown with `TimedOut` once writing has made no
 /// progress for `timeout`, and a read that takes an HTTP/2 header block over
@@ -21,6 +26,8 @@ use super::h2guard::HeaderScan;
 pub struct ConnIo<S> {
     inner: S,
     headers: HeaderScan,
+    heads: HeadScan,
+    state: Arc<ConnState>,
     timeout: Duration,
     /// Created on the first stall only: most connections never stall.
     stalled: Option<Pin<Box<Sleep>>>,
@@ -29,11 +36,18 @@ pub struct ConnIo<S> {
 
 impl<S> ConnIo<S> {
     /// Wraps `inner`: `send_idle` for writes, `max_header_bytes` for HTTP/2
-    /// header blocks.
-    pub fn new(inner: S, send_idle: Duration, max_header_bytes: usize) -> Self {
+    /// header blocks; a conflicting HTTP/1.1 head is flagged on `state`.
+    pub fn new(
+        inner: S,
+        send_idle: Duration,
+        max_header_bytes: usize,
+        state: Arc<ConnState>,
+    ) -> Self {
         ConnIo {
             inner,
             headers: HeaderScan::new(max_header_bytes),
+            heads: HeadScan::default(),
+            state,
             timeout: send_idle,
             stalled: None,
             armed: false,
@@ -89,7 +103,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
         let before = buf.filled().len();
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => Poll::Ready(this.headers.check(&buf.filled()[before..])),
+            Poll::Ready(Ok(())) => {
+                let read = &buf.filled()[before..];
+                let checked = this.headers.check(read);
+                if this.headers.is_h2() {
+                    this.heads.stop();
+                } else if this.heads.feed(read) == Found::Conflict {
+                    this.state.flag_framing_conflict();
+                }
+                Poll::Ready(checked)
+            }
             other => other,
         }
     }
@@ -138,11 +161,16 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
+    fn test_state() -> Arc<ConnState> {
+        let slot = super::super::slots::Slots::new(1).admit();
+        Arc::clone(&slot.expect("a free slot").state)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_write_without_progress_fails_after_the_timeout() {
         // A peer that never reads: a 1 KiB pipe fills, then writes wait.
         let (client, _peer) = tokio::io::duplex(1024);
-        let mut s = ConnIo::new(client, Duration::from_secs(30), usize::MAX);
+        let mut s = ConnIo::new(client, Duration::from_secs(30), usize::MAX, test_state());
         let started = Instant::now();
         let chunk = vec![0u8; 64 * 1024];
         let err = s.write_all(&chunk).await.expect_err("the peer never reads");
@@ -162,7 +190,7 @@ mod tests {
                 total += peer.read(&mut buf).await.unwrap();
             }
         });
-        let mut s = ConnIo::new(client, Duration::from_secs(30), usize::MAX);
+        let mut s = ConnIo::new(client, Duration::from_secs(30), usize::MAX, test_state());
         s.write_all(&vec![0u8; 16 * 1024])
             .await
             .expect("progress every 20 s");

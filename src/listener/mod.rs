@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+mod h1scan;
 mod h2guard;
 mod io;
 mod refuse;
@@ -243,7 +244,12 @@ async fn serve_connection<S>(
         slot,
         settings,
     } = accepted;
-    let stream = ConnIo::new(stream, settings.send_idle, settings.max_header_bytes);
+    let stream = ConnIo::new(
+        stream,
+        settings.send_idle,
+        settings.max_header_bytes,
+        Arc::clone(&slot.state),
+    );
     let peer = conn.peer;
     let state = Arc::clone(&slot.state);
     let limits = service::HeadLimits {

@@ -1,7 +1,9 @@
 //! The service of one connection: marks each request in flight on the
 //! connection's slot until its response body ends (so idle deadlines and
 //! eviction see what is really idle), and answers a request target over the
-//! listener's limit with 414 before the pipeline sees it.
+//! listener's limit with 414, an oversized head with 431 and a head with
+//! both `Content-Length` and `Transfer-Encoding` with 400, before the
+//! pipeline sees it.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -36,20 +38,31 @@ pub async fn serve(
         Some((
             StatusCode::URI_TOO_LONG,
             "uri_too_long",
-            "request target",
-            limits.max_target,
+            format!("request target over {} bytes", limits.max_target),
         ))
     } else if http1 && head_len(&req, target) > limits.max_header_bytes {
         Some((
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers_too_large",
-            "request header block",
-            limits.max_header_bytes,
+            format!(
+                "request header block over {} bytes",
+                limits.max_header_bytes
+            ),
+        ))
+    } else if http1
+        && state.framing_conflict()
+        && req.headers().contains_key(header::TRANSFER_ENCODING)
+    {
+        // hyper dropped the Content-Length of this head (see h1scan).
+        Some((
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Content-Length together with Transfer-Encoding".to_string(),
         ))
     } else {
         None
     };
-    if let Some((status, reason, what, limit)) = refusal {
+    if let Some((status, reason, what)) = refusal {
         tracing::warn!(
             status = status.as_u16(),
             reason,
@@ -58,7 +71,7 @@ pub async fn serve(
             client = %conn.peer,
             "local reply"
         );
-        let body = format!("cutover: {what} over {limit} bytes\n");
+        let body = format!("cutover: {what}\n");
         let mut resp = Response::new(ConnBody::local(Bytes::from(body), active));
         *resp.status_mut() = status;
         let h = resp.headers_mut();

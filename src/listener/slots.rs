@@ -63,6 +63,7 @@ impl Slots {
             active: AtomicU32::new(0),
             idle_since: AtomicU64::new(millis_since(self.epoch)),
             requested: AtomicBool::new(false),
+            framing_conflict: AtomicBool::new(false),
             evicted: Notify::new(),
         });
         open.by_id.insert(id, Arc::clone(&state));
@@ -111,6 +112,9 @@ pub struct ConnState {
     idle_since: AtomicU64,
     /// A request head has arrived on this connection.
     requested: AtomicBool,
+    /// A request head with both `Content-Length` and `Transfer-Encoding`
+    /// was read (see `h1scan`).
+    framing_conflict: AtomicBool,
     /// Signalled when the slot was given to a newer connection.
     evicted: Notify,
 }
@@ -131,6 +135,19 @@ impl ConnState {
         self.requested.store(true, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::AcqRel);
         Active(Arc::clone(self))
+    }
+
+    /// Notes that a head with both `Content-Length` and
+    /// `Transfer-Encoding` was read on this connection.
+    pub fn flag_framing_conflict(&self) {
+        self.framing_conflict.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a head with both `Content-Length` and `Transfer-Encoding`
+    /// was read: hyper serves only that one more request with
+    /// `Transfer-Encoding` on the connection, then closes it.
+    pub fn framing_conflict(&self) -> bool {
+        self.framing_conflict.load(Ordering::Relaxed)
     }
 
     /// When the connection closes if nothing happens: `first_request` after

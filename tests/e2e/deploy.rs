@@ -98,7 +98,7 @@ fn start_with_delay(
     delay: Duration,
 ) -> Cutover {
     let listeners = format!("  - name: public\n    address: \"{data}\"\n");
-    launch(scratch(data), &listeners, upstream, admin, delay)
+    run_binary(scratch(data), &listeners, upstream, admin, delay)
 }
 
 /// A scratch directory for one binary under test.
@@ -108,7 +108,7 @@ fn scratch(data: SocketAddr) -> TempDir {
 
 /// Runs the binary on `listeners` (the YAML list items) in front of
 /// `upstream`, its config and log in `dir`.
-fn launch(
+fn run_binary(
     dir: TempDir,
     listeners: &str,
     upstream: SocketAddr,
@@ -617,7 +617,7 @@ async fn sigterm_drains_tls_connections_without_a_failed_request() {
         cert.display(),
         key.display()
     );
-    let mut proxy = launch(dir, &listeners, upstream, admin, DELAY);
+    let mut proxy = run_binary(dir, &listeners, upstream, admin, DELAY);
     wait_ready(admin).await;
     let http1 = tls_client(&pair, b"http/1.1");
     let h2 = tls_client(&pair, b"h2");
