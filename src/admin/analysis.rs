@@ -42,6 +42,12 @@ pub fn act(shared: &Shared, route: &str, rule: &str, action: &str) -> Resp {
 
 /// `GET /v1/analysis`: every rule with a rollout plan or record.
 pub fn all(shared: &Shared) -> Resp {
+    json(StatusCode::OK, &json!({ "analyses": all_json(shared) }))
+}
+
+/// The analysis documents of every rule with a rollout plan or record (the
+/// dashboard shows them too).
+pub fn all_json(shared: &Shared) -> Vec<Value> {
     let (_, _, effective) = reload::snapshot(shared);
     let mut keys: Vec<(String, String)> = effective
         .routes
@@ -59,11 +65,9 @@ pub fn all(shared: &Shared) -> Resp {
             keys.push(k);
         }
     }
-    let list: Vec<Value> = keys
-        .iter()
+    keys.iter()
         .map(|(route, rule)| one(shared, route, rule, None))
-        .collect();
-    json(StatusCode::OK, &json!({ "analyses": list }))
+        .collect()
 }
 
 /// `GET /v1/analysis/{route}/{rule}`: 200 whenever the rule exists, so a

@@ -10,6 +10,7 @@ mod resilience;
 mod rollout;
 mod semantics;
 mod support;
+mod ui;
 
 mod smoke {
     use crate::support::*;
