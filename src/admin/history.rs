@@ -159,8 +159,10 @@ fn delta(before: &Reading, now: &Reading, unix: u64, secs: f64) -> Sample {
         n,
         rps: n as f64 / secs.max(0.001),
         err: (n > 0).then(|| errors.min(n) as f64 / n as f64),
-        p50: quantile_ms(&latency, 0.5),
-        p99: quantile_ms(&latency, 0.99),
+        // Latency is the (route, group)'s: shown only while this rule sends
+        // the group traffic, or a quiet rule would show another's.
+        p50: quantile_ms(&latency, 0.5).filter(|_| n > 0),
+        p99: quantile_ms(&latency, 0.99).filter(|_| n > 0),
     }
 }
 

@@ -48,7 +48,20 @@
 
   const enc = encodeURIComponent;
   const ruleKey = (route, rule) => route + '/' + rule;
-  const colorOf = (i) => COLORS[i % COLORS.length];
+  // One colour per group name everywhere: in the order groups first appear
+  // in the rules that split (so the config's `stable, canary` order gives
+  // stable the first colour), then in the others.
+  const colorOf = (group) => {
+    const names = [];
+    const rules = [];
+    for (const r of (state.doc && state.doc.routes) || []) rules.push(...r.rules);
+    const splitting = rules.filter((r) => r.groups.length > 1);
+    for (const r of splitting.concat(rules)) {
+      for (const g of r.groups) if (!names.includes(g.group)) names.push(g.group);
+    }
+    const i = names.indexOf(group);
+    return COLORS[(i < 0 ? names.length : i) % COLORS.length];
+  };
 
   function fmtRate(v) {
     if (v === null || v === undefined) return '–';
@@ -282,23 +295,26 @@
     }
     const table = el('table', { class: 'groups' },
       el('tr', {}, ...['group', 'weight', 'req/s', 'errors', 'p50', 'p99'].map((h) => el('th', {}, h))));
-    rule.groups.forEach((g, i) => {
+    rule.groups.forEach((g) => {
       const range = el('input', { type: 'range', min: 0, max: 100, step: 1, 'data-group': g.group });
       const number = el('input', { type: 'number', min: 0, step: 1, 'data-group': g.group });
+      // The edit belongs to the generation shown when the field took focus.
+      const focus = () => { if (!state.editing.has(key)) view.focusGen = state.doc.generation; };
       const edit = (from, to) => () => {
         to.value = from.value;
-        if (!state.editing.has(key)) state.editing.set(key, state.doc.generation);
+        if (!state.editing.has(key)) state.editing.set(key, view.focusGen ?? state.doc.generation);
         markEditing(view, true);
       };
+      for (const input of [range, number]) input.addEventListener('focus', focus);
       range.addEventListener('input', edit(range, number));
       number.addEventListener('input', edit(number, range));
       const unavailable = el('span', { class: 'unavailable', hidden: true }, 'no endpoint up');
       const cells = { rps: metricCell('rps'), err: metricCell('err'), p50: metricCell('p50'), p99: metricCell('p99') };
       const tr = el('tr', { 'data-group': g.group },
-        el('td', {}, el('span', { class: 'swatch', 'data-color': i }), g.group, unavailable),
+        el('td', {}, el('span', { class: 'swatch' }), g.group, unavailable),
         el('td', {}, el('div', { class: 'weight' }, range, number)),
         cells.rps.td, cells.err.td, cells.p50.td, cells.p99.td);
-      paintSwatch(tr.querySelector('.swatch'), i);
+      paintSwatch(tr.querySelector('.swatch'), g.group);
       table.append(tr);
       view.rows.push({ group: g.group, range, number, cells, unavailable });
     });
@@ -324,7 +340,7 @@
 
   // Colour swatches are SVG-free spans: their colour is set through the
   // CSSOM (allowed by the style policy, unlike a style attribute).
-  function paintSwatch(span, i) { span.style.background = colorOf(i); }
+  function paintSwatch(span, group) { span.style.background = colorOf(group); }
 
   function markEditing(view, on) {
     for (const r of view.rows) {
@@ -353,7 +369,9 @@
     rule.groups.forEach((g, i) => {
       const row = view.rows[i];
       row.range.max = max;
-      if (!editing) {
+      // Never under the cursor of someone typing, nor over an edit.
+      const typing = document.activeElement === row.range || document.activeElement === row.number;
+      if (!editing && !typing) {
         row.range.value = g.desired;
         row.number.value = g.desired;
       }
@@ -367,6 +385,16 @@
     });
     const analysis = (doc.analysis || []).find((a) => a.route === route && a.rule === rule.rule);
     view.rollout.hidden = !(rule.rollout_plan || analysis);
+    const phase = analysis ? analysis.phase : 'not_started';
+    const allowed = {
+      start: phase !== 'running' && phase !== 'paused',
+      pause: phase === 'running',
+      resume: phase === 'paused',
+      abort: phase === 'running' || phase === 'paused',
+    };
+    for (const b of view.rollout.querySelectorAll('button')) {
+      b.disabled = !allowed[b.getAttribute('data-action').slice('rollout-'.length)];
+    }
     renderVerdict(view.verdict, analysis);
   }
 
@@ -381,7 +409,9 @@
   function sparkPath(ring, pick) {
     if (ring.length === 0) return '';
     const end = ring[ring.length - 1].t;
-    const span = state.depth;
+    // The axis grows with the history up to five minutes, so a young
+    // history is not a dot at the right edge.
+    const span = Math.min(state.depth, Math.max(30, end - ring[0].t));
     let max = 0;
     for (const s of ring) { const v = pick(s); if (v !== null && v !== undefined && v > max) max = v; }
     if (max === 0) max = 1;
@@ -412,12 +442,13 @@
       if (w <= 0) return;
       const title = svg('title', {});
       title.textContent = g.group + ' ' + w.toFixed(1) + '%';
-      const rect = svg('rect', { x: x + '%', y: '0', width: w + '%', height: '18', fill: colorOf(i), 'data-group': g.group });
+      const rect = svg('rect', { x: x + '%', y: '0', width: w + '%', height: '18', fill: colorOf(g.group), 'data-group': g.group });
       rect.append(title);
       bar.append(rect);
-      if (w >= 12) {
-        const t = svg('text', { x: (x + 1) + '%', y: '13' });
-        t.textContent = g.group + ' ' + (w >= 99.95 ? '100' : w.toFixed(w < 10 ? 1 : 0)) + '%';
+      const label = g.group + ' ' + (w >= 99.95 ? '100' : w.toFixed(w < 10 ? 1 : 0)) + '%';
+      if ((w / 100) * (bar.clientWidth || 600) >= 7 * label.length + 12) {
+        const t = svg('text', { x: x + '%', dx: '8', y: '13' });
+        t.textContent = label;
         bar.append(t);
       }
       x += w;

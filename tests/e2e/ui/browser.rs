@@ -115,6 +115,7 @@ async fn the_dashboard_shows_and_moves_a_live_release_in_chromium() {
     // A stale edit: the form was started at one generation, someone else
     // changed the rule since; the page says who and what, and reloads.
     let seen = board.generation().await;
+    wait_text(&browser, "#generation", &seen.to_string(), 2.0).await;
     set_weights(&browser, 20, 80).await;
     let (status, _) = board
         .call(
@@ -184,7 +185,13 @@ async fn the_dashboard_shows_and_moves_a_live_release_in_chromium() {
     eprintln!("canary error rate red {red:?} after it started failing");
 
     // Healthy again; a rollout started from the page shows its verdict and
-    // evidence. The screenshot is taken during that canary.
+    // evidence. The screenshot is taken during that canary (with
+    // CUTOVER_DASHBOARD_PNG, for the README: after a longer failure and a
+    // minute of history, so the sparklines tell the story).
+    let readme = std::env::var_os("CUTOVER_DASHBOARD_PNG");
+    if readme.is_some() {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     canary.failing.store(false, Ordering::Relaxed);
     browser
         .click(
@@ -206,12 +213,21 @@ async fn the_dashboard_shows_and_moves_a_live_release_in_chromium() {
     let verdict = browser.text(&in_split(".verdict")).await;
     assert!(verdict.contains("step 1 of 3"), "{verdict}");
     assert!(verdict.contains("Bayes factor"), "{verdict}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(browser
+        .find(&in_split(r#"[data-action="rollout-start"]:disabled"#))
+        .await
+        .is_some());
+    assert!(browser
+        .find(&in_split(r#"[data-action="rollout-pause"]:enabled"#))
+        .await
+        .is_some());
+    let history = if readme.is_some() { 60 } else { 2 };
+    tokio::time::sleep(Duration::from_secs(history)).await;
     let png = browser.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     let dir = TempDir::new("dashboard");
     std::fs::write(dir.path("dashboard.png"), &png).unwrap();
-    if let Some(path) = std::env::var_os("CUTOVER_DASHBOARD_PNG") {
+    if let Some(path) = readme {
         std::fs::write(path, &png).unwrap();
     }
     drop(load);

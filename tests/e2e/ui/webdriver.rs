@@ -60,7 +60,7 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--window-size=1360,1100",
+            "--window-size=1360,1300",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -168,13 +168,14 @@ impl Browser {
             .await;
     }
 
-    /// Clears an input and types `text` into it, as a person would.
+    /// Replaces an input's text by typing, as a person would: select all,
+    /// delete, type (every key an `input` event, focus held throughout).
     pub async fn type_into(&self, e: &Element, text: &str) {
-        let clear = format!("/element/{}/clear", e.0);
-        self.session_call(Method::POST, &clear, Some(json!({})))
-            .await;
+        const CTRL: char = '\u{E009}';
+        const BACKSPACE: char = '\u{E003}';
+        let keys = format!("{CTRL}a{CTRL}{BACKSPACE}{text}");
         let value = format!("/element/{}/value", e.0);
-        self.session_call(Method::POST, &value, Some(json!({ "text": text })))
+        self.session_call(Method::POST, &value, Some(json!({ "text": keys })))
             .await;
     }
 
