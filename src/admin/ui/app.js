@@ -477,7 +477,11 @@
       items.push(['error-rate effect', '[' + fmtNum(100 * a.effect.low, 2) + ', ' + fmtNum(100 * a.effect.high, 2) + '] pp']);
     }
     if (a.requests_needed !== undefined && a.requests_needed !== null) {
-      items.push(['to decide', 'needs about ' + a.requests_needed + ' more canary requests']);
+      // Every metric must decide; say which one needs the most.
+      const each = (a.metrics || []).filter((m) => m.requests_needed !== null && m.requests_needed !== undefined)
+        .map((m) => m.metric + ' ' + m.requests_needed);
+      items.push(['to decide' + (each.length > 1 ? ' (' + each.join(', ') + ')' : ''),
+        'needs about ' + a.requests_needed + ' more canary requests']);
     }
     if (a.window && a.window.seconds !== undefined) items.push(['this step', Math.round(a.window.seconds) + ' s']);
     const evidence = el('div', { class: 'evidence' },
