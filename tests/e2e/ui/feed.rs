@@ -142,3 +142,24 @@ async fn event_streams_are_capped_and_end_when_the_admin_listener_drains() {
     }
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_rollout_action_from_a_stale_page_is_refused() {
+    let (stable, canary) = (version("stable").await, version("canary").await);
+    let board = Board::start(&config(&stable, &canary)).await;
+    let live = board.generation().await;
+    let start = "/v1/routes/web/rules/split/rollout/start";
+    let (status, v) = board.call(Method::POST, start, "", Some(live + 7)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(
+        v["generation"], live,
+        "the answer names the live generation"
+    );
+    let (_, a) = board
+        .call(Method::GET, "/v1/analysis/web/split", "", None)
+        .await;
+    assert_eq!(a["phase"], "not_started", "nothing started");
+    let (status, v) = board.call(Method::POST, start, "", Some(live)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    board.shut_down().await;
+}
