@@ -15,6 +15,7 @@ mod resilience;
 mod rollout;
 mod semantics;
 mod support;
+mod ui;
 
 mod smoke {
     use crate::support::*;
