@@ -28,7 +28,10 @@
 //! compile, so they reload with the table (`reload::certs` watches their
 //! files); each connection loads the table once for its TLS config. DNS
 //! answers for host-name endpoints (`reload::dns`) republish the same way.
-//! `inject` (the `cutover inject` command) is outside the request path.
+//! `inject` (the `cutover inject` command) is outside the request path, and
+//! so is `kubernetes` (controller mode): it watches the API server and
+//! publishes through the same change path, layering routes and pod groups on
+//! the file's config.
 //!
 //! Below everything, [`analysis`] is the pure release judge (counts in,
 //! verdict out): the anytime-valid canary-versus-baseline tests that
@@ -44,6 +47,7 @@ pub mod config;
 pub mod ctl;
 pub mod demo;
 pub mod inject;
+pub mod kubernetes;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::app::Shared;
+use crate::config::gateway::Generated;
 use crate::config::{compile::compile, Config, ConfigErrors};
 use crate::route::RouteTable;
 use overrides::{Misfit, Override, Weights};
@@ -40,6 +41,10 @@ pub struct Desired {
     /// Rollouts started through the control API, by `route/rule`.
     #[serde(default)]
     pub rollouts: BTreeMap<String, rollouts::RolloutRecord>,
+    /// Controller mode: routes and groups from the Kubernetes API, layered
+    /// on `base` at each compile (not persisted: the API server holds them).
+    #[serde(skip)]
+    pub generated: Option<Arc<Generated>>,
 }
 
 /// Where the base config came from.
@@ -159,7 +164,11 @@ pub fn change(
     for o in next.overrides.iter_mut().filter(|o| o.generation == 0) {
         o.generation = generation;
     }
-    let (effective, dropped) = overrides::layer(&next.base, &next.overrides);
+    let combined = match &next.generated {
+        Some(g) => g.apply(&next.base).map_err(ChangeError::Invalid)?,
+        None => next.base.clone(),
+    };
+    let (effective, dropped) = overrides::layer(&combined, &next.overrides);
     let table = compile(&effective, &shared.endpoints, generation).map_err(ChangeError::Invalid)?;
     check_listeners(&shared.routes.load(), &table)?;
     next.overrides

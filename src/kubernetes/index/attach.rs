@@ -1,0 +1,504 @@
+//! Which GatewayClasses and Gateways are cutover's, and how an HTTPRoute
+//! attaches to their listeners (parentRefs, allowedRoutes, hostnames).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::backends::Backends;
+use super::{
+    route_name, Condition, FileListener, GatewayStatus, ListenerStatus, ObjectKey, ObjectStatus,
+    Objects, Output, Settings, Statuses,
+};
+use crate::config::error::ConfigErrors;
+use crate::config::gateway::{self, ApiVersion, HttpRouteSpec, ObjectMeta, API_GROUP};
+use crate::kubernetes::resources::{Gateway, HttpRoute, Listener};
+
+/// A parentRef as the route wrote it, defaults filled in: the key of its
+/// `status.parents[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentKey {
+    /// Always the Gateway API group.
+    pub group: String,
+    /// `Gateway`.
+    pub kind: String,
+    /// The Gateway's namespace.
+    pub namespace: String,
+    /// The Gateway's name.
+    pub name: String,
+    /// The listener named, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    /// The port named, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// The names of cutover's GatewayClasses; their statuses recorded.
+pub fn classes(objects: &Objects, settings: &Settings, statuses: &mut Statuses) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &objects.classes {
+        if c.spec.controller_name != settings.controller_name {
+            continue;
+        }
+        let Some(name) = c.metadata.name.clone() else {
+            continue;
+        };
+        let accepted = Condition::new("Accepted", true, "Accepted", "served by cutover");
+        statuses.classes.insert(
+            name.clone(),
+            ObjectStatus {
+                generation: c.metadata.generation.unwrap_or(0),
+                status: vec![accepted],
+            },
+        );
+        out.push(name);
+    }
+    out
+}
+
+/// A Gateway of cutover's, while routes attach to it.
+pub struct GatewayState {
+    /// Its key.
+    pub key: ObjectKey,
+    generation: i64,
+    gateway: Arc<Gateway>,
+    listeners: Vec<ListenerState>,
+}
+
+struct ListenerState {
+    /// The file listener serving it, when it can be served.
+    file: Option<String>,
+    conditions: Vec<Condition>,
+    attached: i32,
+}
+
+/// cutover's Gateways by key, each listener matched to a file listener.
+pub fn gateways(
+    objects: &Objects,
+    classes: &[String],
+    settings: &Settings,
+) -> BTreeMap<ObjectKey, GatewayState> {
+    let mut out = BTreeMap::new();
+    for g in &objects.gateways {
+        if !classes.contains(&g.spec.gateway_class_name) {
+            continue;
+        }
+        let key = ObjectKey::of(&g.metadata);
+        let listeners = g
+            .spec
+            .listeners
+            .iter()
+            .map(|l| listener(l, &settings.listeners))
+            .collect();
+        out.insert(
+            key.clone(),
+            GatewayState {
+                key,
+                generation: g.metadata.generation.unwrap_or(0),
+                gateway: Arc::clone(g),
+                listeners,
+            },
+        );
+    }
+    out
+}
+
+fn listener(l: &Listener, files: &[FileListener]) -> ListenerState {
+    let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
+    if !supported {
+        let why = format!(
+            "protocol {:?} is not served; cutover serves HTTP and HTTPS",
+            l.protocol
+        );
+        return ListenerState {
+            file: None,
+            conditions: vec![
+                Condition::new("Accepted", false, "UnsupportedProtocol", why.clone()),
+                Condition::new("Programmed", false, "Invalid", why),
+                Condition::new("ResolvedRefs", true, "ResolvedRefs", ""),
+            ],
+            attached: 0,
+        };
+    }
+    let https = l.protocol == "HTTPS";
+    let file = files
+        .iter()
+        .find(|f| i32::from(f.port) == l.port && f.tls == https);
+    let programmed = match file {
+        Some(f) => Condition::new(
+            "Programmed",
+            true,
+            "Programmed",
+            format!("served by cutover listener {:?}", f.name),
+        ),
+        None => Condition::new(
+            "Programmed",
+            false,
+            "Invalid",
+            format!(
+                "no cutover listener {}on port {}; add one to the config file (listeners change only with a restart)",
+                if https { "with tls " } else { "" },
+                l.port
+            ),
+        ),
+    };
+    ListenerState {
+        file: file.map(|f| f.name.clone()),
+        conditions: vec![
+            Condition::new("Accepted", true, "Accepted", ""),
+            programmed,
+            Condition::new("ResolvedRefs", true, "ResolvedRefs", ""),
+        ],
+        attached: 0,
+    }
+}
+
+impl GatewayState {
+    /// The Gateway's status once every route has attached.
+    pub fn status(&self) -> Option<ObjectStatus<GatewayStatus>> {
+        let all = self
+            .listeners
+            .iter()
+            .all(|l| l.conditions.iter().all(|c| c.status));
+        let programmed = if all {
+            Condition::new("Programmed", true, "Programmed", "")
+        } else {
+            Condition::new(
+                "Programmed",
+                false,
+                "Invalid",
+                "one or more listeners are not programmed; see their conditions",
+            )
+        };
+        let listeners = self
+            .gateway
+            .spec
+            .listeners
+            .iter()
+            .zip(&self.listeners)
+            .map(|(spec, l)| ListenerStatus {
+                name: spec.name.clone(),
+                attached_routes: l.attached,
+                conditions: l.conditions.clone(),
+            })
+            .collect();
+        Some(ObjectStatus {
+            generation: self.generation,
+            status: GatewayStatus {
+                conditions: vec![Condition::new("Accepted", true, "Accepted", ""), programmed],
+                listeners,
+            },
+        })
+    }
+}
+
+/// Namespace name -> its labels.
+pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
+
+/// One parentRef's attachment: the listeners (index) and hostnames it got,
+/// or why none.
+type Attachment = Result<(ObjectKey, Vec<usize>, Hostnames), Condition>;
+
+/// Hostnames a route serves on one listener: `None` is every host.
+type Hostnames = Option<Vec<String>>;
+
+/// Attaches `route` to cutover's Gateways, converts it, and records its
+/// status and (when accepted) its table entries.
+pub fn route(
+    route: &HttpRoute,
+    gateways: &mut BTreeMap<ObjectKey, GatewayState>,
+    backends: &mut Backends<'_>,
+    namespaces: &NamespaceLabels,
+    settings: &Settings,
+    out: &mut Output,
+) {
+    let key = ObjectKey::of(&route.metadata);
+    let generation = route.metadata.generation.unwrap_or(0);
+    let spec = read_spec(&route.spec);
+    let parent_refs = match &spec {
+        Ok(s) => s.parent_refs.clone(),
+        // The parents are needed to say why; read them on their own.
+        Err(_) => route
+            .spec
+            .get("parentRefs")
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+            .unwrap_or_default(),
+    };
+    let mut attachments = Vec::new();
+    for p in &parent_refs {
+        let parent = ParentKey {
+            group: p.group.clone().unwrap_or_else(|| API_GROUP.into()),
+            kind: p.kind.clone().unwrap_or_else(|| "Gateway".into()),
+            namespace: p.namespace.clone().unwrap_or_else(|| key.namespace.clone()),
+            name: p.name.clone(),
+            section_name: p.section_name.clone(),
+            port: p.port,
+        };
+        if parent.group != API_GROUP || parent.kind != "Gateway" {
+            continue;
+        }
+        let gateway_key = ObjectKey {
+            namespace: parent.namespace.clone(),
+            name: parent.name.clone(),
+        };
+        let Some(gateway) = gateways.get(&gateway_key) else {
+            continue; // another controller's parent
+        };
+        let hostnames = spec.as_ref().map(|s| s.hostnames.as_slice()).unwrap_or(&[]);
+        let attachment = attach(gateway, &parent, &key.namespace, hostnames, namespaces);
+        attachments.push((parent, attachment));
+    }
+    if attachments.is_empty() {
+        return;
+    }
+    let name = route_name(&key);
+    let mut backends = backends.for_route(&key);
+    let converted = spec.and_then(|spec| convert(spec, &name, &key, &mut backends));
+    let refused = match (&converted, settings.refused.get(&key)) {
+        (Err(e), _) => Some(e.trim().to_string()),
+        (Ok(_), Some(why)) => Some(why.clone()),
+        (Ok(_), None) => None,
+    };
+    // A refused generation: the last accepted spec keeps serving.
+    let fallback = refused.as_ref().and_then(|_| settings.fallback.get(&key));
+    let (served_spec, converted) = match (fallback, converted) {
+        (Some(old), _) => {
+            let c = read_spec(old).and_then(|s| convert(s, &name, &key, &mut backends));
+            (Some(Arc::clone(old)), c.ok())
+        }
+        (None, Ok(c)) if refused.is_none() => (Some(Arc::new(route.spec.clone())), Some(c)),
+        (None, _) => (None, None),
+    };
+    let refused = match (refused, fallback) {
+        (Some(why), Some(_)) => Some(format!("{why} (the last accepted spec is still served)")),
+        (why, _) => why,
+    };
+    let resolved = match &backends.unresolved {
+        Some((reason, message)) => Condition::new("ResolvedRefs", false, reason, message.clone()),
+        None => Condition::new("ResolvedRefs", true, "ResolvedRefs", ""),
+    };
+    let mut parents = Vec::new();
+    let mut served: Option<Vec<String>> = Some(Vec::new());
+    let mut any = false;
+    let serve = converted.is_some();
+    for (parent, attachment) in attachments {
+        let accepted = match attachment {
+            Err(c) => c,
+            Ok((gateway_key, listeners, hostnames)) => {
+                any |= serve;
+                if let (Some(g), true) = (gateways.get_mut(&gateway_key), serve) {
+                    for i in listeners {
+                        let l = &mut g.listeners[i];
+                        l.attached += i32::from(refused.is_none());
+                        if let Some(file) = &l.file {
+                            let list = out
+                                .generated
+                                .listener_routes
+                                .entry(file.clone())
+                                .or_default();
+                            if !list.contains(&name) {
+                                list.push(name.clone());
+                            }
+                        }
+                    }
+                }
+                served = match (served, hostnames) {
+                    (Some(mut all), Some(h)) => {
+                        all.extend(h);
+                        Some(all)
+                    }
+                    _ => None,
+                };
+                match &refused {
+                    Some(why) => Condition::new("Accepted", false, "UnsupportedValue", why.clone()),
+                    None => Condition::new("Accepted", true, "Accepted", ""),
+                }
+            }
+        };
+        parents.push((parent, vec![accepted, resolved.clone()]));
+    }
+    out.statuses.routes.insert(
+        key.clone(),
+        ObjectStatus {
+            generation,
+            status: parents,
+        },
+    );
+    if let (true, Some(mut c), Some(spec)) = (any, converted, served_spec) {
+        let mut hostnames = served.unwrap_or_default();
+        hostnames.sort();
+        hostnames.dedup();
+        c.route.hostnames = hostnames;
+        out.route_keys.insert(name, key.clone());
+        out.specs.insert(key, spec);
+        out.generated.routes.push(c.route);
+    }
+}
+
+/// Converts `spec` as file mode does, backendRefs resolved to pods.
+fn convert(
+    spec: HttpRouteSpec,
+    name: &str,
+    key: &ObjectKey,
+    backends: &mut dyn gateway::ResolveBackend,
+) -> Result<gateway::Converted, String> {
+    let doc = gateway::HttpRoute {
+        api_version: ApiVersion::V1,
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(key.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        spec,
+    };
+    let mut errors = ConfigErrors::default();
+    gateway::convert(&doc, "", backends, &mut errors).ok_or(errors.to_string())
+}
+
+/// The spec read as in file mode: an unknown or unsupported field is named.
+fn read_spec(spec: &serde_json::Value) -> Result<HttpRouteSpec, String> {
+    serde_path_to_error::deserialize(spec).map_err(|e| format!("spec.{}: {}", e.path(), e.inner()))
+}
+
+/// The listeners of `gateway` that `parent` selects and that accept a route
+/// of `namespace` with `hostnames`.
+fn attach(
+    gateway: &GatewayState,
+    parent: &ParentKey,
+    namespace: &str,
+    hostnames: &[String],
+    namespaces: &NamespaceLabels,
+) -> Attachment {
+    let spec = &gateway.gateway.spec.listeners;
+    let selected: Vec<usize> = (0..spec.len())
+        .filter(|&i| {
+            let l = &spec[i];
+            parent.section_name.as_ref().is_none_or(|s| *s == l.name)
+                && parent.port.is_none_or(|p| i32::from(p) == l.port)
+        })
+        .collect();
+    if selected.is_empty() {
+        return Err(Condition::new(
+            "Accepted",
+            false,
+            "NoMatchingParent",
+            "no listener of the Gateway has that sectionName and port",
+        ));
+    }
+    let allowed: Vec<usize> = selected
+        .into_iter()
+        .filter(|&i| {
+            gateway.listeners[i]
+                .conditions
+                .first()
+                .is_some_and(|c| c.status)
+        })
+        .filter(|&i| allows(&spec[i], &gateway.key.namespace, namespace, namespaces))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Condition::new(
+            "Accepted",
+            false,
+            "NotAllowedByListeners",
+            format!("no selected listener allows HTTPRoutes from namespace {namespace}"),
+        ));
+    }
+    let mut listeners = Vec::new();
+    let mut served: Option<Vec<String>> = Some(Vec::new());
+    for i in allowed {
+        let Some(h) = intersect(spec[i].hostname.as_deref(), hostnames) else {
+            continue;
+        };
+        listeners.push(i);
+        served = match (served, h) {
+            (Some(mut all), Some(h)) => {
+                all.extend(h);
+                Some(all)
+            }
+            _ => None,
+        };
+    }
+    if listeners.is_empty() {
+        return Err(Condition::new(
+            "Accepted",
+            false,
+            "NoMatchingListenerHostname",
+            "no hostname of the route matches a selected listener's hostname",
+        ));
+    }
+    Ok((gateway.key.clone(), listeners, served))
+}
+
+/// Whether listener `l` of a Gateway in `gateway_ns` accepts HTTPRoutes of
+/// `route_ns`.
+fn allows(l: &Listener, gateway_ns: &str, route_ns: &str, namespaces: &NamespaceLabels) -> bool {
+    let allowed = l.allowed_routes.as_ref();
+    let kinds_ok = allowed.and_then(|a| a.kinds.as_ref()).is_none_or(|kinds| {
+        kinds.is_empty()
+            || kinds
+                .iter()
+                .any(|k| k.kind == "HTTPRoute" && k.group.as_deref().is_none_or(|g| g == API_GROUP))
+    });
+    let from = allowed.and_then(|a| a.namespaces.as_ref());
+    let ns_ok = match from.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
+        "All" => true,
+        "Same" => gateway_ns == route_ns,
+        "Selector" => {
+            let selector = from.and_then(|n| n.selector.as_ref());
+            match (selector, namespaces.get(route_ns)) {
+                (Some(s), Some(l)) => super::selector::matches(s, l),
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    kinds_ok && ns_ok
+}
+
+/// The hostnames a route serves on a listener: `Some(None)` every host,
+/// `Some(Some(list))` those, `None` none (no intersection).
+fn intersect(listener: Option<&str>, route: &[String]) -> Option<Hostnames> {
+    let Some(l) = listener else {
+        return Some(if route.is_empty() {
+            None
+        } else {
+            Some(route.to_vec())
+        });
+    };
+    if route.is_empty() {
+        return Some(Some(vec![l.to_string()]));
+    }
+    let out: Vec<String> = route
+        .iter()
+        .filter_map(|r| {
+            if r == l || matches_wildcard(l, r) {
+                Some(r.clone())
+            } else if matches_wildcard(r, l) {
+                Some(l.to_string())
+            } else {
+                None
+            }
+        })
+        .collect();
+    (!out.is_empty()).then_some(Some(out))
+}
+
+/// Whether `pattern` (`*.example.com`) covers `host`, itself perhaps a
+/// narrower wildcard (`*.a.example.com`).
+fn matches_wildcard(pattern: &str, host: &str) -> bool {
+    let Some(suffix) = pattern.strip_prefix('*') else {
+        return false;
+    };
+    host.len() > suffix.len()
+        && host.ends_with(suffix)
+        && !host[..host.len() - suffix.len()].is_empty()
+        && host != pattern
+}
+
+#[cfg(test)]
+pub(super) fn intersect_for_tests(listener: Option<&str>, route: &[String]) -> Option<Hostnames> {
+    intersect(listener, route)
+}
