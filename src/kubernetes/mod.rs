@@ -14,3 +14,54 @@ pub mod resources;
 pub mod status;
 
 pub use controller::{run, ControllerOptions, CONTROLLER_NAME, FIELD_MANAGER};
+
+/// Every API permission controller mode uses, as `(API group, resource,
+/// verbs)`: the reflectors list and watch, statuses are patched (server-side
+/// apply), the status writer Lease is read, created and updated.
+/// `k8s/controller/rbac.yaml` grants exactly these (the manifest tests
+/// compare them).
+pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
+    (
+        crate::config::gateway::API_GROUP,
+        "gatewayclasses",
+        &["list", "watch"],
+    ),
+    (
+        crate::config::gateway::API_GROUP,
+        "gateways",
+        &["list", "watch"],
+    ),
+    (
+        crate::config::gateway::API_GROUP,
+        "httproutes",
+        &["list", "watch"],
+    ),
+    (
+        crate::config::gateway::API_GROUP,
+        "referencegrants",
+        &["list", "watch"],
+    ),
+    (
+        crate::config::gateway::API_GROUP,
+        "gatewayclasses/status",
+        &["patch"],
+    ),
+    (
+        crate::config::gateway::API_GROUP,
+        "gateways/status",
+        &["patch"],
+    ),
+    (
+        crate::config::gateway::API_GROUP,
+        "httproutes/status",
+        &["patch"],
+    ),
+    ("", "services", &["list", "watch"]),
+    ("", "namespaces", &["list", "watch"]),
+    ("discovery.k8s.io", "endpointslices", &["list", "watch"]),
+    (
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    ),
+];

@@ -15,9 +15,15 @@ use crate::config::gateway::{HttpBackendRef, ResolveBackend, API_GROUP};
 use crate::config::model::{BackendConfig, GroupConfig};
 use crate::kubernetes::resources::ReferenceGrant;
 
-/// The group behind every unresolvable backendRef: no endpoints, and the
-/// backend's fault answers 500 before it is reached.
+/// The group behind every unresolvable backendRef: the backend's fault
+/// answers 500 before an endpoint is picked.
 pub const UNRESOLVED_GROUP: &str = "cutover.unresolved";
+
+/// The unresolved group's one endpoint, never connected to (the abort comes
+/// first): an empty group would count as unavailable, and its share would
+/// spill over to the other backends or answer 503 instead of the 500 the
+/// spec asks for. TEST-NET-1 (RFC 5737): routed nowhere.
+const NOWHERE: &str = "192.0.2.1:9";
 
 /// The label EndpointSlices carry with their Service's name.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -226,7 +232,7 @@ impl ResolveBackend for RouteBackends<'_, '_> {
                 self.backends
                     .groups
                     .entry(UNRESOLVED_GROUP.into())
-                    .or_insert_with(|| GroupConfig::new(Vec::new()));
+                    .or_insert_with(|| GroupConfig::new(vec![NOWHERE.into()]));
                 Some(BackendConfig {
                     group: UNRESOLVED_GROUP.into(),
                     weight,
