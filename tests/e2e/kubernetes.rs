@@ -4,6 +4,7 @@
 //! pods of an EndpointSlice do.
 
 mod api;
+mod scale;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -152,6 +153,19 @@ async fn route_to(api: &ApiServer, pods: &Pods) {
         accepted_at(api, "reviews", 1)
     })
     .await;
+}
+
+/// The live table's state of the endpoint at `addr`.
+fn endpoint_state(p: &Proxy, addr: SocketAddr) -> Arc<cutover::upstream::EndpointState> {
+    let table = p.app.routes.load();
+    let wanted = addr.to_string();
+    table
+        .groups
+        .iter()
+        .flat_map(|g| g.endpoints.iter())
+        .find(|e| e.authority.as_str() == wanted)
+        .map(|e| Arc::clone(&e.state))
+        .unwrap_or_else(|| panic!("no endpoint {addr} in the table"))
 }
 
 fn ready(pods: &Pods) -> Vec<(SocketAddr, bool, bool)> {
@@ -441,6 +455,7 @@ async fn endpoint_slice_scale_up_down_and_terminating_pods_lose_no_request() {
     let load = Load::start(k.proxy.url("/"), 4);
 
     // Scale up: two more pods become ready and get requests.
+    let first_state = endpoint_state(&k.proxy, pods.servers[0].0);
     pods.add(21).await;
     pods.add(22).await;
     slice(&k.api, "shop", "reviews", pods.port, &ready(&pods));
@@ -448,6 +463,11 @@ async fn endpoint_slice_scale_up_down_and_terminating_pods_lose_no_request() {
         pods.servers.iter().all(|(_, u, _)| u.count() > 0)
     })
     .await;
+
+    assert!(
+        Arc::ptr_eq(&first_state, &endpoint_state(&k.proxy, pods.servers[0].0)),
+        "the first pod's endpoint state (outlier, in-flight) carried over by address"
+    );
 
     // Scale down: the first pod is terminating (no new requests), then
     // gone from the slice, then its server stops.
@@ -630,9 +650,19 @@ async fn of_two_replicas_one_writes_status() {
     api.apply(GATEWAY, gw);
     let pods = Pods::start("stable", 60, 1).await;
     route_to(&api, &pods).await;
+    // Each replica follows its own watches (the status says what the
+    // writer's table holds): both come to serve the pods.
+    let c = http1_client();
     for p in [&a, &b] {
-        let got = spread(&p.url("/"), 5).await;
-        assert_eq!(got.get("stable"), Some(&5), "both replicas serve: {got:?}");
+        let start = Instant::now();
+        while get(&c, &p.url("/"), &[]).await.body != "stable" {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "{} does not serve",
+                p.addr
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     let holder =
         api.get(LEASE, "cutover", "cutover-status").unwrap()["spec"]["holderIdentity"].clone();
