@@ -4,6 +4,7 @@
 //! pods of an EndpointSlice do.
 
 mod api;
+mod cli;
 mod scale;
 
 use std::collections::BTreeMap;
