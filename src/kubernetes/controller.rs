@@ -293,7 +293,36 @@ impl Loop {
             )
             .await;
         }
-        for (key, wanted) in &out.statuses.routes {
+        // Routes that left cutover's Gateways lose cutover's entries.
+        let detached: Vec<(ObjectKey, index::ObjectStatus<index::RouteStatus>)> = versions
+            .routes
+            .iter()
+            .filter(|(key, (_, current))| {
+                !out.statuses.routes.contains_key(*key)
+                    && status::route_current(*current, &controller)
+                        .as_array()
+                        .is_some_and(|a| !a.is_empty())
+            })
+            .map(|(key, _)| {
+                let generation = objects
+                    .routes
+                    .iter()
+                    .find(|r| ObjectKey::of(&r.metadata) == *key)
+                    .and_then(|r| r.metadata.generation)
+                    .unwrap_or(0);
+                let empty = index::ObjectStatus {
+                    generation,
+                    status: Vec::new(),
+                };
+                (key.clone(), empty)
+            })
+            .collect();
+        for (key, wanted) in out
+            .statuses
+            .routes
+            .iter()
+            .chain(detached.iter().map(|(k, w)| (k, w)))
+        {
             let current = versions.routes.get(key);
             let patch = status::route(
                 &key.namespace,

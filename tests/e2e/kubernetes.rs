@@ -446,6 +446,24 @@ async fn a_flagger_weight_edit_moves_traffic_within_a_second_and_the_status_foll
         "unchanged statuses are not re-written"
     );
     eprintln!("weight edit reached traffic in {moved:?}");
+
+    // The route moves to another controller's Gateway: it leaves the table,
+    // and cutover's status entry goes while the other controller's stays.
+    let mut r = k.api.get(HTTP_ROUTE, "shop", "reviews").unwrap();
+    r["spec"]["parentRefs"] = json!([{"name": "elsewhere"}]);
+    k.api.apply(HTTP_ROUTE, r);
+    eventually("cutover's entry removed", Duration::from_secs(1), || {
+        route_conditions(&k.api, "reviews").is_empty()
+    })
+    .await;
+    let status = &k.api.get(HTTP_ROUTE, "shop", "reviews").unwrap()["status"];
+    assert_eq!(
+        status["parents"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
+    assert_eq!(status["parents"][0]["controllerName"], "example.com/mesh");
+    assert_eq!(get(&c, &url, &[]).await.status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -206,7 +206,7 @@ type Attachment = Result<(ObjectKey, Vec<usize>, Hostnames), Condition>;
 type Hostnames = Option<Vec<String>>;
 
 /// Attaches `route` to cutover's Gateways, converts it, and records its
-/// status and (when accepted) its table entries.
+/// status and (when it is served) its table entries.
 pub fn route(
     route: &HttpRoute,
     gateways: &mut BTreeMap<ObjectKey, GatewayState>,
@@ -216,18 +216,75 @@ pub fn route(
     out: &mut Output,
 ) {
     let key = ObjectKey::of(&route.metadata);
-    let generation = route.metadata.generation.unwrap_or(0);
     let spec = read_spec(&route.spec);
-    let parent_refs = match &spec {
-        Ok(s) => s.parent_refs.clone(),
+    let attachments = attachments(route, &key, spec.as_ref().ok(), gateways, namespaces);
+    if attachments.is_empty() {
+        return;
+    }
+    let name = route_name(&key);
+    let mut backends = backends.for_route(&key);
+    let (refused, served) = convert_or_fallback(route, spec, &name, &key, &mut backends, settings);
+    let resolved = match &backends.unresolved {
+        Some((reason, message)) => Condition::new("ResolvedRefs", false, reason, message.clone()),
+        None => Condition::new("ResolvedRefs", true, "ResolvedRefs", ""),
+    };
+    let mut parents = Vec::new();
+    let mut hostnames: Hostnames = Some(Vec::new());
+    let mut any = false;
+    for (parent, attachment) in attachments {
+        let accepted = match attachment {
+            Err(c) => c,
+            Ok((gateway_key, listeners, h)) => {
+                if served.is_some() {
+                    any = true;
+                    let attached = refused.is_none();
+                    serve_on(gateways, &gateway_key, &listeners, attached, &name, out);
+                    hostnames = union(hostnames, h);
+                }
+                match &refused {
+                    Some(why) => Condition::new("Accepted", false, "UnsupportedValue", why.clone()),
+                    None => Condition::new("Accepted", true, "Accepted", ""),
+                }
+            }
+        };
+        parents.push((parent, vec![accepted, resolved.clone()]));
+    }
+    let generation = route.metadata.generation.unwrap_or(0);
+    let status = ObjectStatus {
+        generation,
+        status: parents,
+    };
+    out.statuses.routes.insert(key.clone(), status);
+    if let (true, Some((spec, mut c))) = (any, served) {
+        let mut hostnames = hostnames.unwrap_or_default();
+        hostnames.sort();
+        hostnames.dedup();
+        c.route.hostnames = hostnames;
+        out.route_keys.insert(name, key.clone());
+        out.specs.insert(key, spec);
+        out.generated.routes.push(c.route);
+    }
+}
+
+/// The route's parentRefs to cutover's Gateways, each with its attachment.
+fn attachments(
+    route: &HttpRoute,
+    key: &ObjectKey,
+    spec: Option<&HttpRouteSpec>,
+    gateways: &BTreeMap<ObjectKey, GatewayState>,
+    namespaces: &NamespaceLabels,
+) -> Vec<(ParentKey, Attachment)> {
+    let parent_refs: Vec<gateway::ParentReference> = match spec {
+        Some(s) => s.parent_refs.clone(),
         // The parents are needed to say why; read them on their own.
-        Err(_) => route
+        None => route
             .spec
             .get("parentRefs")
             .and_then(|p| serde_json::from_value(p.clone()).ok())
             .unwrap_or_default(),
     };
-    let mut attachments = Vec::new();
+    let hostnames = spec.map(|s| s.hostnames.as_slice()).unwrap_or(&[]);
+    let mut out = Vec::new();
     for p in &parent_refs {
         let parent = ParentKey {
             group: p.group.clone().unwrap_or_else(|| API_GROUP.into()),
@@ -247,94 +304,83 @@ pub fn route(
         let Some(gateway) = gateways.get(&gateway_key) else {
             continue; // another controller's parent
         };
-        let hostnames = spec.as_ref().map(|s| s.hostnames.as_slice()).unwrap_or(&[]);
         let attachment = attach(gateway, &parent, &key.namespace, hostnames, namespaces);
-        attachments.push((parent, attachment));
+        out.push((parent, attachment));
     }
-    if attachments.is_empty() {
-        return;
-    }
-    let name = route_name(&key);
-    let mut backends = backends.for_route(&key);
-    let converted = spec.and_then(|spec| convert(spec, &name, &key, &mut backends));
-    let refused = match (&converted, settings.refused.get(&key)) {
+    out
+}
+
+/// Converts the route; when its current spec is refused (by the
+/// conversion, or by the last compile), converts the last accepted spec
+/// instead. Returns why it was refused, and the spec served with its
+/// conversion.
+fn convert_or_fallback(
+    route: &HttpRoute,
+    spec: Result<HttpRouteSpec, String>,
+    name: &str,
+    key: &ObjectKey,
+    backends: &mut dyn gateway::ResolveBackend,
+    settings: &Settings,
+) -> (
+    Option<String>,
+    Option<(Arc<serde_json::Value>, gateway::Converted)>,
+) {
+    let converted = spec.and_then(|spec| convert(spec, name, key, backends));
+    let refused = match (&converted, settings.refused.get(key)) {
         (Err(e), _) => Some(e.trim().to_string()),
         (Ok(_), Some(why)) => Some(why.clone()),
         (Ok(_), None) => None,
     };
-    // A refused generation: the last accepted spec keeps serving.
-    let fallback = refused.as_ref().and_then(|_| settings.fallback.get(&key));
-    let (served_spec, converted) = match (fallback, converted) {
-        (Some(old), _) => {
-            let c = read_spec(old).and_then(|s| convert(s, &name, &key, &mut backends));
-            (Some(Arc::clone(old)), c.ok())
+    match (refused, converted, settings.fallback.get(key)) {
+        (None, Ok(c), _) => (None, Some((Arc::new(route.spec.clone()), c))),
+        (Some(why), _, Some(old)) => {
+            let c = read_spec(old).and_then(|s| convert(s, name, key, backends));
+            let why = format!("{why} (the last accepted spec is still served)");
+            (Some(why), c.ok().map(|c| (Arc::clone(old), c)))
         }
-        (None, Ok(c)) if refused.is_none() => (Some(Arc::new(route.spec.clone())), Some(c)),
-        (None, _) => (None, None),
-    };
-    let refused = match (refused, fallback) {
-        (Some(why), Some(_)) => Some(format!("{why} (the last accepted spec is still served)")),
-        (why, _) => why,
-    };
-    let resolved = match &backends.unresolved {
-        Some((reason, message)) => Condition::new("ResolvedRefs", false, reason, message.clone()),
-        None => Condition::new("ResolvedRefs", true, "ResolvedRefs", ""),
-    };
-    let mut parents = Vec::new();
-    let mut served: Option<Vec<String>> = Some(Vec::new());
-    let mut any = false;
-    let serve = converted.is_some();
-    for (parent, attachment) in attachments {
-        let accepted = match attachment {
-            Err(c) => c,
-            Ok((gateway_key, listeners, hostnames)) => {
-                any |= serve;
-                if let (Some(g), true) = (gateways.get_mut(&gateway_key), serve) {
-                    for i in listeners {
-                        let l = &mut g.listeners[i];
-                        l.attached += i32::from(refused.is_none());
-                        if let Some(file) = &l.file {
-                            let list = out
-                                .generated
-                                .listener_routes
-                                .entry(file.clone())
-                                .or_default();
-                            if !list.contains(&name) {
-                                list.push(name.clone());
-                            }
-                        }
-                    }
-                }
-                served = match (served, hostnames) {
-                    (Some(mut all), Some(h)) => {
-                        all.extend(h);
-                        Some(all)
-                    }
-                    _ => None,
-                };
-                match &refused {
-                    Some(why) => Condition::new("Accepted", false, "UnsupportedValue", why.clone()),
-                    None => Condition::new("Accepted", true, "Accepted", ""),
-                }
-            }
-        };
-        parents.push((parent, vec![accepted, resolved.clone()]));
+        // (An error always comes with a reason; without a fallback the
+        // route is not served.)
+        (why, _, _) => (why, None),
     }
-    out.statuses.routes.insert(
-        key.clone(),
-        ObjectStatus {
-            generation,
-            status: parents,
-        },
-    );
-    if let (true, Some(mut c), Some(spec)) = (any, converted, served_spec) {
-        let mut hostnames = served.unwrap_or_default();
-        hostnames.sort();
-        hostnames.dedup();
-        c.route.hostnames = hostnames;
-        out.route_keys.insert(name, key.clone());
-        out.specs.insert(key, spec);
-        out.generated.routes.push(c.route);
+}
+
+/// Records `name` as attached to `listeners` of a Gateway (counted in
+/// `attachedRoutes` when `attached`) and served by their cutover listeners.
+fn serve_on(
+    gateways: &mut BTreeMap<ObjectKey, GatewayState>,
+    gateway: &ObjectKey,
+    listeners: &[usize],
+    attached: bool,
+    name: &str,
+    out: &mut Output,
+) {
+    let Some(g) = gateways.get_mut(gateway) else {
+        return;
+    };
+    for &i in listeners {
+        let l = &mut g.listeners[i];
+        l.attached += i32::from(attached);
+        if let Some(file) = &l.file {
+            let list = out
+                .generated
+                .listener_routes
+                .entry(file.clone())
+                .or_default();
+            if !list.iter().any(|r| r == name) {
+                list.push(name.to_string());
+            }
+        }
+    }
+}
+
+/// Hostnames served on two listeners: every host if either is.
+fn union(a: Hostnames, b: Hostnames) -> Hostnames {
+    match (a, b) {
+        (Some(mut all), Some(h)) => {
+            all.extend(h);
+            Some(all)
+        }
+        _ => None,
     }
 }
 
@@ -413,13 +459,7 @@ fn attach(
             continue;
         };
         listeners.push(i);
-        served = match (served, h) {
-            (Some(mut all), Some(h)) => {
-                all.extend(h);
-                Some(all)
-            }
-            _ => None,
-        };
+        served = union(served, h);
     }
     if listeners.is_empty() {
         return Err(Condition::new(
