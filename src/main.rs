@@ -363,11 +363,20 @@ async fn run(args: RunArgs) -> Result<(), String> {
             other => other.to_string(),
         })?;
     let signals = shutdown_signals().map_err(|e| format!("cannot listen for signals: {e}"))?;
-    if let Some(controller) = controller {
+    if let Some(mut controller) = controller {
         let client = kube::Client::try_default()
             .await
             .map_err(|e| format!("--kubernetes: cannot reach the API server: {e}"))?;
+        let synced = std::sync::Arc::new(tokio::sync::Notify::new());
+        controller.synced = Some(std::sync::Arc::clone(&synced));
         tokio::spawn(cutover::kubernetes::run(app.shared(), client, controller));
+        // Probes and listeners answer once the routes are read: until then
+        // the pod is not ready and gets no traffic (a signal meanwhile is
+        // handled as soon as serving starts).
+        let wait = std::time::Duration::from_secs(60);
+        if tokio::time::timeout(wait, synced.notified()).await.is_err() {
+            tracing::warn!("--kubernetes: no table from the API server after {wait:?}; serving the file's routes meanwhile");
+        }
     }
     tokio::spawn(release_memory_after_bursts(app.shared()));
     app.serve_signals(signals).await;

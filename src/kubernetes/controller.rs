@@ -51,6 +51,10 @@ pub struct ControllerOptions {
     /// Listener name -> the port it is bound to, where the config says
     /// port 0 (tests); otherwise the config's port is used.
     pub bound_ports: BTreeMap<String, u16>,
+    /// Notified once the first table from the API server is published:
+    /// `cutover run` serves (and turns ready) only then, so a new replica
+    /// never answers 404 for routes it has not read yet.
+    pub synced: Option<Arc<Notify>>,
 }
 
 impl Default for ControllerOptions {
@@ -60,6 +64,7 @@ impl Default for ControllerOptions {
             debounce: Duration::from_millis(100),
             lease: None,
             bound_ports: BTreeMap::new(),
+            synced: None,
         }
     }
 }
@@ -122,6 +127,9 @@ pub async fn run(shared: Arc<Shared>, client: kube::Client, options: ControllerO
     loop {
         let objects = stores.snapshot();
         if let Some(out) = state.publish(&objects) {
+            if let Some(synced) = state.options.synced.take() {
+                synced.notify_one();
+            }
             if *leader.borrow_and_update() {
                 state.write_statuses(&out, &objects).await;
             }

@@ -6,6 +6,21 @@ use std::process::{Command, Stdio};
 
 use super::*;
 
+/// A kubeconfig in `dir` for the double (plain HTTP, no credentials).
+fn kubeconfig(dir: &TempDir, api: &ApiServer) -> std::path::PathBuf {
+    dir.write(
+        "config",
+        &format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters: [{{name: double, cluster: {{server: \"http://{}\"}}}}]\n\
+             users: [{{name: test, user: {{}}}}]\n\
+             contexts: [{{name: test, context: {{cluster: double, user: test}}}}]\n\
+             current-context: test\n",
+            api.addr
+        ),
+    )
+}
+
 /// Stops the child process when the test ends, however it ends.
 struct Child(std::process::Child);
 
@@ -20,23 +35,9 @@ impl Drop for Child {
 async fn cutover_run_kubernetes_follows_the_cluster_of_its_kubeconfig() {
     let api = ApiServer::start().await;
     let dir = TempDir::new("kubeconfig");
-    let kubeconfig = dir.write(
-        "config",
-        &format!(
-            "apiVersion: v1\nkind: Config\n\
-             clusters: [{{name: double, cluster: {{server: \"http://{}\"}}}}]\n\
-             users: [{{name: test, user: {{}}}}]\n\
-             contexts: [{{name: test, context: {{cluster: double, user: test}}}}]\n\
-             current-context: test\n",
-            api.addr
-        ),
-    );
+    let kubeconfig = kubeconfig(&dir, &api);
     // A free port for the listener (the Gateway names it).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = dir.write(
         "cutover.yaml",
         &format!("listeners: [{{name: http, address: \"127.0.0.1:{port}\"}}]\n"),
@@ -82,5 +83,67 @@ async fn cutover_run_kubernetes_follows_the_cluster_of_its_kubeconfig() {
             "the binary does not serve the pod"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_turns_ready_only_after_its_first_table_from_the_api_server() {
+    let api = ApiServer::start().await;
+    let dir = TempDir::new("kube-ready");
+    let kubeconfig = kubeconfig(&dir, &api);
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.write(
+        "cutover.yaml",
+        &format!("listeners: [{{name: http, address: \"127.0.0.1:{port}\"}}]\n"),
+    );
+    // The API server is away while the replica starts.
+    let down = {
+        let api = Arc::clone(&api);
+        tokio::spawn(async move { api.restart(Duration::from_millis(1500)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _child = Child(
+        Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args([
+                "run",
+                "--kubernetes",
+                "--admin",
+                &format!("127.0.0.1:{admin}"),
+                "-c",
+            ])
+            .arg(&config)
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cutover runs"),
+    );
+    let ready = || async {
+        let c = http1_client();
+        let req = http::Request::get(format!("http://127.0.0.1:{admin}/ready"))
+            .body(Default::default())
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_millis(200), c.request(req)).await;
+        matches!(answer, Ok(Ok(r)) if r.status() == 200)
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!ready().await, "ready before the first table");
+    down.await.unwrap();
+    let start = Instant::now();
+    while !ready().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not ready after the API server came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
