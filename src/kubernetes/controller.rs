@@ -5,7 +5,7 @@
 //! An HTTPRoute the compile refuses is left out and rebuilt without, so one
 //! bad object never keeps a good table from being published.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
@@ -25,13 +25,10 @@ use tokio::task::JoinSet;
 use super::index::{self, FileListener, ObjectKey, Objects, Output, Settings};
 use super::lease::{self, LeaseOptions};
 use super::resources::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
-use super::status;
+use super::writer::Writer;
 use crate::app::Shared;
 use crate::config::gateway::Generated;
 use crate::reload::{self, ChangeError};
-
-/// The field manager of every status cutover applies.
-pub const FIELD_MANAGER: &str = "cutover";
 
 /// The `controllerName` a GatewayClass names to be served by cutover.
 pub const CONTROLLER_NAME: &str = "cutover.dev/gateway-controller";
@@ -117,12 +114,11 @@ pub async fn run(shared: Arc<Shared>, client: kube::Client, options: ControllerO
     }
     tracing::info!("kubernetes: initial lists done; building the table");
     let mut state = Loop {
+        writer: Writer::new(client, options.controller_name.clone()),
         shared,
-        client,
         options,
         published: None,
         fallback: BTreeMap::new(),
-        written: HashMap::new(),
     };
     loop {
         let objects = stores.snapshot();
@@ -131,7 +127,7 @@ pub async fn run(shared: Arc<Shared>, client: kube::Client, options: ControllerO
                 synced.notify_one();
             }
             if *leader.borrow_and_update() {
-                state.write_statuses(&out, &objects).await;
+                state.writer.write(&out, &objects).await;
             }
         }
         tokio::select! {
@@ -139,7 +135,7 @@ pub async fn run(shared: Arc<Shared>, client: kube::Client, options: ControllerO
             r = leader.changed() => {
                 if r.is_err() { return; }
                 // A new writer starts from what the objects say.
-                state.written.clear();
+                state.writer.forget();
             }
         }
         tokio::time::sleep(state.options.debounce).await;
@@ -197,15 +193,13 @@ async fn wait_ready(s: &Stores) -> bool {
 /// The loop's memory between rounds.
 struct Loop {
     shared: Arc<Shared>,
-    client: kube::Client,
     options: ControllerOptions,
     /// The generated part last published (serialised), to skip no-ops.
     published: Option<Vec<u8>>,
     /// The spec each published route came from (see `Settings::fallback`).
     fallback: BTreeMap<ObjectKey, Arc<Value>>,
-    /// Per object: the status last applied, the object's resourceVersion
-    /// before and after; equal status and either version means done.
-    written: HashMap<(&'static str, ObjectKey), (Value, String, String)>,
+    /// Applies the statuses (when this replica holds the Lease).
+    writer: Writer,
 }
 
 impl Loop {
@@ -262,166 +256,6 @@ impl Loop {
         }
         tracing::error!("kubernetes: too many HTTPRoutes refused in a row; keeping the last table");
         None
-    }
-
-    async fn write_statuses(&mut self, out: &Output, objects: &Objects) {
-        let now = status::now();
-        let controller = self.options.controller_name.clone();
-        let versions = Versions::of(objects);
-        for (name, wanted) in &out.statuses.classes {
-            let key = ObjectKey {
-                namespace: String::new(),
-                name: name.clone(),
-            };
-            let current = versions.classes.get(&key);
-            let patch = status::gateway_class(name, wanted, current.and_then(|c| c.1), &now);
-            let same = patch.unchanged(&status::gateway_class_current(current.and_then(|c| c.1)));
-            let api: Api<GatewayClass> = Api::all(self.client.clone());
-            self.apply(api, "GatewayClass", key, patch, same, current.map(|c| c.0))
-                .await;
-        }
-        for (key, wanted) in &out.statuses.gateways {
-            let current = versions.gateways.get(key);
-            let patch = status::gateway(
-                &key.namespace,
-                &key.name,
-                wanted,
-                current.and_then(|c| c.1),
-                &now,
-            );
-            let same = patch.unchanged(&status::gateway_current(current.and_then(|c| c.1)));
-            let api: Api<Gateway> = Api::namespaced(self.client.clone(), &key.namespace);
-            self.apply(
-                api,
-                "Gateway",
-                key.clone(),
-                patch,
-                same,
-                current.map(|c| c.0),
-            )
-            .await;
-        }
-        // Routes that left cutover's Gateways lose cutover's entries.
-        let detached: Vec<(ObjectKey, index::ObjectStatus<index::RouteStatus>)> = versions
-            .routes
-            .iter()
-            .filter(|(key, (_, current))| {
-                !out.statuses.routes.contains_key(*key)
-                    && status::route_current(*current, &controller)
-                        .as_array()
-                        .is_some_and(|a| !a.is_empty())
-            })
-            .map(|(key, _)| {
-                let generation = objects
-                    .routes
-                    .iter()
-                    .find(|r| ObjectKey::of(&r.metadata) == *key)
-                    .and_then(|r| r.metadata.generation)
-                    .unwrap_or(0);
-                let empty = index::ObjectStatus {
-                    generation,
-                    status: Vec::new(),
-                };
-                (key.clone(), empty)
-            })
-            .collect();
-        for (key, wanted) in out
-            .statuses
-            .routes
-            .iter()
-            .chain(detached.iter().map(|(k, w)| (k, w)))
-        {
-            let current = versions.routes.get(key);
-            let patch = status::route(
-                &key.namespace,
-                &key.name,
-                &controller,
-                wanted,
-                current.and_then(|c| c.1),
-                &now,
-            );
-            let same = patch.unchanged(&status::route_current(
-                current.and_then(|c| c.1),
-                &controller,
-            ));
-            let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), &key.namespace);
-            self.apply(
-                api,
-                "HTTPRoute",
-                key.clone(),
-                patch,
-                same,
-                current.map(|c| c.0),
-            )
-            .await;
-        }
-    }
-
-    /// Applies one status unless it is already there (or was just written
-    /// and the watch has not caught up).
-    async fn apply<K>(
-        &mut self,
-        api: Api<K>,
-        kind: &'static str,
-        key: ObjectKey,
-        patch: status::Patch,
-        unchanged: bool,
-        version: Option<&str>,
-    ) where
-        K: Resource + Clone + DeserializeOwned + Debug,
-    {
-        if unchanged {
-            return;
-        }
-        let version = version.unwrap_or_default();
-        if let Some((ours, before, after)) = self.written.get(&(kind, key.clone())) {
-            if *ours == patch.ours && (version == before || version == after) {
-                return;
-            }
-        }
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api
-            .patch_status(&key.name, &params, &Patch::Apply(&patch.body))
-            .await
-        {
-            Ok(o) => {
-                let after = o.meta().resource_version.clone().unwrap_or_default();
-                self.written
-                    .insert((kind, key), (patch.ours, version.to_string(), after));
-            }
-            Err(e) => {
-                tracing::warn!(%kind, object = %key, error = %e, "cannot write status");
-            }
-        }
-    }
-}
-
-/// Each object's resourceVersion and raw status, by kind.
-struct Versions<'a> {
-    classes: HashMap<ObjectKey, (&'a str, Option<&'a Value>)>,
-    gateways: HashMap<ObjectKey, (&'a str, Option<&'a Value>)>,
-    routes: HashMap<ObjectKey, (&'a str, Option<&'a Value>)>,
-}
-
-impl<'a> Versions<'a> {
-    fn of(o: &'a Objects) -> Self {
-        fn index<'a, K: Resource>(
-            list: &'a [Arc<K>],
-            status: impl Fn(&'a K) -> Option<&'a Value>,
-        ) -> HashMap<ObjectKey, (&'a str, Option<&'a Value>)> {
-            list.iter()
-                .map(|k| {
-                    let meta = k.meta();
-                    let version = meta.resource_version.as_deref().unwrap_or("");
-                    (ObjectKey::of(meta), (version, status(k)))
-                })
-                .collect()
-        }
-        Versions {
-            classes: index(&o.classes, |c| c.status.as_ref()),
-            gateways: index(&o.gateways, |g| g.status.as_ref()),
-            routes: index(&o.routes, |r| r.status.as_ref()),
-        }
     }
 }
 

@@ -17,6 +17,8 @@
 
 mod attach;
 mod backends;
+mod gateways;
+mod hosts;
 mod selector;
 #[cfg(test)]
 mod tests;
@@ -196,8 +198,8 @@ pub struct Output {
 /// Builds the table part and statuses from `objects`.
 pub fn build(objects: &Objects, settings: &Settings) -> Output {
     let mut out = Output::default();
-    let classes = attach::classes(objects, settings, &mut out.statuses);
-    let mut gateways = attach::gateways(objects, &classes, settings);
+    let classes = gateways::classes(objects, settings, &mut out.statuses);
+    let mut gateways = gateways::gateways(objects, &classes, settings);
     let mut backends = Backends::new(objects);
     let namespaces: attach::NamespaceLabels = objects
         .namespaces

@@ -4,16 +4,18 @@
 //! [`index`] turns them into routes and groups of ready pod addresses, which
 //! are layered on the file's config and published through
 //! `reload::change` (endpoint state carries over by address, as with DNS);
-//! then the [`status`] of each object is applied by the replica holding the
-//! [`lease`]. Nothing here is on the request path.
+//! then the [`status`] of each object is applied ([`writer`]) by the replica
+//! holding the [`lease`]. Nothing here is on the request path.
 
 pub mod controller;
 pub mod index;
 pub mod lease;
 pub mod resources;
 pub mod status;
+pub mod writer;
 
-pub use controller::{run, ControllerOptions, CONTROLLER_NAME, FIELD_MANAGER};
+pub use controller::{run, ControllerOptions, CONTROLLER_NAME};
+pub use writer::FIELD_MANAGER;
 
 /// Every API permission controller mode uses, as `(API group, resource,
 /// verbs)`: the reflectors list and watch, statuses are patched (server-side

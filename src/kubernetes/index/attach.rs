@@ -1,5 +1,6 @@
-//! Which GatewayClasses and Gateways are cutover's, and how an HTTPRoute
-//! attaches to their listeners (parentRefs, allowedRoutes, hostnames).
+//! How an HTTPRoute attaches to the listeners of cutover's Gateways
+//! (parentRefs, allowedRoutes, hostnames), is converted, and what its
+//! status says.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,13 +8,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::backends::Backends;
-use super::{
-    route_name, Condition, FileListener, GatewayStatus, ListenerStatus, ObjectKey, ObjectStatus,
-    Objects, Output, Settings, Statuses,
-};
+use super::gateways::GatewayState;
+use super::hosts::{intersect, union, Hostnames};
+use super::{route_name, Condition, ObjectKey, ObjectStatus, Output, Settings};
 use crate::config::error::ConfigErrors;
 use crate::config::gateway::{self, ApiVersion, HttpRouteSpec, ObjectMeta, API_GROUP};
-use crate::kubernetes::resources::{Gateway, HttpRoute, Listener};
+use crate::kubernetes::resources::{HttpRoute, Listener};
 
 /// A parentRef as the route wrote it, defaults filled in: the key of its
 /// `status.parents[]` entry.
@@ -36,174 +36,12 @@ pub struct ParentKey {
     pub port: Option<u16>,
 }
 
-/// The names of cutover's GatewayClasses; their statuses recorded.
-pub fn classes(objects: &Objects, settings: &Settings, statuses: &mut Statuses) -> Vec<String> {
-    let mut out = Vec::new();
-    for c in &objects.classes {
-        if c.spec.controller_name != settings.controller_name {
-            continue;
-        }
-        let Some(name) = c.metadata.name.clone() else {
-            continue;
-        };
-        let accepted = Condition::new("Accepted", true, "Accepted", "served by cutover");
-        statuses.classes.insert(
-            name.clone(),
-            ObjectStatus {
-                generation: c.metadata.generation.unwrap_or(0),
-                status: vec![accepted],
-            },
-        );
-        out.push(name);
-    }
-    out
-}
-
-/// A Gateway of cutover's, while routes attach to it.
-pub struct GatewayState {
-    /// Its key.
-    pub key: ObjectKey,
-    generation: i64,
-    gateway: Arc<Gateway>,
-    listeners: Vec<ListenerState>,
-}
-
-struct ListenerState {
-    /// The file listener serving it, when it can be served.
-    file: Option<String>,
-    conditions: Vec<Condition>,
-    attached: i32,
-}
-
-/// cutover's Gateways by key, each listener matched to a file listener.
-pub fn gateways(
-    objects: &Objects,
-    classes: &[String],
-    settings: &Settings,
-) -> BTreeMap<ObjectKey, GatewayState> {
-    let mut out = BTreeMap::new();
-    for g in &objects.gateways {
-        if !classes.contains(&g.spec.gateway_class_name) {
-            continue;
-        }
-        let key = ObjectKey::of(&g.metadata);
-        let listeners = g
-            .spec
-            .listeners
-            .iter()
-            .map(|l| listener(l, &settings.listeners))
-            .collect();
-        out.insert(
-            key.clone(),
-            GatewayState {
-                key,
-                generation: g.metadata.generation.unwrap_or(0),
-                gateway: Arc::clone(g),
-                listeners,
-            },
-        );
-    }
-    out
-}
-
-fn listener(l: &Listener, files: &[FileListener]) -> ListenerState {
-    let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
-    if !supported {
-        let why = format!(
-            "protocol {:?} is not served; cutover serves HTTP and HTTPS",
-            l.protocol
-        );
-        return ListenerState {
-            file: None,
-            conditions: vec![
-                Condition::new("Accepted", false, "UnsupportedProtocol", why.clone()),
-                Condition::new("Programmed", false, "Invalid", why),
-                Condition::new("ResolvedRefs", true, "ResolvedRefs", ""),
-            ],
-            attached: 0,
-        };
-    }
-    let https = l.protocol == "HTTPS";
-    let file = files
-        .iter()
-        .find(|f| i32::from(f.port) == l.port && f.tls == https);
-    let programmed = match file {
-        Some(f) => Condition::new(
-            "Programmed",
-            true,
-            "Programmed",
-            format!("served by cutover listener {:?}", f.name),
-        ),
-        None => Condition::new(
-            "Programmed",
-            false,
-            "Invalid",
-            format!(
-                "no cutover listener {}on port {}; add one to the config file (listeners change only with a restart)",
-                if https { "with tls " } else { "" },
-                l.port
-            ),
-        ),
-    };
-    ListenerState {
-        file: file.map(|f| f.name.clone()),
-        conditions: vec![
-            Condition::new("Accepted", true, "Accepted", ""),
-            programmed,
-            Condition::new("ResolvedRefs", true, "ResolvedRefs", ""),
-        ],
-        attached: 0,
-    }
-}
-
-impl GatewayState {
-    /// The Gateway's status once every route has attached.
-    pub fn status(&self) -> Option<ObjectStatus<GatewayStatus>> {
-        let all = self
-            .listeners
-            .iter()
-            .all(|l| l.conditions.iter().all(|c| c.status));
-        let programmed = if all {
-            Condition::new("Programmed", true, "Programmed", "")
-        } else {
-            Condition::new(
-                "Programmed",
-                false,
-                "Invalid",
-                "one or more listeners are not programmed; see their conditions",
-            )
-        };
-        let listeners = self
-            .gateway
-            .spec
-            .listeners
-            .iter()
-            .zip(&self.listeners)
-            .map(|(spec, l)| ListenerStatus {
-                name: spec.name.clone(),
-                attached_routes: l.attached,
-                conditions: l.conditions.clone(),
-            })
-            .collect();
-        Some(ObjectStatus {
-            generation: self.generation,
-            status: GatewayStatus {
-                conditions: vec![Condition::new("Accepted", true, "Accepted", ""), programmed],
-                listeners,
-            },
-        })
-    }
-}
-
 /// Namespace name -> its labels.
 pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
 
 /// One parentRef's attachment: the listeners (index) and hostnames it got,
 /// or why none.
 type Attachment = Result<(ObjectKey, Vec<usize>, Hostnames), Condition>;
-
-/// Hostnames a route serves on one listener: `None` is every host.
-type Hostnames = Option<Vec<String>>;
 
 /// Attaches `route` to cutover's Gateways, converts it, and records its
 /// status and (when it is served) its table entries.
@@ -373,17 +211,6 @@ fn serve_on(
     }
 }
 
-/// Hostnames served on two listeners: every host if either is.
-fn union(a: Hostnames, b: Hostnames) -> Hostnames {
-    match (a, b) {
-        (Some(mut all), Some(h)) => {
-            all.extend(h);
-            Some(all)
-        }
-        _ => None,
-    }
-}
-
 /// Converts `spec` as file mode does, backendRefs resolved to pods.
 fn convert(
     spec: HttpRouteSpec,
@@ -496,49 +323,4 @@ fn allows(l: &Listener, gateway_ns: &str, route_ns: &str, namespaces: &Namespace
         _ => false,
     };
     kinds_ok && ns_ok
-}
-
-/// The hostnames a route serves on a listener: `Some(None)` every host,
-/// `Some(Some(list))` those, `None` none (no intersection).
-fn intersect(listener: Option<&str>, route: &[String]) -> Option<Hostnames> {
-    let Some(l) = listener else {
-        return Some(if route.is_empty() {
-            None
-        } else {
-            Some(route.to_vec())
-        });
-    };
-    if route.is_empty() {
-        return Some(Some(vec![l.to_string()]));
-    }
-    let out: Vec<String> = route
-        .iter()
-        .filter_map(|r| {
-            if r == l || matches_wildcard(l, r) {
-                Some(r.clone())
-            } else if matches_wildcard(r, l) {
-                Some(l.to_string())
-            } else {
-                None
-            }
-        })
-        .collect();
-    (!out.is_empty()).then_some(Some(out))
-}
-
-/// Whether `pattern` (`*.example.com`) covers `host`, itself perhaps a
-/// narrower wildcard (`*.a.example.com`).
-fn matches_wildcard(pattern: &str, host: &str) -> bool {
-    let Some(suffix) = pattern.strip_prefix('*') else {
-        return false;
-    };
-    host.len() > suffix.len()
-        && host.ends_with(suffix)
-        && !host[..host.len() - suffix.len()].is_empty()
-        && host != pattern
-}
-
-#[cfg(test)]
-pub(super) fn intersect_for_tests(listener: Option<&str>, route: &[String]) -> Option<Hostnames> {
-    intersect(listener, route)
 }

@@ -300,7 +300,7 @@ fn listener_hostnames_narrow_the_route() {
     assert!(!out.generated.listener_routes.contains_key("public"));
     let h = |l: Option<&str>, r: &[&str]| {
         let r: Vec<String> = r.iter().map(|s| s.to_string()).collect();
-        attach::intersect_for_tests(l, &r)
+        hosts::intersect(l, &r)
     };
     let some = |v: &[&str]| Some(Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
     assert_eq!(h(None, &[]), Some(None));
