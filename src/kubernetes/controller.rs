@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Resource;
+use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{watch, Notify};
@@ -32,6 +32,9 @@ use crate::reload::{self, ChangeError};
 
 /// The `controllerName` a GatewayClass names to be served by cutover.
 pub const CONTROLLER_NAME: &str = "cutover.dev/gateway-controller";
+
+/// The annotation `kubectl apply` leaves: a copy of the whole object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Most rebuilds in a row that leave out refused HTTPRoutes before giving up.
 const MAX_REFUSALS: usize = 8;
@@ -149,8 +152,13 @@ where
 {
     let (reader, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    // The stores hold every Service and EndpointSlice of the cluster: drop
+    // what the index never reads (often the larger part of an object).
+    let slim = watcher(api, watcher::Config::default()).modify(|o: &mut K| {
+        o.managed_fields_mut().clear();
+        o.annotations_mut().remove(LAST_APPLIED);
+    });
+    let stream = reflector::reflector(writer, slim).default_backoff();
     let changed = Arc::clone(changed);
     tasks.spawn(async move {
         let mut stream = std::pin::pin!(stream);
