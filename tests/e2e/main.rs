@@ -9,6 +9,7 @@ mod deploy;
 mod dns;
 mod edge;
 mod k8s;
+mod kubernetes;
 mod metrics;
 mod reload;
 mod resilience;

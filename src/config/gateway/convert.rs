@@ -8,8 +8,9 @@ use super::{duration, FilterType, HttpBackendRef, HttpRoute, HttpRouteFilter, Ht
 use super::{GatewayValueMatchType, HttpHeaderFilter, HttpValueMatch};
 use crate::config::error::ConfigErrors;
 use crate::config::model::{
-    GroupConfig, HeaderMatchConfig, HeaderModifierConfig, MatchConfig, PathMatchConfig,
-    QueryMatchConfig, RetryOn, RouteConfig, RuleConfig, TimeoutsConfig, ValueMatchType,
+    BackendConfig, GroupConfig, HeaderMatchConfig, HeaderModifierConfig, MatchConfig,
+    PathMatchConfig, QueryMatchConfig, RetryOn, RouteConfig, RuleConfig, TimeoutsConfig,
+    ValueMatchType,
 };
 use crate::config::resilience::RetryConfig;
 
@@ -46,12 +47,44 @@ impl<'a> Groups<'a> {
     }
 }
 
+/// How a backendRef becomes a backend: from files, a cutover group or a
+/// Service's cluster DNS name ([`Groups`]); in controller mode, the Service's
+/// ready pods (`kubernetes::index`).
+pub trait ResolveBackend {
+    /// The backend `b` (at field path `at`, in a route of `namespace`)
+    /// names; `None` with an error pushed when the route must be refused.
+    fn resolve(
+        &mut self,
+        b: &HttpBackendRef,
+        at: &str,
+        namespace: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<BackendConfig>;
+}
+
+impl ResolveBackend for Groups<'_> {
+    fn resolve(
+        &mut self,
+        b: &HttpBackendRef,
+        at: &str,
+        namespace: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<BackendConfig> {
+        let group = resolve_backend(b, at, namespace, self, errors)?;
+        Some(BackendConfig {
+            group,
+            weight: b.weight.unwrap_or(1),
+            fault: None,
+        })
+    }
+}
+
 /// Converts `route`. `label` prefixes every error path (e.g.
 /// `routes.yaml: HTTPRoute reviews: `). `None` when anything is wrong.
 pub fn convert(
     route: &HttpRoute,
     label: &str,
-    groups: &mut Groups<'_>,
+    groups: &mut dyn ResolveBackend,
     errors: &mut ConfigErrors,
 ) -> Option<Converted> {
     let before = errors.0.len();
@@ -95,7 +128,7 @@ fn convert_rule(
     index: usize,
     at: &str,
     namespace: &str,
-    groups: &mut Groups<'_>,
+    groups: &mut dyn ResolveBackend,
     errors: &mut ConfigErrors,
 ) -> (RuleConfig, (Option<usize>, Option<usize>)) {
     let (request_header_modifier, response_header_modifier, filter_index) =
@@ -111,18 +144,7 @@ fn convert_rule(
         .iter()
         .enumerate()
         .filter_map(|(k, b)| {
-            let group = resolve_backend(
-                b,
-                &format!("{at}.backendRefs[{k}]"),
-                namespace,
-                groups,
-                errors,
-            )?;
-            Some(crate::config::model::BackendConfig {
-                group,
-                weight: b.weight.unwrap_or(1),
-                fault: None,
-            })
+            groups.resolve(b, &format!("{at}.backendRefs[{k}]"), namespace, errors)
         })
         .collect();
     if rule.session_persistence.is_some() {
@@ -312,15 +334,9 @@ fn to_modifier(h: &HttpHeaderFilter) -> HeaderModifierConfig {
     }
 }
 
-/// The group a backendRef names; `None` (with an error) when it cannot be
-/// resolved.
-fn resolve_backend(
-    b: &HttpBackendRef,
-    at: &str,
-    namespace: &str,
-    groups: &mut Groups<'_>,
-    errors: &mut ConfigErrors,
-) -> Option<String> {
+/// The checks every backendRef passes whatever resolves it: no per-backend
+/// filters, core group, kind `Service`. False (with errors) otherwise.
+pub fn supported_backend(b: &HttpBackendRef, at: &str, errors: &mut ConfigErrors) -> bool {
     let before = errors.0.len();
     if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
         errors.push(
@@ -340,7 +356,20 @@ fn resolve_backend(
             format!("{k:?} is not supported; cutover routes to Services"),
         );
     }
-    if errors.0.len() > before {
+    errors.0.len() == before
+}
+
+/// The group a backendRef names; `None` (with an error) when it cannot be
+/// resolved.
+fn resolve_backend(
+    b: &HttpBackendRef,
+    at: &str,
+    namespace: &str,
+    groups: &mut Groups<'_>,
+    errors: &mut ConfigErrors,
+) -> Option<String> {
+    let before = errors.0.len();
+    if !supported_backend(b, at, errors) {
         return None;
     }
     if groups.defined.contains_key(&b.name) {
@@ -393,7 +422,7 @@ fn resolve_backend(
 }
 
 /// RFC 1123 label, as Kubernetes names Services and namespaces.
-fn dns_label(s: &str) -> bool {
+pub fn dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

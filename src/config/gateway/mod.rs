@@ -6,13 +6,15 @@
 
 pub mod convert;
 pub mod duration;
+pub mod generated;
 
 use std::collections::BTreeMap;
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
-pub use convert::{convert, Converted};
+pub use convert::{convert, Converted, ResolveBackend};
+pub use generated::Generated;
 
 /// API group of the Gateway API resources.
 pub const API_GROUP: &str = "gateway.networking.k8s.io";
