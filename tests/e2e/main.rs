@@ -10,6 +10,7 @@ mod dns;
 mod edge;
 mod k8s;
 mod metrics;
+mod pool;
 mod reload;
 mod resilience;
 mod rollout;
