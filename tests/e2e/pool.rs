@@ -255,3 +255,22 @@ async fn a_connection_closed_while_idle_never_carries_a_post() {
     }
     assert_eq!(up.accepted(), 5, "one fresh connection per POST");
 }
+
+#[test]
+fn a_zero_idle_timeout_and_an_unknown_pool_field_are_rejected_by_path() {
+    let compile = |extra: &str| {
+        let config = cutover::config::parse_yaml(&yaml("127.0.0.1:9".parse().unwrap(), extra, ""))
+            .map_err(|e| e.to_string())?;
+        cutover::compile::compile(&config, &cutover::route::Inherited::default(), 1)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    let zero = compile(", pool: {idle_timeout: 0s}").unwrap_err();
+    assert!(
+        zero.contains("groups.app.pool.idle_timeout") && zero.contains("more than 0s"),
+        "{zero}"
+    );
+    let unknown = compile(", pool: {max_idel: 3}").unwrap_err();
+    assert!(unknown.contains("max_idel"), "{unknown}");
+    compile(", pool: {idle_timeout: 5s, max_idle: 0}").unwrap();
+}
