@@ -10,10 +10,14 @@
 //!
 //! Run: `cargo bench --bench alloc` (release), or `cargo test --release
 //! --bench alloc` for the same figures; `ALLOC_REQUESTS=20000` to change N.
+//! `ALLOC_TRACE=1` also prints where each allocation of one proxied request
+//! comes from (the innermost frames of cutover, hyper, h2 and tokio).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -30,6 +34,40 @@ struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
+/// Print a trimmed backtrace of every allocation while set.
+static TRACE: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Set while a backtrace is taken: its own allocations are not traced.
+    static TRACING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn trace(size: usize) {
+    if !TRACE.load(Ordering::Relaxed) || TRACING.with(Cell::get) {
+        return;
+    }
+    TRACING.with(|t| t.set(true));
+    let bt = std::backtrace::Backtrace::force_capture().to_string();
+    let frames: Vec<&str> = bt
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            [
+                "cutover::",
+                "hyper::",
+                "h2::",
+                "hyper_util::",
+                "tokio::",
+                "http::",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
+        })
+        .take(4)
+        .collect();
+    eprintln!("alloc {size:>6} B  {}", frames.join("  <-  "));
+    TRACING.with(|t| t.set(false));
+}
 
 // SAFETY: every call is forwarded unchanged to `System`; the counters are
 // plain atomics and allocate nothing.
@@ -37,6 +75,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
         BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        trace(layout.size());
         unsafe { System.alloc(layout) }
     }
 
@@ -47,6 +86,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
         BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        trace(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -83,8 +123,9 @@ async fn client(addr: SocketAddr) -> SendRequest<Empty<Bytes>> {
     sender
 }
 
-/// `(allocations, bytes)` per request over `n` requests on `sender`.
-async fn per_request(sender: &mut SendRequest<Empty<Bytes>>, n: u64) -> (f64, f64) {
+/// `(allocations, bytes)` per request over `n` requests on `sender`, after
+/// `warm` requests not counted.
+async fn per_request(sender: &mut SendRequest<Empty<Bytes>>, warm: u64, n: u64) -> (f64, f64) {
     let run = |sender: &mut SendRequest<Empty<Bytes>>| {
         let req = Request::get("/")
             .header("host", "app.example")
@@ -97,7 +138,7 @@ async fn per_request(sender: &mut SendRequest<Empty<Bytes>>, n: u64) -> (f64, f6
             resp.into_body().collect().await.unwrap();
         }
     };
-    for _ in 0..1000 {
+    for _ in 0..warm {
         sender.ready().await.unwrap();
         run(sender).await;
     }
@@ -144,8 +185,14 @@ fn main() {
             let _ = stopped.await;
         }));
 
-        let direct = per_request(&mut client(up).await, n).await;
-        let proxied = per_request(&mut client(proxy).await, n).await;
+        let direct = per_request(&mut client(up).await, 1000, n).await;
+        let mut through = client(proxy).await;
+        let proxied = per_request(&mut through, 1000, n).await;
+        if std::env::var_os("ALLOC_TRACE").is_some() {
+            TRACE.store(true, Ordering::Relaxed);
+            per_request(&mut through, 0, 1).await;
+            TRACE.store(false, Ordering::Relaxed);
+        }
         println!("requests per run: {n}");
         println!(
             "direct (client + upstream): {:.2} allocations, {:.0} bytes per request",
