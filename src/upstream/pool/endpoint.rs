@@ -187,10 +187,16 @@ impl EndpointPool {
         if conns.reaping {
             return;
         }
+        // Outside a runtime (a body dropped after shutdown) nothing can
+        // reap: the connection is not kept.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            conns.idle.clear();
+            return;
+        };
         conns.reaping = true;
         let weak = self.this.clone();
         let timeout = self.limits.timeout;
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut next = Instant::now() + timeout;
             loop {
                 tokio::time::sleep_until(next).await;
