@@ -11,6 +11,7 @@ mod edge;
 mod k8s;
 mod kubernetes;
 mod metrics;
+mod pool;
 mod reload;
 mod resilience;
 mod rollout;
