@@ -95,7 +95,7 @@ phase() { # the rollout phase of proxy $1 (not_started, running, ...)
   curl -sf "http://127.0.0.1:${ADMIN[$1]}/v1/analysis/web/split" | sed -n 's/.*"phase": *"\([a-z_]*\)".*/\1/p'
 }
 cpu_ns() { # summed run time of every thread of $1, in nanoseconds
-  cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%d", s}'
+  cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}'  # %d would clamp at 2^31 in mawk
 }
 load() { # port -> requests completed, and req/s, on stdout
   local port=$1
