@@ -667,3 +667,36 @@ fn a_route_with_a_service_parent_is_served_on_the_mesh_listener_for_the_service_
         "Service ratings does not exist"
     );
 }
+
+#[test]
+fn passthrough_is_not_served_and_a_listener_without_hostname_covers_every_name() {
+    let cert = certificate("any.example.com");
+    let mut o = objects(vec![]);
+    o.gateways.push(obj(json!({
+        "metadata": {"name": "tls", "namespace": "shop", "generation": 1},
+        "spec": {"gatewayClassName": "cutover", "listeners": [
+            {"name": "any", "port": 8443, "protocol": "HTTPS",
+             "tls": {"certificateRefs": [{"name": "any-tls"}]}},
+            {"name": "raw", "port": 8443, "protocol": "HTTPS", "hostname": "raw.example.com",
+             "tls": {"mode": "Passthrough"}},
+        ]}
+    })));
+    o.secrets
+        .insert(key("shop", "any-tls"), Ok(Arc::clone(&cert)));
+    let out = build(&o, &tls_settings());
+    let served = &out.certificates["secure"];
+    assert_eq!(served.len(), 1);
+    assert_eq!(
+        served[0].0, None,
+        "no hostname: every name the file's do not cover"
+    );
+    let listeners = &out.statuses.gateways[&key("shop", "tls")].status.listeners;
+    assert_eq!(
+        (
+            listeners[1].conditions[0].status,
+            listeners[1].conditions[0].reason
+        ),
+        (false, "UnsupportedValue"),
+        "Passthrough"
+    );
+}
