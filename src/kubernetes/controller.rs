@@ -7,7 +7,7 @@
 //! certificates of HTTPS Gateway listeners' Secrets go straight to the
 //! listeners ([`Supplied`]), without a new table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +28,12 @@ use tokio::task::JoinSet;
 use super::index::{self, FileListener, ListenerKey, ObjectKey, Objects, Output, Settings};
 use super::lease::{self, LeaseOptions};
 use super::resources::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
-use super::secrets::Secrets;
+use super::secrets::{self, Secrets};
 use super::writer::Writer;
 use crate::config::gateway::Generated;
 use crate::reload::Tables;
 use crate::reload::{self, ChangeError};
-use crate::tls::server::{SniResolver, Supplied};
+use crate::tls::server::Supplied;
 
 /// The `controllerName` a GatewayClass names to be served by cutover.
 pub const CONTROLLER_NAME: &str = "cutover.dev/gateway-controller";
@@ -314,43 +314,15 @@ impl Loop {
         None
     }
 
-    /// Hands the Secrets' certificates to the listeners when they changed:
-    /// the next handshake uses them.
+    /// Hands the Secrets' certificates to the listeners when they changed.
     fn serve_certificates(&mut self, out: &Output) {
         self.certificate_fallback = out.served_certificates.clone();
-        if self
-            .served
-            .as_ref()
-            .is_some_and(|s| same(s, &out.certificates))
-        {
-            return;
-        }
-        let resolvers: HashMap<String, SniResolver> = out
-            .certificates
-            .iter()
-            .map(|(listener, certs)| (listener.clone(), SniResolver::from_entries(certs.clone())))
-            .collect();
-        tracing::info!(
-            listeners = resolvers.len(),
-            "kubernetes: Gateway certificates served"
+        secrets::serve(
+            &self.options.certificates,
+            &mut self.served,
+            &out.certificates,
         );
-        self.options.certificates.set(resolvers);
-        self.served = Some(out.certificates.clone());
     }
-}
-
-/// Whether two certificate sets hold the same certificates (by identity:
-/// a Secret read again is a new one).
-fn same(a: &index::Certificates, b: &index::Certificates) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|((la, ca), (lb, cb))| {
-            la == lb
-                && ca.len() == cb.len()
-                && ca
-                    .iter()
-                    .zip(cb)
-                    .all(|((ha, ka), (hb, kb))| ha == hb && Arc::ptr_eq(ka, kb))
-        })
 }
 
 /// Layers `generated` on the file's config and publishes the result.

@@ -26,6 +26,7 @@ mod backends;
 mod certs;
 mod gateways;
 mod hosts;
+mod mesh;
 mod selector;
 #[cfg(test)]
 mod tests;

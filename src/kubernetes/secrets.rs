@@ -2,16 +2,19 @@
 //! watched (names and resourceVersions only, no data); a Secret's data is
 //! read (`get`) only while one of cutover's Gateways references it, and
 //! again when its resourceVersion moves (a rotation), so no other Secret's
-//! content is ever held in memory.
+//! content is ever held in memory. Their certificates are handed to the
+//! listeners ([`serve`]) only when they change.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::index::{ObjectKey, SecretCertificate};
+use super::index::{Certificates, ObjectKey, SecretCertificate};
+use crate::tls::server::{SniResolver, Supplied};
 
 /// The Secret type that holds `tls.crt` and `tls.key`.
 const TLS_TYPE: &str = "kubernetes.io/tls";
@@ -101,4 +104,36 @@ fn certificate(secret: &Secret, key: &ObjectKey) -> SecretCertificate {
             .ok_or_else(|| format!("{what} has no {name}"))
     };
     crate::tls::certified_from_pem(field("tls.crt")?, field("tls.key")?, &what)
+}
+
+/// Hands `now` to the listeners when it differs from `last` (what was
+/// handed over before): the next handshake uses them.
+pub fn serve(supplied: &Supplied, last: &mut Option<Certificates>, now: &Certificates) {
+    if last.as_ref().is_some_and(|l| same(l, now)) {
+        return;
+    }
+    let resolvers: HashMap<String, SniResolver> = now
+        .iter()
+        .map(|(listener, certs)| (listener.clone(), SniResolver::from_entries(certs.clone())))
+        .collect();
+    tracing::info!(
+        listeners = resolvers.len(),
+        "kubernetes: Gateway certificates served"
+    );
+    supplied.set(resolvers);
+    *last = Some(now.clone());
+}
+
+/// Whether two certificate sets hold the same certificates (by identity:
+/// a Secret read again is a new one).
+fn same(a: &Certificates, b: &Certificates) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((la, ca), (lb, cb))| {
+            la == lb
+                && ca.len() == cb.len()
+                && ca
+                    .iter()
+                    .zip(cb)
+                    .all(|((ha, ka), (hb, kb))| ha == hb && Arc::ptr_eq(ka, kb))
+        })
 }

@@ -42,7 +42,7 @@ pub struct ParentKey {
 pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Where one parentRef attached.
-enum Target {
+pub enum Target {
     /// To listeners (index) of a Gateway, with the hostnames it got there.
     Gateway(ObjectKey, Vec<usize>, Hostnames),
     /// To a Service (mesh): the hosts requests to it carry.
@@ -50,7 +50,7 @@ enum Target {
 }
 
 /// One parentRef's attachment, or why none.
-type Attachment = Result<Target, Condition>;
+pub type Attachment = Result<Target, Condition>;
 
 /// What attaching needs besides the route and Gateways.
 pub struct Context<'a> {
@@ -180,7 +180,7 @@ fn attachments(
         };
         if parent.group.is_empty() && parent.kind == "Service" {
             if cx.settings.mesh_listener.is_some() {
-                let attachment = mesh(&parent, &key.namespace, cx.services);
+                let attachment = super::mesh::attach(&parent, &key.namespace, cx.services);
                 out.push((parent, attachment));
             }
             continue;
@@ -200,60 +200,6 @@ fn attachments(
         out.push((parent, attachment));
     }
     out
-}
-
-/// A Service parent (GAMMA): the hosts that address it, `name`,
-/// `name.ns`, `name.ns.svc`, `name.ns.svc.cluster.local` and its IPv4
-/// ClusterIP (a port in the Host header is ignored when matching). Only
-/// routes of the Service's own namespace (producer routes) are served: a
-/// consumer route would need to know each client's namespace.
-fn mesh(parent: &ParentKey, route_ns: &str, services: &[Arc<Service>]) -> Attachment {
-    if parent.namespace != route_ns {
-        return Err(Condition::new(
-            "Accepted",
-            false,
-            "UnsupportedValue",
-            "a Service parent in another namespace (a consumer route) is not served; cutover serves producer routes",
-        ));
-    }
-    let (ns, name) = (parent.namespace.as_str(), parent.name.as_str());
-    let service = services.iter().find(|s| {
-        s.metadata.namespace.as_deref() == Some(ns) && s.metadata.name.as_deref() == Some(name)
-    });
-    let Some(service) = service else {
-        return Err(Condition::new(
-            "Accepted",
-            false,
-            "NoMatchingParent",
-            format!("Service {ns}/{name} does not exist"),
-        ));
-    };
-    if let Some(port) = parent.port {
-        let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref());
-        if !ports
-            .into_iter()
-            .flatten()
-            .any(|p| p.port == i32::from(port))
-        {
-            return Err(Condition::new(
-                "Accepted",
-                false,
-                "NoMatchingParent",
-                format!("Service {ns}/{name} has no port {port}"),
-            ));
-        }
-    }
-    let mut hosts = vec![
-        name.to_string(),
-        format!("{name}.{ns}"),
-        format!("{name}.{ns}.svc"),
-        format!("{name}.{ns}.svc.cluster.local"),
-    ];
-    let ips = service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref());
-    if let Some(ip) = ips.filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()) {
-        hosts.push(ip.to_string());
-    }
-    Ok(Target::Mesh(hosts))
 }
 
 /// Converts the route; when its current spec is refused (by the
