@@ -168,6 +168,7 @@ impl App {
             draining: AtomicBool::new(false),
             limits: options.limits,
             metrics,
+            certificates: Arc::default(),
         });
         let desired = Desired {
             base: config.clone(),

@@ -48,7 +48,8 @@
 //! `inject` (the `cutover inject` command) is outside the request path, and
 //! so is `kubernetes` (controller mode): it watches the API server and
 //! publishes through the same change path, layering routes and pod groups on
-//! the file's config.
+//! the file's config; Gateway Secrets' certificates go to the listeners
+//! through `serving::Serving::certificates` (`tls::server::Supplied`).
 //!
 //! Below everything, [`analysis`] is the pure release judge (counts in,
 //! verdict out): the anytime-valid canary-versus-baseline tests that

@@ -123,6 +123,16 @@ struct RunArgs {
     /// writes status. Its identity is $POD_NAME (else the host name).
     #[arg(long, value_name = "NAMESPACE/NAME", requires = "kubernetes")]
     status_lease: Option<String>,
+    /// Controller mode: where clients reach this cutover (an IP address or
+    /// a host name, e.g. its Service's), written to every Gateway's
+    /// status.addresses; repeat for several.
+    #[arg(long, value_name = "ADDRESS", requires = "kubernetes")]
+    gateway_address: Vec<String>,
+    /// Controller mode in a sidecar: the listener (by name) that is the
+    /// outbound one. It serves the HTTPRoutes whose parentRef is a Service
+    /// (Gateway API mesh profile) for requests addressed to that Service.
+    #[arg(long, value_name = "LISTENER", requires = "kubernetes")]
+    mesh_listener: Option<String>,
 }
 
 const INJECT_ABOUT: &str = "\
@@ -332,6 +342,14 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let path = args.config;
     let loaded = config::load_path(&path)
         .map_err(|e| format!("{}: invalid config:\n{e}", path.display()))?;
+    if let Some(mesh) = controller.as_ref().and_then(|c| c.mesh_listener.as_ref()) {
+        if !loaded.config.listeners.iter().any(|l| &l.name == mesh) {
+            return Err(format!(
+                "--mesh-listener {mesh:?}: {} has no listener of that name",
+                path.display()
+            ));
+        }
+    }
     let shown = path.display().to_string();
     let token = admin_token(args.admin_token_file.as_deref())?;
     let options = Options {
@@ -369,6 +387,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .map_err(|e| format!("--kubernetes: cannot reach the API server: {e}"))?;
         let synced = std::sync::Arc::new(tokio::sync::Notify::new());
         controller.synced = Some(std::sync::Arc::clone(&synced));
+        controller.certificates = std::sync::Arc::clone(&app.serving().certificates);
         tokio::spawn(cutover::kubernetes::run(app.tables(), client, controller));
         // Probes and listeners answer once the routes are read: until then
         // the pod is not ready and gets no traffic (a signal meanwhile is
@@ -451,11 +470,31 @@ fn controller_options(
             })
         }
     };
+    if let Some(bad) = args.gateway_address.iter().find(|a| !valid_address(a)) {
+        return Err(format!(
+            "--gateway-address {bad:?}: expected an IP address or a host name"
+        ));
+    }
     Ok(Some(cutover::kubernetes::ControllerOptions {
         controller_name: args.controller_name.clone(),
         lease,
+        addresses: args.gateway_address.clone(),
+        mesh_listener: args.mesh_listener.clone(),
         ..Default::default()
     }))
+}
+
+/// An IP address or a DNS host name (what a Gateway's status.addresses
+/// holds).
+fn valid_address(a: &str) -> bool {
+    a.parse::<std::net::IpAddr>().is_ok()
+        || (!a.is_empty()
+            && a.len() <= 253
+            && a.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
 }
 
 /// The control API token: from the file, else `$CUTOVER_ADMIN_TOKEN`.

@@ -1,6 +1,7 @@
 //! What every connection and request reads, and nothing else: the live
 //! table (one `ArcSwap` load per request), the drain flag, the process-level
-//! connection limits and the metrics. `reload` stores new tables into the
+//! connection limits, the metrics, and the certificates supplied at run time
+//! (controller mode's Gateway Secrets). `reload` stores new tables into the
 //! same `ArcSwap`; the listener and the proxy only read.
 
 use std::sync::atomic::AtomicBool;
@@ -24,6 +25,9 @@ pub struct Serving {
     pub limits: ConnLimits,
     /// Request metrics, connection gauges.
     pub metrics: Arc<Metrics>,
+    /// Certificates supplied at run time (controller mode: the Secrets of
+    /// HTTPS Gateway listeners), served before a listener's own.
+    pub certificates: Arc<crate::tls::server::Supplied>,
 }
 
 /// Process-level limits on every downstream connection; the rest are the

@@ -3,7 +3,9 @@
 //! published through `reload::change` (skipped when nothing changed), and
 //! then, by the Lease holder only, the statuses of that table are applied.
 //! An HTTPRoute the compile refuses is left out and rebuilt without, so one
-//! bad object never keeps a good table from being published.
+//! bad object never keeps a good table from being published. The
+//! certificates of HTTPS Gateway listeners' Secrets go straight to the
+//! listeners ([`Supplied`]), without a new table.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -11,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
@@ -22,13 +25,15 @@ use serde_json::Value;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use super::index::{self, FileListener, ObjectKey, Objects, Output, Settings};
+use super::index::{self, FileListener, ListenerKey, ObjectKey, Objects, Output, Settings};
 use super::lease::{self, LeaseOptions};
 use super::resources::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use super::secrets::{self, Secrets};
 use super::writer::Writer;
 use crate::config::gateway::Generated;
 use crate::reload::Tables;
 use crate::reload::{self, ChangeError};
+use crate::tls::server::Supplied;
 
 /// The `controllerName` a GatewayClass names to be served by cutover.
 pub const CONTROLLER_NAME: &str = "cutover.dev/gateway-controller";
@@ -55,6 +60,15 @@ pub struct ControllerOptions {
     /// `cutover run` serves (and turns ready) only then, so a new replica
     /// never answers 404 for routes it has not read yet.
     pub synced: Option<Arc<Notify>>,
+    /// Where the HTTPS Gateway listeners' certificates are served from: the
+    /// serving side's (`Serving::certificates`).
+    pub certificates: Arc<Supplied>,
+    /// The cutover listener that is the sidecar's outbound one
+    /// (`--mesh-listener`): it serves HTTPRoutes whose parent is a Service.
+    pub mesh_listener: Option<String>,
+    /// Where clients reach this cutover (`--gateway-address`), written to
+    /// each Gateway's `status.addresses`.
+    pub addresses: Vec<String>,
 }
 
 impl Default for ControllerOptions {
@@ -65,6 +79,9 @@ impl Default for ControllerOptions {
             lease: None,
             bound_ports: BTreeMap::new(),
             synced: None,
+            certificates: Arc::default(),
+            mesh_listener: None,
+            addresses: Vec::new(),
         }
     }
 }
@@ -90,6 +107,7 @@ impl Stores {
             services: self.services.state(),
             slices: self.slices.state(),
             namespaces: self.namespaces.state(),
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -108,23 +126,34 @@ pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerO
         slices: watch_all(Api::all(client.clone()), &changed, &mut tasks),
         namespaces: watch_all(Api::all(client.clone()), &changed, &mut tasks),
     };
+    // Secrets: names and versions only (metadata requests), no data.
+    let secrets_meta = watch_all(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        &changed,
+        &mut tasks,
+    );
     let (leader_tx, mut leader) = watch::channel(options.lease.is_none());
     if let Some(lease) = options.lease.clone() {
         tasks.spawn(lease::hold(client.clone(), lease, leader_tx));
     }
-    if !wait_ready(&stores).await {
+    if !wait_ready(&stores).await || secrets_meta.wait_until_ready().await.is_err() {
         return;
     }
     tracing::info!("kubernetes: initial lists done; building the table");
+    let mut secrets = Secrets::new(client.clone(), secrets_meta);
     let mut state = Loop {
         writer: Writer::new(client, options.controller_name.clone()),
         shared,
         options,
         published: None,
         fallback: BTreeMap::new(),
+        certificate_fallback: BTreeMap::new(),
+        served: None,
     };
     loop {
-        let objects = stores.snapshot();
+        let mut objects = stores.snapshot();
+        let wanted = index::referenced_secrets(&objects, &state.options.controller_name);
+        objects.secrets = secrets.certificates(&wanted).await;
         if let Some(out) = state.publish(&objects) {
             if let Some(synced) = state.options.synced.take() {
                 synced.notify_one();
@@ -151,7 +180,6 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let kind = K::kind(&()).to_string();
     // The stores hold every Service and EndpointSlice of the cluster: drop
     // what the index never reads (often the larger part of an object).
     let slim = watcher(api, watcher::Config::default()).modify(|o: &mut K| {
@@ -159,6 +187,18 @@ where
         o.annotations_mut().remove(LAST_APPLIED);
     });
     let stream = reflector::reflector(writer, slim).default_backoff();
+    follow(stream, K::kind(&()).to_string(), changed, tasks);
+    reader
+}
+
+/// Drives a reflector's `stream`, waking the loop at each event and
+/// logging when the watch fails and resumes.
+fn follow<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    stream: impl futures::Stream<Item = Result<T, E>> + Send + 'static,
+    kind: String,
+    changed: &Arc<Notify>,
+    tasks: &mut JoinSet<()>,
+) {
     let changed = Arc::clone(changed);
     tasks.spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -179,7 +219,6 @@ where
             }
         }
     });
-    reader
 }
 
 async fn wait_ready(s: &Stores) -> bool {
@@ -208,6 +247,10 @@ struct Loop {
     fallback: BTreeMap<ObjectKey, Arc<Value>>,
     /// Applies the statuses (when this replica holds the Lease).
     writer: Writer,
+    /// The certificate each HTTPS Gateway listener served last.
+    certificate_fallback: BTreeMap<ListenerKey, Arc<rustls::sign::CertifiedKey>>,
+    /// The Secrets' certificates handed to the listeners last.
+    served: Option<index::Certificates>,
 }
 
 impl Loop {
@@ -220,9 +263,14 @@ impl Loop {
             listeners: file_listeners(base, &self.options.bound_ports),
             refused: BTreeMap::new(),
             fallback: self.fallback.clone(),
+            certificate_fallback: self.certificate_fallback.clone(),
+            mesh_listener: self.options.mesh_listener.clone(),
+            addresses: self.options.addresses.clone(),
         };
         for _ in 0..MAX_REFUSALS {
             let out = index::build(objects, &settings);
+            // Certificates do not depend on which routes compile.
+            self.serve_certificates(&out);
             let bytes = serde_json::to_vec(&out.generated).unwrap_or_default();
             if self.published.as_ref() == Some(&bytes) {
                 self.fallback = out.specs.clone();
@@ -264,6 +312,16 @@ impl Loop {
         }
         tracing::error!("kubernetes: too many HTTPRoutes refused in a row; keeping the last table");
         None
+    }
+
+    /// Hands the Secrets' certificates to the listeners when they changed.
+    fn serve_certificates(&mut self, out: &Output) {
+        self.certificate_fallback = out.served_certificates.clone();
+        secrets::serve(
+            &self.options.certificates,
+            &mut self.served,
+            &out.certificates,
+        );
     }
 }
 

@@ -9,6 +9,12 @@
 //! - An HTTPRoute attaches through `parentRefs` (name, `sectionName`,
 //!   `port`) to the listeners that allow its namespace, with the hostnames
 //!   both accept; it is converted as in file mode.
+//! - An HTTPS listener's `certificateRefs` name Secrets; their certificates
+//!   are served on the cutover listener by SNI (the Gateway listener's
+//!   hostname), a wrong Secret keeps the last good certificate and says so.
+//! - With a mesh listener (the sidecar's outbound one), an HTTPRoute whose
+//!   parentRef is a Service of its namespace (GAMMA) is served there for
+//!   requests addressed to that Service (its DNS names and ClusterIP).
 //! - A backendRef to a Service becomes a group of the ready, not terminating
 //!   pod addresses of its EndpointSlices (Service port -> the slice port of
 //!   the same name, which carries the resolved targetPort). A backendRef that
@@ -17,8 +23,10 @@
 
 mod attach;
 mod backends;
+mod certs;
 mod gateways;
 mod hosts;
+mod mesh;
 mod selector;
 #[cfg(test)]
 mod tests;
@@ -28,12 +36,14 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use rustls::sign::CertifiedKey;
 
 use super::resources::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::config::gateway::Generated;
 pub use attach::ParentKey;
 use backends::Backends;
 pub use backends::UNRESOLVED_GROUP;
+pub use certs::referenced as referenced_secrets;
 
 /// A namespaced object's identity.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -77,7 +87,21 @@ pub struct Objects {
     pub slices: Vec<Arc<EndpointSlice>>,
     /// Namespaces (their labels, for `allowedRoutes` selectors).
     pub namespaces: Vec<Arc<Namespace>>,
+    /// The Secrets HTTPS listeners reference (see [`referenced_secrets`]),
+    /// as the controller read them: the certificate, or why it is unusable
+    /// (wrong type, bad PEM, key not matching). An absent one does not
+    /// exist.
+    pub secrets: BTreeMap<ObjectKey, SecretCertificate>,
 }
+
+/// A TLS Secret's certificate and key, or why it cannot serve.
+pub type SecretCertificate = Result<Arc<CertifiedKey>, String>;
+
+/// Per cutover listener, certificates by SNI name (`None`: every name).
+pub type Certificates = BTreeMap<String, Vec<(Option<String>, Arc<CertifiedKey>)>>;
+
+/// A Gateway listener: its Gateway and its name.
+pub type ListenerKey = (ObjectKey, String);
 
 /// One of cutover's own listeners, from the file config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +128,16 @@ pub struct Settings {
     /// route whose new generation is refused keeps serving it, so an
     /// invalid edit never takes traffic away.
     pub fallback: BTreeMap<ObjectKey, Arc<serde_json::Value>>,
+    /// The certificate each HTTPS Gateway listener served last: kept while
+    /// its Secret is missing or wrong.
+    pub certificate_fallback: BTreeMap<ListenerKey, Arc<CertifiedKey>>,
+    /// The cutover listener that is the sidecar's outbound one: it serves
+    /// HTTPRoutes whose parent is a Service. `None`: such routes belong to
+    /// another mesh.
+    pub mesh_listener: Option<String>,
+    /// Where clients reach cutover (IP addresses or host names), written to
+    /// every Gateway's `status.addresses`.
+    pub addresses: Vec<String>,
 }
 
 /// A condition as the index decides it; the status writer adds the
@@ -153,6 +187,8 @@ pub struct GatewayStatus {
     pub conditions: Vec<Condition>,
     /// Per listener, in spec order.
     pub listeners: Vec<ListenerStatus>,
+    /// `status.addresses`: IP addresses or host names.
+    pub addresses: Vec<String>,
 }
 
 /// One Gateway listener's status.
@@ -193,6 +229,12 @@ pub struct Output {
     /// The spec each route in the table was converted from (the fallback
     /// for a later refused generation).
     pub specs: BTreeMap<ObjectKey, Arc<serde_json::Value>>,
+    /// Per cutover listener, the Secrets' certificates to serve, by SNI
+    /// name (`None`: every name its own certificates do not cover).
+    pub certificates: Certificates,
+    /// The certificate each HTTPS Gateway listener serves (the next
+    /// [`Settings::certificate_fallback`]).
+    pub served_certificates: BTreeMap<ListenerKey, Arc<CertifiedKey>>,
 }
 
 /// Builds the table part and statuses from `objects`.
@@ -222,20 +264,30 @@ pub fn build(objects: &Objects, settings: &Settings) -> Output {
         };
         key(a).cmp(&key(b))
     });
+    let context = attach::Context {
+        namespaces: &namespaces,
+        services: &objects.services,
+        settings,
+    };
     for route in routes {
-        attach::route(
-            route,
-            &mut gateways,
-            &mut backends,
-            &namespaces,
-            settings,
-            &mut out,
-        );
+        attach::route(route, &mut gateways, &mut backends, &context, &mut out);
     }
     out.generated.groups = backends.into_groups();
     for g in gateways.values() {
-        if let Some(status) = g.status() {
+        if let Some(status) = g.status(&settings.addresses) {
             out.statuses.gateways.insert(g.key.clone(), status);
+        }
+        let specs = &g.gateway.spec.listeners;
+        for (spec, l) in specs.iter().zip(&g.listeners) {
+            let Some(cert) = &l.certificate else { continue };
+            out.served_certificates
+                .insert((g.key.clone(), spec.name.clone()), Arc::clone(cert));
+            if let Some(file) = &l.file {
+                out.certificates
+                    .entry(file.clone())
+                    .or_default()
+                    .push((spec.hostname.clone(), Arc::clone(cert)));
+            }
         }
     }
     out
@@ -245,4 +297,10 @@ pub fn build(objects: &Objects, settings: &Settings) -> Output {
 /// namespace has no dots, so it cannot collide).
 pub fn route_name(key: &ObjectKey) -> String {
     format!("{}.{}", key.namespace, key.name)
+}
+
+/// The cutover route name of an HTTPRoute's mesh part (its Service
+/// parents): `<namespace>.<name>_mesh` (no Kubernetes name holds `_`).
+pub fn mesh_route_name(key: &ObjectKey) -> String {
+    format!("{}.{}_mesh", key.namespace, key.name)
 }

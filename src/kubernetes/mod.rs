@@ -1,6 +1,7 @@
 //! Controller mode (`cutover run --kubernetes`): cutover as a Gateway API
 //! implementation. It watches GatewayClasses, Gateways, HTTPRoutes,
-//! ReferenceGrants, Services, EndpointSlices and Namespaces; the pure
+//! ReferenceGrants, Services, EndpointSlices, Namespaces and (metadata
+//! only, data of the referenced ones) Secrets; the pure
 //! [`index`] turns them into routes and groups of ready pod addresses, which
 //! are layered on the file's config and published through
 //! `reload::change` (endpoint state carries over by address, as with DNS);
@@ -11,6 +12,7 @@ pub mod controller;
 pub mod index;
 pub mod lease;
 pub mod resources;
+pub mod secrets;
 pub mod status;
 pub mod writer;
 
@@ -18,8 +20,9 @@ pub use controller::{run, ControllerOptions, CONTROLLER_NAME};
 pub use writer::FIELD_MANAGER;
 
 /// Every API permission controller mode uses, as `(API group, resource,
-/// verbs)`: the reflectors list and watch, statuses are patched (server-side
-/// apply), the status writer Lease is read, created and updated.
+/// verbs)`: the reflectors list and watch, referenced TLS Secrets are read
+/// with `get`, statuses are patched (server-side apply), the status writer
+/// Lease is read, created and updated.
 /// `k8s/controller/rbac.yaml` grants exactly these (the manifest tests
 /// compare them).
 pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
@@ -59,6 +62,7 @@ pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
         &["patch"],
     ),
     ("", "services", &["list", "watch"]),
+    ("", "secrets", &["get", "list", "watch"]),
     ("", "namespaces", &["list", "watch"]),
     ("discovery.k8s.io", "endpointslices", &["list", "watch"]),
     (

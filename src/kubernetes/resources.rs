@@ -117,13 +117,42 @@ pub struct Listener {
     pub port: i32,
     /// `HTTP` or `HTTPS` are served.
     pub protocol: String,
-    /// TLS settings (HTTPS): cutover's own listener config holds the
-    /// certificates; recorded only.
+    /// TLS settings (HTTPS): the Secrets holding the certificates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<serde_json::Value>,
+    pub tls: Option<GatewayTls>,
     /// Which routes may attach.
     #[serde(default)]
     pub allowed_routes: Option<AllowedRoutes>,
+}
+
+/// `GatewayTLSConfig`: cutover terminates TLS with the certificates of the
+/// Secrets named (the listener's own `tls` certificates serve names they
+/// do not cover).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTls {
+    /// `Terminate` (default); `Passthrough` is not served.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Secrets of type `kubernetes.io/tls` (`tls.crt`, `tls.key`).
+    #[serde(default)]
+    pub certificate_refs: Vec<SecretObjectReference>,
+}
+
+/// `SecretObjectReference`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct SecretObjectReference {
+    /// Default `""` (core).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Default `Secret`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The Secret's name.
+    pub name: String,
+    /// Default the Gateway's namespace; another needs a ReferenceGrant.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// `AllowedRoutes`.

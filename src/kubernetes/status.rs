@@ -134,7 +134,10 @@ pub fn gateway(
             })
         })
         .collect();
-    let status = json!({ "conditions": cs, "listeners": listeners });
+    let mut status = json!({ "conditions": cs, "listeners": listeners });
+    if !wanted.status.addresses.is_empty() {
+        status["addresses"] = addresses(&wanted.status.addresses);
+    }
     Patch {
         ours: gateway_current(Some(&status)),
         body: document("Gateway", Some(namespace), name, status),
@@ -158,7 +161,27 @@ pub fn gateway_current(current: Option<&Value>) -> Value {
             })
         })
         .collect();
-    json!({ "conditions": comparable(&c["conditions"]), "listeners": listeners })
+    json!({
+        "conditions": comparable(&c["conditions"]),
+        "listeners": listeners,
+        "addresses": c["addresses"],
+    })
+}
+
+/// `status.addresses`: each an `IPAddress` or a `Hostname`.
+fn addresses(list: &[String]) -> Value {
+    let entries = list
+        .iter()
+        .map(|a| {
+            let kind = if a.parse::<std::net::IpAddr>().is_ok() {
+                "IPAddress"
+            } else {
+                "Hostname"
+            };
+            json!({ "type": kind, "value": a })
+        })
+        .collect();
+    Value::Array(entries)
 }
 
 /// An HTTPRoute's status: the other controllers' parents as they are, ours

@@ -209,6 +209,8 @@ async fn accept_connection(
     let Some(config) = tls else {
         return serve_connection(stream, accepted, shared, &builders.auto).await;
     };
+    // Certificates from Gateway Secrets (controller mode) come first.
+    let config = shared.certificates.config_for(&name, config);
     let timeout = shared.limits.header_read_timeout;
     let peer = accepted.conn.peer;
     let handshake = tls::handshake(stream, config, timeout, peer, &name, &shared.metrics);

@@ -60,29 +60,13 @@ pub(crate) fn key_pair(
         .map_err(|e| errors.push(format!("{at}.key"), e))
         .ok();
     let (chain, der, cert_bytes, key_bytes) = (chain?, der?, cert_bytes.ok()?, key_bytes.ok()?);
-    let signing = match provider().key_provider.load_private_key(der.clone_key()) {
-        Ok(s) => s,
+    let certified = match certify(chain.clone(), der.clone_key(), key, cert) {
+        Ok(c) => c,
         Err(e) => {
-            errors.push(
-                format!("{at}.key"),
-                format!("{key}: unusable private key: {e}"),
-            );
+            errors.push(format!("{at}.key"), e);
             return None;
         }
     };
-    let certified = rustls::sign::CertifiedKey::new(chain.clone(), signing);
-    match certified.keys_match() {
-        // `Unknown`: the key type cannot tell its public key; rustls would
-        // then fail the handshake signature, which the client reports.
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-        Err(_) => {
-            errors.push(
-                format!("{at}.key"),
-                format!("{key}: key does not match the certificate in {cert}"),
-            );
-            return None;
-        }
-    }
     let mut bytes = cert_bytes;
     bytes.extend_from_slice(&key_bytes);
     Some(KeyPair {
@@ -91,4 +75,44 @@ pub(crate) fn key_pair(
         certified: Arc::new(certified),
         bytes,
     })
+}
+
+/// A certificate chain and key given as PEM bytes (a Kubernetes TLS
+/// Secret's `tls.crt` and `tls.key`), checked as files are: `what` names
+/// them in the error (e.g. `Secret shop/web-tls`).
+pub fn certified_from_pem(
+    cert: &[u8],
+    key: &[u8],
+    what: &str,
+) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+    let cert_name = format!("{what} tls.crt");
+    let key_name = format!("{what} tls.key");
+    let chain = files::certs(&cert_name, cert)?;
+    let der = files::key(&key_name, key)?;
+    certify(chain, der, &key_name, &cert_name).map(Arc::new)
+}
+
+/// The signing key for `der`, checked against the leaf of `chain`; errors
+/// name `key` and `cert`.
+fn certify(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    der: rustls_pki_types::PrivateKeyDer<'static>,
+    key: &str,
+    cert: &str,
+) -> Result<rustls::sign::CertifiedKey, String> {
+    let signing = provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| format!("{key}: unusable private key: {e}"))?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    match certified.keys_match() {
+        // `Unknown`: the key type cannot tell its public key; rustls would
+        // then fail the handshake signature, which the client reports.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(certified)
+        }
+        Err(_) => Err(format!(
+            "{key}: key does not match the certificate in {cert}"
+        )),
+    }
 }

@@ -1,9 +1,13 @@
 //! A listener's `rustls::ServerConfig`: certificates chosen by SNI (exact
 //! name, then `*.` wildcard, then the default), TLS 1.2/1.3, ALPN, and
-//! optional client-certificate verification.
+//! optional client-certificate verification. [`Supplied`] layers
+//! certificates that do not come from files (controller mode: Gateway
+//! Secrets) over a listener's, swapped without a new table.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -66,33 +70,145 @@ pub fn build(
 }
 
 /// Certificates by SNI name.
-#[derive(Debug)]
-struct SniResolver {
+#[derive(Debug, Default)]
+pub struct SniResolver {
     exact: HashMap<Box<str>, Arc<CertifiedKey>>,
     /// `*.example.com` is stored as `example.com`: a wildcard covers exactly
     /// one label, as in certificate matching.
     wildcard: HashMap<Box<str>, Arc<CertifiedKey>>,
-    default: Arc<CertifiedKey>,
+    /// For clients without SNI or with an unknown name; always set for a
+    /// file listener, optional for supplied certificates.
+    default: Option<Arc<CertifiedKey>>,
 }
 
 impl SniResolver {
-    fn pick(&self, name: Option<&str>) -> &Arc<CertifiedKey> {
+    /// Certificates for names: `Some("shop.example.com")` or
+    /// `Some("*.example.com")` serve those names, `None` every other name
+    /// (the first such entry wins). A name that is not a host name is
+    /// skipped (the caller has validated its names), as is a second
+    /// certificate for the same name.
+    pub fn from_entries(entries: Vec<(Option<String>, Arc<CertifiedKey>)>) -> Self {
+        let mut out = SniResolver::default();
+        for (name, key) in entries {
+            let Some(name) = name else {
+                out.default.get_or_insert(key);
+                continue;
+            };
+            let lower = name.to_ascii_lowercase();
+            let (map, name) = match lower.strip_prefix("*.") {
+                Some(rest) => (&mut out.wildcard, rest),
+                None => (&mut out.exact, lower.as_str()),
+            };
+            if is_dns_name(name) {
+                map.entry(Box::from(name)).or_insert(key);
+            }
+        }
+        out
+    }
+
+    /// Whether it holds no certificate at all.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcard.is_empty() && self.default.is_none()
+    }
+
+    fn pick(&self, name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
         let Some(name) = name else {
-            return &self.default;
+            return self.default.as_ref();
         };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if let Some(k) = self.exact.get(name.as_str()) {
-            return k;
+            return Some(k);
         }
         name.split_once('.')
             .and_then(|(_, parent)| self.wildcard.get(parent))
-            .unwrap_or(&self.default)
+            .or(self.default.as_ref())
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(self.pick(hello.server_name())))
+        self.pick(hello.server_name()).map(Arc::clone)
+    }
+}
+
+/// Certificates supplied at run time rather than read from the config's
+/// files (controller mode: the Secrets of HTTPS Gateway listeners), per
+/// cutover listener. They are consulted first at each handshake, the
+/// listener's own certificates (its `tls` block) after them; replacing them
+/// takes effect for the next handshake, without a new table, and
+/// connections already open keep the certificate they were accepted with.
+#[derive(Debug, Default)]
+pub struct Supplied {
+    listeners: ArcSwap<HashMap<Box<str>, Arc<SuppliedListener>>>,
+}
+
+/// One listener's supplied certificates, and its file config with them
+/// layered on (rebuilt when the table brings a new file config).
+#[derive(Debug, Default)]
+struct SuppliedListener {
+    certs: Arc<ArcSwap<SniResolver>>,
+    /// (the table's config, the same with the supplied certificates first).
+    layered: ArcSwapOption<(Arc<ServerConfig>, Arc<ServerConfig>)>,
+}
+
+impl Supplied {
+    /// Replaces the certificates of every listener: those absent from
+    /// `certs` serve their own again.
+    pub fn set(&self, certs: HashMap<String, SniResolver>) {
+        let current = self.listeners.load();
+        let mut next: HashMap<Box<str>, Arc<SuppliedListener>> = HashMap::new();
+        for (name, resolver) in certs {
+            let entry = current.get(name.as_str()).cloned().unwrap_or_default();
+            entry.certs.store(Arc::new(resolver));
+            next.insert(Box::from(name), entry);
+        }
+        for (name, entry) in current.iter() {
+            if !next.contains_key(name) {
+                // Kept (empty) so that configs already layered fall back.
+                entry.certs.store(Arc::new(SniResolver::default()));
+            }
+        }
+        self.listeners.store(Arc::new(next));
+    }
+
+    /// The config a new connection of `listener` is served with: `base`
+    /// (the table's) unless certificates are supplied for it.
+    pub fn config_for(&self, listener: &str, base: Arc<ServerConfig>) -> Arc<ServerConfig> {
+        let listeners = self.listeners.load();
+        let Some(l) = listeners.get(listener) else {
+            return base;
+        };
+        if let Some(done) = &*l.layered.load() {
+            if Arc::ptr_eq(&done.0, &base) {
+                return Arc::clone(&done.1);
+            }
+        }
+        let mut layered = (*base).clone();
+        layered.cert_resolver = Arc::new(Layered {
+            supplied: Arc::clone(&l.certs),
+            own: Arc::clone(&base.cert_resolver),
+        });
+        let layered = Arc::new(layered);
+        l.layered
+            .store(Some(Arc::new((base, Arc::clone(&layered)))));
+        layered
+    }
+}
+
+/// Supplied certificates first, then the listener's own.
+#[derive(Debug)]
+struct Layered {
+    supplied: Arc<ArcSwap<SniResolver>>,
+    own: Arc<dyn ResolvesServerCert>,
+}
+
+impl ResolvesServerCert for Layered {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let supplied = self.supplied.load();
+        if let Some(k) = supplied.pick(hello.server_name()) {
+            return Some(Arc::clone(k));
+        }
+        self.own.resolve(hello)
     }
 }
 
@@ -154,7 +270,7 @@ fn resolver(cfg: &ListenerTlsConfig, path: &str, errors: &mut ConfigErrors) -> O
     Some(SniResolver {
         exact,
         wildcard,
-        default,
+        default: Some(default),
     })
 }
 

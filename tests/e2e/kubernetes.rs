@@ -5,6 +5,8 @@
 
 mod api;
 mod cli;
+mod gateway_tls;
+mod mesh;
 mod scale;
 
 use std::collections::BTreeMap;

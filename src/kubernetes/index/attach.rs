@@ -1,6 +1,7 @@
 //! How an HTTPRoute attaches to the listeners of cutover's Gateways
-//! (parentRefs, allowedRoutes, hostnames), is converted, and what its
-//! status says.
+//! (parentRefs, allowedRoutes, hostnames) or, in the mesh, to a Service
+//! (served on the mesh listener for the Service's names), is converted, and
+//! what its status says.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,23 +11,24 @@ use serde::Serialize;
 use super::backends::Backends;
 use super::gateways::GatewayState;
 use super::hosts::{intersect, union, Hostnames};
-use super::{route_name, Condition, ObjectKey, ObjectStatus, Output, Settings};
+use super::{mesh_route_name, route_name, Condition, ObjectKey, ObjectStatus, Output, Settings};
 use crate::config::error::ConfigErrors;
 use crate::config::gateway::{self, ApiVersion, HttpRouteSpec, ObjectMeta, API_GROUP};
 use crate::kubernetes::resources::{HttpRoute, Listener};
+use k8s_openapi::api::core::v1::Service;
 
 /// A parentRef as the route wrote it, defaults filled in: the key of its
 /// `status.parents[]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ParentKey {
-    /// Always the Gateway API group.
+    /// The Gateway API group, or `""` for a Service (mesh).
     pub group: String,
-    /// `Gateway`.
+    /// `Gateway` or `Service`.
     pub kind: String,
-    /// The Gateway's namespace.
+    /// The parent's namespace.
     pub namespace: String,
-    /// The Gateway's name.
+    /// The parent's name.
     pub name: String,
     /// The listener named, if one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,23 +41,41 @@ pub struct ParentKey {
 /// Namespace name -> its labels.
 pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
 
-/// One parentRef's attachment: the listeners (index) and hostnames it got,
-/// or why none.
-type Attachment = Result<(ObjectKey, Vec<usize>, Hostnames), Condition>;
+/// Where one parentRef attached.
+pub enum Target {
+    /// To listeners (index) of a Gateway, with the hostnames it got there.
+    Gateway(ObjectKey, Vec<usize>, Hostnames),
+    /// To a Service (mesh): the hosts requests to it carry.
+    Mesh(Vec<String>),
+}
 
-/// Attaches `route` to cutover's Gateways, converts it, and records its
-/// status and (when it is served) its table entries.
+/// One parentRef's attachment, or why none.
+pub type Attachment = Result<Target, Condition>;
+
+/// What attaching needs besides the route and Gateways.
+pub struct Context<'a> {
+    /// Namespace labels, for `allowedRoutes` selectors.
+    pub namespaces: &'a NamespaceLabels,
+    /// Services, for mesh parents.
+    pub services: &'a [Arc<Service>],
+    /// The index settings.
+    pub settings: &'a Settings,
+}
+
+/// Attaches `route` to cutover's Gateways (and Services, in the mesh),
+/// converts it, and records its status and (when it is served) its table
+/// entries.
 pub fn route(
     route: &HttpRoute,
     gateways: &mut BTreeMap<ObjectKey, GatewayState>,
     backends: &mut Backends<'_>,
-    namespaces: &NamespaceLabels,
-    settings: &Settings,
+    cx: &Context<'_>,
     out: &mut Output,
 ) {
+    let settings = cx.settings;
     let key = ObjectKey::of(&route.metadata);
     let spec = read_spec(&route.spec);
-    let attachments = attachments(route, &key, spec.as_ref().ok(), gateways, namespaces);
+    let attachments = attachments(route, &key, spec.as_ref().ok(), gateways, cx);
     if attachments.is_empty() {
         return;
     }
@@ -69,15 +89,21 @@ pub fn route(
     let mut parents = Vec::new();
     let mut hostnames: Hostnames = Some(Vec::new());
     let mut any = false;
+    let mut mesh_hosts: Option<Vec<String>> = None;
     for (parent, attachment) in attachments {
         let accepted = match attachment {
             Err(c) => c,
-            Ok((gateway_key, listeners, h)) => {
+            Ok(target) => {
                 if served.is_some() {
-                    any = true;
-                    let attached = refused.is_none();
-                    serve_on(gateways, &gateway_key, &listeners, attached, &name, out);
-                    hostnames = union(hostnames, h);
+                    match target {
+                        Target::Gateway(gateway_key, listeners, h) => {
+                            any = true;
+                            let attached = refused.is_none();
+                            serve_on(gateways, &gateway_key, &listeners, attached, &name, out);
+                            hostnames = union(hostnames, h);
+                        }
+                        Target::Mesh(hosts) => mesh_hosts.get_or_insert_default().extend(hosts),
+                    }
                 }
                 match &refused {
                     Some(why) => Condition::new("Accepted", false, "UnsupportedValue", why.clone()),
@@ -93,24 +119,44 @@ pub fn route(
         status: parents,
     };
     out.statuses.routes.insert(key.clone(), status);
-    if let (true, Some((spec, mut c))) = (any, served) {
+    let Some((spec, c)) = served else {
+        return;
+    };
+    if let (Some(mut hosts), Some(mesh)) = (mesh_hosts, &settings.mesh_listener) {
+        hosts.sort();
+        hosts.dedup();
+        let mut r = c.route.clone();
+        r.name = mesh_route_name(&key);
+        r.hostnames = hosts;
+        out.route_keys.insert(r.name.clone(), key.clone());
+        out.specs.insert(key.clone(), Arc::clone(&spec));
+        out.generated
+            .listener_routes
+            .entry(mesh.clone())
+            .or_default()
+            .push(r.name.clone());
+        out.generated.routes.push(r);
+    }
+    if any {
+        let mut route = c.route;
         let mut hostnames = hostnames.unwrap_or_default();
         hostnames.sort();
         hostnames.dedup();
-        c.route.hostnames = hostnames;
+        route.hostnames = hostnames;
         out.route_keys.insert(name, key.clone());
         out.specs.insert(key, spec);
-        out.generated.routes.push(c.route);
+        out.generated.routes.push(route);
     }
 }
 
-/// The route's parentRefs to cutover's Gateways, each with its attachment.
+/// The route's parentRefs to cutover's Gateways (and, with a mesh
+/// listener, to Services), each with its attachment.
 fn attachments(
     route: &HttpRoute,
     key: &ObjectKey,
     spec: Option<&HttpRouteSpec>,
     gateways: &BTreeMap<ObjectKey, GatewayState>,
-    namespaces: &NamespaceLabels,
+    cx: &Context<'_>,
 ) -> Vec<(ParentKey, Attachment)> {
     let parent_refs: Vec<gateway::ParentReference> = match spec {
         Some(s) => s.parent_refs.clone(),
@@ -132,6 +178,13 @@ fn attachments(
             section_name: p.section_name.clone(),
             port: p.port,
         };
+        if parent.group.is_empty() && parent.kind == "Service" {
+            if cx.settings.mesh_listener.is_some() {
+                let attachment = super::mesh::attach(&parent, &key.namespace, cx.services);
+                out.push((parent, attachment));
+            }
+            continue;
+        }
         if parent.group != API_GROUP || parent.kind != "Gateway" {
             continue;
         }
@@ -142,7 +195,8 @@ fn attachments(
         let Some(gateway) = gateways.get(&gateway_key) else {
             continue; // another controller's parent
         };
-        let attachment = attach(gateway, &parent, &key.namespace, hostnames, namespaces);
+        let attachment = attach(gateway, &parent, &key.namespace, hostnames, cx.namespaces)
+            .map(|(listeners, h)| Target::Gateway(gateway_key, listeners, h));
         out.push((parent, attachment));
     }
     out
@@ -237,14 +291,14 @@ fn read_spec(spec: &serde_json::Value) -> Result<HttpRouteSpec, String> {
 }
 
 /// The listeners of `gateway` that `parent` selects and that accept a route
-/// of `namespace` with `hostnames`.
+/// of `namespace` with `hostnames`, with the hostnames served there.
 fn attach(
     gateway: &GatewayState,
     parent: &ParentKey,
     namespace: &str,
     hostnames: &[String],
     namespaces: &NamespaceLabels,
-) -> Attachment {
+) -> Result<(Vec<usize>, Hostnames), Condition> {
     let spec = &gateway.gateway.spec.listeners;
     let selected: Vec<usize> = (0..spec.len())
         .filter(|&i| {
@@ -296,7 +350,7 @@ fn attach(
             "no hostname of the route matches a selected listener's hostname",
         ));
     }
-    Ok((gateway.key.clone(), listeners, served))
+    Ok((listeners, served))
 }
 
 /// Whether listener `l` of a Gateway in `gateway_ns` accepts HTTPRoutes of

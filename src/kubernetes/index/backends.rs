@@ -15,6 +15,26 @@ use crate::config::gateway::{HttpBackendRef, ResolveBackend, API_GROUP};
 use crate::config::model::{BackendConfig, GroupConfig};
 use crate::kubernetes::resources::ReferenceGrant;
 
+/// Whether grant `g` (in the target's namespace) lets `from_kind` objects of
+/// `from_ns` (Gateway API group) reference the core `to_kind` object `name`.
+pub fn grant_allows(
+    g: &ReferenceGrant,
+    from_kind: &str,
+    from_ns: &str,
+    to_kind: &str,
+    name: &str,
+) -> bool {
+    let from = g
+        .spec
+        .from
+        .iter()
+        .any(|f| f.group == API_GROUP && f.kind == from_kind && f.namespace == from_ns);
+    let to = g.spec.to.iter().any(|t| {
+        t.group.is_empty() && t.kind == to_kind && t.name.as_deref().is_none_or(|n| n == name)
+    });
+    from && to
+}
+
 /// The group behind every unresolvable backendRef: the backend's fault
 /// answers 500 before an endpoint is picked.
 pub const UNRESOLVED_GROUP: &str = "cutover.unresolved";
@@ -92,17 +112,9 @@ impl<'a> Backends<'a> {
 
     fn granted(&self, from_ns: &str, to_ns: &str, service: &str) -> bool {
         self.grants.get(to_ns).is_some_and(|grants| {
-            grants.iter().any(|g| {
-                let from = g.spec.from.iter().any(|f| {
-                    f.group == API_GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns
-                });
-                let to = g.spec.to.iter().any(|t| {
-                    t.group.is_empty()
-                        && t.kind == "Service"
-                        && t.name.as_deref().is_none_or(|n| n == service)
-                });
-                from && to
-            })
+            grants
+                .iter()
+                .any(|g| grant_allows(g, "HTTPRoute", from_ns, "Service", service))
         })
     }
 

@@ -1,13 +1,15 @@
 //! cutover's GatewayClasses and Gateways: each Gateway listener matched to
-//! the cutover listener of its port, and their statuses once routes have
-//! attached.
+//! the cutover listener of its port (HTTPS ones with their Secrets'
+//! certificates), and their statuses once routes have attached.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rustls::sign::CertifiedKey;
+
 use super::{
-    Condition, FileListener, GatewayStatus, ListenerStatus, ObjectKey, ObjectStatus, Objects,
-    Settings, Statuses,
+    certs, Condition, FileListener, GatewayStatus, ListenerStatus, ObjectKey, ObjectStatus,
+    Objects, Settings, Statuses,
 };
 use crate::kubernetes::resources::{Gateway, Listener};
 
@@ -53,6 +55,9 @@ pub struct ListenerState {
     pub conditions: Vec<Condition>,
     /// Routes attached so far.
     pub attached: i32,
+    /// The certificate to serve for it (HTTPS with `certificateRefs`): the
+    /// Secret's, or while that is wrong, the last good one.
+    pub certificate: Option<Arc<CertifiedKey>>,
 }
 
 /// cutover's Gateways by key, each listener matched to a file listener.
@@ -71,7 +76,13 @@ pub fn gateways(
             .spec
             .listeners
             .iter()
-            .map(|l| listener(l, &settings.listeners))
+            .map(|l| {
+                let mut state = listener(l, &settings.listeners);
+                if l.protocol == "HTTPS" {
+                    tls(&mut state, l, &key, objects, settings);
+                }
+                state
+            })
             .collect();
         out.insert(
             key.clone(),
@@ -101,6 +112,7 @@ fn listener(l: &Listener, files: &[FileListener]) -> ListenerState {
                 Condition::new("ResolvedRefs", true, "ResolvedRefs", ""),
             ],
             attached: 0,
+            certificate: None,
         };
     }
     let https = l.protocol == "HTTPS";
@@ -133,12 +145,51 @@ fn listener(l: &Listener, files: &[FileListener]) -> ListenerState {
             Condition::new("ResolvedRefs", true, "ResolvedRefs", ""),
         ],
         attached: 0,
+        certificate: None,
+    }
+}
+
+/// An HTTPS listener's certificate from its Secrets; a wrong or missing
+/// Secret sets `ResolvedRefs=False` and keeps the last good certificate.
+fn tls(
+    state: &mut ListenerState,
+    l: &Listener,
+    gateway: &ObjectKey,
+    objects: &Objects,
+    settings: &Settings,
+) {
+    if let Some(mode) = l.tls.as_ref().and_then(|t| t.mode.as_deref()) {
+        if mode != "Terminate" {
+            let why = format!("tls.mode {mode:?} is not served; cutover terminates TLS");
+            state.conditions[0] = Condition::new("Accepted", false, "UnsupportedValue", why);
+            return;
+        }
+    }
+    match certs::resolve(l, &gateway.namespace, objects) {
+        Ok(cert) => state.certificate = cert,
+        Err(mut condition) => {
+            let key = (gateway.clone(), l.name.clone());
+            state.certificate = settings.certificate_fallback.get(&key).cloned();
+            if state.certificate.is_some() {
+                condition
+                    .message
+                    .push_str(" (the last good certificate is still served)");
+            }
+            if let Some(c) = state
+                .conditions
+                .iter_mut()
+                .find(|c| c.kind == "ResolvedRefs")
+            {
+                *c = condition;
+            }
+        }
     }
 }
 
 impl GatewayState {
-    /// The Gateway's status once every route has attached.
-    pub fn status(&self) -> Option<ObjectStatus<GatewayStatus>> {
+    /// The Gateway's status once every route has attached; `addresses` are
+    /// where cutover is reached (`--gateway-address`).
+    pub fn status(&self, addresses: &[String]) -> Option<ObjectStatus<GatewayStatus>> {
         let all = self
             .listeners
             .iter()
@@ -170,6 +221,7 @@ impl GatewayState {
             status: GatewayStatus {
                 conditions: vec![Condition::new("Accepted", true, "Accepted", ""), programmed],
                 listeners,
+                addresses: addresses.to_vec(),
             },
         })
     }

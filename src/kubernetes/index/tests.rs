@@ -86,6 +86,7 @@ fn objects(routes: Vec<Arc<HttpRoute>>) -> Objects {
             obj(json!({"metadata": {"name": "shop", "labels": {"team": "shop"}}})),
             obj(json!({"metadata": {"name": "books", "labels": {"team": "books"}}})),
         ],
+        secrets: BTreeMap::new(),
     }
 }
 
@@ -99,6 +100,9 @@ fn settings() -> Settings {
         }],
         refused: BTreeMap::new(),
         fallback: BTreeMap::new(),
+        certificate_fallback: BTreeMap::new(),
+        mesh_listener: None,
+        addresses: Vec::new(),
     }
 }
 
@@ -477,5 +481,222 @@ fn listeners_without_a_cutover_listener_or_protocol_are_not_programmed() {
     assert_eq!(
         (gw.conditions[1].kind, gw.conditions[1].status),
         ("Programmed", false)
+    );
+}
+
+/// A self-signed certificate for `name`, as the controller reads a Secret.
+fn certificate(name: &str) -> Arc<CertifiedKey> {
+    let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("rcgen");
+    let cert = c.cert.pem();
+    let key = c.signing_key.serialize_pem();
+    crate::tls::certified_from_pem(cert.as_bytes(), key.as_bytes(), "test").expect("pem")
+}
+
+/// Gateway `shop/tls` with HTTPS listener `https` on 8443 for
+/// `shop.example.com`, its certificate from `refs`.
+fn https_gateway(refs: Value) -> Arc<Gateway> {
+    obj(json!({
+        "metadata": {"name": "tls", "namespace": "shop", "generation": 2},
+        "spec": {"gatewayClassName": "cutover", "listeners": [
+            {"name": "https", "port": 8443, "protocol": "HTTPS", "hostname": "shop.example.com",
+             "tls": {"mode": "Terminate", "certificateRefs": refs}},
+        ]}
+    }))
+}
+
+fn tls_settings() -> Settings {
+    let mut s = settings();
+    s.listeners.push(FileListener {
+        name: "secure".into(),
+        port: 8443,
+        tls: true,
+    });
+    s
+}
+
+/// (type, status, reason) of the HTTPS listener's conditions.
+fn listener_conditions(out: &Output) -> Vec<(&'static str, bool, &'static str)> {
+    out.statuses.gateways[&key("shop", "tls")].status.listeners[0]
+        .conditions
+        .iter()
+        .map(|c| (c.kind, c.status, c.reason))
+        .collect()
+}
+
+#[test]
+fn an_https_listener_serves_its_secret_by_sni_and_keeps_the_last_good_one() {
+    let cert = certificate("shop.example.com");
+    let mut o = objects(vec![]);
+    o.gateways
+        .push(https_gateway(json!([{"name": "shop-tls"}])));
+    o.secrets
+        .insert(key("shop", "shop-tls"), Ok(Arc::clone(&cert)));
+    let mut settings = tls_settings();
+    settings.addresses = vec!["203.0.113.7".into()];
+    let out = build(&o, &settings);
+    let served = &out.certificates["secure"];
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0].0.as_deref(), Some("shop.example.com"));
+    assert!(Arc::ptr_eq(&served[0].1, &cert));
+    assert!(
+        listener_conditions(&out).iter().all(|c| c.1),
+        "{:?}",
+        listener_conditions(&out)
+    );
+    assert_eq!(
+        out.statuses.gateways[&key("shop", "tls")].status.addresses,
+        ["203.0.113.7"]
+    );
+    assert_eq!(
+        referenced_secrets(&o, CONTROLLER)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [key("shop", "shop-tls")]
+    );
+
+    // The Secret goes bad: the listener says why, the last good one stays.
+    o.secrets.insert(
+        key("shop", "shop-tls"),
+        Err("Secret shop/shop-tls has no tls.key".into()),
+    );
+    settings.certificate_fallback = out.served_certificates.clone();
+    let bad = build(&o, &settings);
+    assert!(listener_conditions(&bad).contains(&("ResolvedRefs", false, "InvalidCertificateRef")));
+    assert!(
+        Arc::ptr_eq(&bad.certificates["secure"][0].1, &cert),
+        "the last good certificate stays"
+    );
+    let gateway = &bad.statuses.gateways[&key("shop", "tls")].status;
+    assert!(
+        !gateway.conditions[1].status,
+        "Programmed=False while a ref is wrong"
+    );
+
+    // Missing, with no earlier certificate: nothing supplied.
+    o.secrets.clear();
+    let missing = build(&o, &tls_settings());
+    assert!(listener_conditions(&missing).contains(&(
+        "ResolvedRefs",
+        false,
+        "InvalidCertificateRef"
+    )));
+    assert!(missing.certificates.is_empty());
+}
+
+#[test]
+fn a_secret_in_another_namespace_needs_a_reference_grant() {
+    let mut o = objects(vec![]);
+    o.gateways.push(https_gateway(
+        json!([{"name": "wild", "namespace": "certs"}]),
+    ));
+    o.secrets
+        .insert(key("certs", "wild"), Ok(certificate("shop.example.com")));
+    let out = build(&o, &tls_settings());
+    assert!(listener_conditions(&out).contains(&("ResolvedRefs", false, "RefNotPermitted")));
+    assert!(
+        referenced_secrets(&o, CONTROLLER).is_empty(),
+        "not read without a grant"
+    );
+    o.grants.push(obj(json!({
+        "metadata": {"name": "gateways", "namespace": "certs"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "shop"}],
+                 "to": [{"group": "", "kind": "Secret", "name": "wild"}]}
+    })));
+    let out = build(&o, &tls_settings());
+    assert!(listener_conditions(&out).iter().all(|c| c.1));
+    assert_eq!(out.certificates["secure"].len(), 1);
+    // A grant for HTTPRoutes (not Gateways) does not count.
+    o.grants[0] = obj(json!({
+        "metadata": {"name": "routes", "namespace": "certs"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "shop"}],
+                 "to": [{"group": "", "kind": "Secret"}]}
+    }));
+    let out = build(&o, &tls_settings());
+    assert!(listener_conditions(&out).contains(&("ResolvedRefs", false, "RefNotPermitted")));
+}
+
+#[test]
+fn a_route_with_a_service_parent_is_served_on_the_mesh_listener_for_the_service_names() {
+    let mut svc = (*service("shop", "reviews")).clone();
+    if let Some(spec) = svc.spec.as_mut() {
+        spec.cluster_ip = Some("10.96.0.12".into());
+    }
+    let mut o = objects(vec![route(
+        "shop",
+        "reviews-split",
+        json!({
+            "parentRefs": [{"group": "", "kind": "Service", "name": "reviews", "port": 80},
+                           {"group": "", "kind": "Service", "name": "ratings"}],
+            "rules": [{"backendRefs": [{"name": "reviews", "port": 80}]}]
+        }),
+    )]);
+    o.services[0] = Arc::new(svc);
+    // Without a mesh listener, Service parents belong to another mesh.
+    let out = build(&o, &settings());
+    assert!(out.generated.routes.is_empty());
+    assert!(out.statuses.routes.is_empty());
+
+    let mut settings = settings();
+    settings.mesh_listener = Some("outbound".into());
+    let out = build(&o, &settings);
+    let r = &out.generated.routes[0];
+    assert_eq!(r.name, "shop.reviews-split_mesh");
+    assert_eq!(
+        r.hostnames,
+        [
+            "10.96.0.12",
+            "reviews",
+            "reviews.shop",
+            "reviews.shop.svc",
+            "reviews.shop.svc.cluster.local"
+        ]
+    );
+    assert_eq!(
+        out.generated.listener_routes["outbound"],
+        ["shop.reviews-split_mesh"]
+    );
+    let status = &out.statuses.routes[&key("shop", "reviews-split")].status;
+    assert_eq!(
+        (status[0].0.kind.as_str(), status[0].0.group.as_str()),
+        ("Service", "")
+    );
+    assert!(status[0].1[0].status, "{:?}", status[0].1);
+    assert_eq!(
+        (status[1].1[0].status, status[1].1[0].reason),
+        (false, "NoMatchingParent"),
+        "Service ratings does not exist"
+    );
+}
+
+#[test]
+fn passthrough_is_not_served_and_a_listener_without_hostname_covers_every_name() {
+    let cert = certificate("any.example.com");
+    let mut o = objects(vec![]);
+    o.gateways.push(obj(json!({
+        "metadata": {"name": "tls", "namespace": "shop", "generation": 1},
+        "spec": {"gatewayClassName": "cutover", "listeners": [
+            {"name": "any", "port": 8443, "protocol": "HTTPS",
+             "tls": {"certificateRefs": [{"name": "any-tls"}]}},
+            {"name": "raw", "port": 8443, "protocol": "HTTPS", "hostname": "raw.example.com",
+             "tls": {"mode": "Passthrough"}},
+        ]}
+    })));
+    o.secrets
+        .insert(key("shop", "any-tls"), Ok(Arc::clone(&cert)));
+    let out = build(&o, &tls_settings());
+    let served = &out.certificates["secure"];
+    assert_eq!(served.len(), 1);
+    assert_eq!(
+        served[0].0, None,
+        "no hostname: every name the file's do not cover"
+    );
+    let listeners = &out.statuses.gateways[&key("shop", "tls")].status.listeners;
+    assert_eq!(
+        (
+            listeners[1].conditions[0].status,
+            listeners[1].conditions[0].reason
+        ),
+        (false, "UnsupportedValue"),
+        "Passthrough"
     );
 }

@@ -50,9 +50,10 @@ pub const ENDPOINT_SLICE: Kind = Kind::new(
     "EndpointSlice",
 );
 pub const NAMESPACE: Kind = Kind::new("api/v1", "namespaces", "Namespace");
+pub const SECRET: Kind = Kind::new("api/v1", "secrets", "Secret");
 pub const LEASE: Kind = Kind::new("apis/coordination.k8s.io/v1", "leases", "Lease");
 
-const KINDS: [Kind; 8] = [
+const KINDS: [Kind; 9] = [
     GATEWAY_CLASS,
     GATEWAY,
     HTTP_ROUTE,
@@ -60,6 +61,7 @@ const KINDS: [Kind; 8] = [
     SERVICE,
     ENDPOINT_SLICE,
     NAMESPACE,
+    SECRET,
     LEASE,
 ];
 
@@ -105,6 +107,8 @@ struct State {
     /// Watches from this resourceVersion or an older one get 410 Gone.
     compacted: u64,
     patches: Vec<StatusPatch>,
+    /// `(kind, namespace/name)` of each single-object GET.
+    gets: Vec<(&'static str, String)>,
     lists: usize,
     watches: usize,
 }
@@ -281,6 +285,11 @@ impl ApiServer {
         self.state.lock().unwrap().patches.clone()
     }
 
+    /// `(kind, namespace/name)` of every single-object GET so far.
+    pub fn gets(&self) -> Vec<(&'static str, String)> {
+        self.state.lock().unwrap().gets.clone()
+    }
+
     /// (lists, watches) served so far.
     pub fn requests(&self) -> (usize, usize) {
         let s = self.state.lock().unwrap();
@@ -325,6 +334,8 @@ impl ApiServer {
             }
             (Method::GET, None, None) => self.list(kind, ns.as_deref()),
             (Method::GET, Some(name), None) => {
+                let at = format!("{}/{name}", ns.as_deref().unwrap_or(""));
+                self.state.lock().unwrap().gets.push((kind.kind, at));
                 match self.get(kind, ns.as_deref().unwrap_or(""), &name) {
                     Some(o) => json_response(StatusCode::OK, &o),
                     None => status(

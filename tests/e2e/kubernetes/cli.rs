@@ -55,7 +55,14 @@ async fn cutover_run_kubernetes_follows_the_cluster_of_its_kubeconfig() {
 
     let _child = Child(
         Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(["run", "--no-admin", "--kubernetes", "-c"])
+            .args(["run", "--no-admin", "--kubernetes"])
+            .args([
+                "--gateway-address",
+                "192.0.2.10",
+                "--mesh-listener",
+                "http",
+                "-c",
+            ])
             .arg(&config)
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "warn")
@@ -83,6 +90,35 @@ async fn cutover_run_kubernetes_follows_the_cluster_of_its_kubeconfig() {
             "the binary does not serve the pod"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eventually("Gateway status.addresses", Duration::from_secs(2), || {
+        api.get(GATEWAY, "shop", "web").is_some_and(|g| {
+            g["status"]["addresses"] == json!([{"type": "IPAddress", "value": "192.0.2.10"}])
+        })
+    })
+    .await;
+}
+
+#[test]
+fn a_mesh_listener_the_config_lacks_or_a_bad_gateway_address_is_refused_at_start() {
+    let dir = TempDir::new("kube-flags");
+    let config = dir.write(
+        "cutover.yaml",
+        "listeners: [{name: http, address: \"127.0.0.1:0\"}]\n",
+    );
+    for (flag, value) in [
+        ("--mesh-listener", "outbound"),
+        ("--gateway-address", "not an address"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["run", "--no-admin", "--kubernetes", flag, value, "-c"])
+            .arg(&config)
+            .env("KUBECONFIG", dir.0.join("absent"))
+            .output()
+            .expect("cutover runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
     }
 }
 
