@@ -6,6 +6,7 @@ pub mod forward;
 pub mod framing;
 pub mod host;
 pub mod record;
+pub mod rewrite;
 pub mod upgrade;
 
 use std::convert::Infallible;
@@ -42,6 +43,10 @@ pub struct ConnInfo {
     /// The client's IP as the `X-Forwarded-For` entry, formatted once per
     /// connection rather than once per request.
     pub client_ip: HeaderValue,
+    /// The port the connection arrived on (the bound one, also when the
+    /// config said port 0), for redirects that keep the listener's port;
+    /// 0 when unknown.
+    pub local_port: u16,
 }
 
 impl ConnInfo {
@@ -52,6 +57,7 @@ impl ConnInfo {
             listener,
             proto,
             client_ip: forward::client_ip_value(peer.ip()),
+            local_port: 0,
         }
     }
 }
@@ -119,7 +125,13 @@ async fn forward_request(
     let (mut parts, body) = req.into_parts();
     let client_host = clean_head(&mut parts, upgrade.clone())?;
     let raw_host = client_host.as_str();
-    let decision = decide(table, conn, &mut parts, raw_host, chosen)?;
+    let matched = match_head(table, conn.listener, conn.peer.ip(), &parts, raw_host)?;
+    chosen.rule = Some(matched.entry.rule);
+    if let Some(r) = &matched.rule.redirect {
+        return rewrite::redirect(r, table, conn, &parts, raw_host, matched.entry);
+    }
+    let entry = matched.entry;
+    let decision = decide(table, matched, &mut parts, chosen)?;
     let rule = decision.rule;
     if let Some(fault) = rule.faults.for_slot(decision.slot) {
         inject(fault, &parts.headers).await?;
@@ -132,6 +144,12 @@ async fn forward_request(
         conn.proto,
         forwarded_host,
     );
+    let mut upstream_host = raw_host;
+    if let Some(r) = &rule.rewrite {
+        if let Some(h) = rewrite::rewrite(r, &mut parts, entry)? {
+            upstream_host = h;
+        }
+    }
     if !rule.request_headers.is_empty() {
         rule.request_headers.apply(&mut parts.headers);
     }
@@ -143,7 +161,7 @@ async fn forward_request(
         key: decision.key,
         first_slot: decision.slot,
         parts,
-        raw_host,
+        raw_host: upstream_host,
         body,
         upgrade: upgrade.is_some(),
         chosen,
@@ -269,18 +287,15 @@ pub fn match_head<'t>(
     Ok(Matched { rule, entry, key })
 }
 
-/// Route match and group pick: pure decisions, taken before the first await
-/// (the thread-local RNG never crosses one).
+/// Group pick for a matched request: a pure decision, taken before the
+/// first await (the thread-local RNG never crosses one).
 fn decide<'t>(
     table: &'t RouteTable,
-    conn: &ConnInfo,
+    matched: Matched<'t>,
     parts: &mut Parts,
-    raw_host: &str,
     chosen: &mut Chosen,
 ) -> Result<Decision<'t>, ProxyError> {
-    let Matched { rule, entry, key } =
-        match_head(table, conn.listener, conn.peer.ip(), parts, raw_host)?;
-    chosen.rule = Some(entry.rule);
+    let Matched { rule, key, .. } = matched;
     crate::clock::with_rng(|rng| {
         let point = key.unwrap_or_else(|| rng.random());
         let slot = rule.first_slot(&table.groups, point, crate::clock::now_ms())?;

@@ -4,6 +4,7 @@
 //! builds); `reload` and `app` call it.
 
 mod fault;
+mod filters;
 mod policy;
 #[cfg(test)]
 mod prop_tests;

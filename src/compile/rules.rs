@@ -72,6 +72,7 @@ pub fn compile_rule(
         crate::config::rollout::check(rollout, rule, path, errors);
     }
     let faults = compile_faults(rule, path, errors);
+    let (redirect, rewrite) = super::filters::compile_filters(rule, path, errors);
     if errors.0.len() > before {
         return None;
     }
@@ -97,6 +98,8 @@ pub fn compile_rule(
             ),
             rollout: rule.rollout.clone().map(Box::new),
             faults,
+            redirect,
+            rewrite,
         },
         conditions,
     })
@@ -144,8 +147,11 @@ fn compile_backends(
     errors: &mut ConfigErrors,
 ) -> Option<Split> {
     if rule.backends.is_empty() {
-        errors.push(format!("{path}.backends"), "needs at least one backend");
-        return None;
+        if rule.request_redirect.is_none() {
+            errors.push(format!("{path}.backends"), "needs at least one backend");
+            return None;
+        }
+        return Some(Split::new(&[]));
     }
     let mut seen = HashSet::new();
     let mut pairs = Vec::with_capacity(rule.backends.len());

@@ -314,7 +314,9 @@ pub struct RuleConfig {
     /// None means "every request" (path prefix `/`).
     #[serde(default)]
     pub matches: Vec<MatchConfig>,
-    /// Groups with proportional weights.
+    /// Groups with proportional weights; may be empty only in a rule
+    /// that redirects.
+    #[serde(default)]
     pub backends: Vec<BackendConfig>,
     /// Keep one user on one group (and, with `balance: hash`, on one pod).
     #[serde(default)]
@@ -325,6 +327,12 @@ pub struct RuleConfig {
     /// Header edits on the way back to the client.
     #[serde(default)]
     pub response_header_modifier: Option<HeaderModifierConfig>,
+    /// Answer with a redirect instead of forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_redirect: Option<super::filters::RedirectConfig>,
+    /// Rewrite host and path before forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_rewrite: Option<super::filters::UrlRewriteConfig>,
     /// Timeouts.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,

@@ -9,6 +9,7 @@ pub mod fault;
 pub mod inherited;
 pub mod matcher;
 pub mod observed;
+pub mod rewrite;
 pub mod split;
 
 use std::collections::HashMap;
@@ -137,6 +138,10 @@ pub struct Rule {
     pub rollout: Option<Box<crate::config::rollout::RolloutConfig>>,
     /// Injected faults: the rule's own, then per backend (split order).
     pub faults: Faults,
+    /// Answer with this redirect instead of forwarding.
+    pub redirect: Option<Box<rewrite::Redirect>>,
+    /// Host and path changes before forwarding.
+    pub rewrite: Option<Box<rewrite::UrlRewrite>>,
 }
 
 /// A rule's faults; empty for most rules, so the request path checks one

@@ -138,6 +138,8 @@ fn convert_rule(
         sticky: None,
         request_header_modifier,
         response_header_modifier,
+        request_redirect: None,
+        url_rewrite: None,
         timeouts: convert_timeouts(rule, at, errors),
         retry: convert_retry(rule, at, errors),
         on_group_unavailable: Default::default(),
