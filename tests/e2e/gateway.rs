@@ -478,3 +478,56 @@ fn every_example_passes_check() {
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     assert_eq!(run.stdout.lines().count(), paths.len(), "{}", run.stdout);
 }
+
+/// RequestRedirect and URLRewrite in an HTTPRoute as the Gateway API docs
+/// write them (a rule without backendRefs that only redirects; a prefix
+/// rewrite with a new Host), served from a config directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_redirect_and_rewrite_filters() {
+    let shop = upstream("shop").await;
+    let dir = TempDir::new("redirects");
+    std::fs::write(dir.path("00-cutover.yaml"), base(&[("shop-blue", &shop)])).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/examples/gateway/httproute-redirects.yaml");
+    std::fs::copy(example, dir.path("httproute.yaml")).unwrap();
+    let p = Running::start(&dir.0).await;
+    let c = http1_client();
+    let host = [("host", "www.example.com")];
+
+    let got = get(
+        &c,
+        &format!("http://{}/account/orders?page=2", p.public),
+        &host,
+    )
+    .await;
+    assert_eq!(got.status, 301);
+    assert_eq!(
+        got.headers["location"],
+        "https://www.example.com/account/orders?page=2"
+    );
+
+    let got = get(&c, &format!("http://{}/catalog/42", p.public), &host).await;
+    assert_eq!((got.status.as_u16(), got.body.as_str()), (200, "shop"));
+    let seen = shop.requests();
+    assert_eq!(seen.len(), 1, "only the rewritten request reached the shop");
+    assert_eq!(seen[0].uri.path(), "/products/42");
+    assert_eq!(seen[0].headers["host"], "shop.internal");
+    assert_eq!(seen[0].headers["x-forwarded-host"], "www.example.com");
+    p.stop().await;
+
+    // A value compile refuses is named by its HTTPRoute field.
+    let bad = dir.path("httproute.yaml");
+    let text = std::fs::read_to_string(&bad)
+        .unwrap()
+        .replace("statusCode: 301", "statusCode: 200");
+    std::fs::write(&bad, text).unwrap();
+    let run = check(&[&dir.0]);
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "HTTPRoute www: spec.rules[0].filters[].requestRedirect.statusCode: 200 is not a redirect status"
+        ),
+        "{}",
+        run.stderr
+    );
+}

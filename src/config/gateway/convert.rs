@@ -100,7 +100,9 @@ fn convert_rule(
 ) -> (RuleConfig, (Option<usize>, Option<usize>)) {
     let (request_header_modifier, response_header_modifier, filter_index) =
         convert_filters(&rule.filters, at, errors);
-    if rule.backend_refs.is_empty() {
+    let (request_redirect, url_rewrite) =
+        super::filters::convert_path_filters(&rule.filters, at, errors);
+    if rule.backend_refs.is_empty() && request_redirect.is_none() {
         errors.push(
             format!("{at}.backendRefs"),
             "needs at least one backendRef (a rule without backends would only answer errors)",
@@ -138,8 +140,8 @@ fn convert_rule(
         sticky: None,
         request_header_modifier,
         response_header_modifier,
-        request_redirect: None,
-        url_rewrite: None,
+        request_redirect,
+        url_rewrite,
         timeouts: convert_timeouts(rule, at, errors),
         retry: convert_retry(rule, at, errors),
         on_group_unavailable: Default::default(),
@@ -204,19 +206,14 @@ fn convert_filters(list: &[HttpRouteFilter], at: &str, errors: &mut ConfigErrors
                 &mut response_at,
                 &filter.response_header_modifier,
             ),
+            FilterType::RequestRedirect | FilterType::URLRewrite => continue,
             other => {
                 errors.push(format!("{here}.type"), unsupported_filter(other));
                 continue;
             }
         };
         if index.is_some() {
-            errors.push(
-                format!("{here}.type"),
-                format!(
-                    "{:?} is given twice in this rule (Gateway API allows it once)",
-                    filter.kind
-                ),
-            );
+            super::filters::given_twice(filter.kind, &here, errors);
             continue;
         }
         *index = Some(f);
@@ -290,18 +287,15 @@ fn check_filter_fields(filter: &HttpRouteFilter, at: &str, errors: &mut ConfigEr
 fn unsupported_filter(kind: FilterType) -> String {
     let why = match kind {
         FilterType::RequestMirror => "(no traffic mirroring); remove the filter",
-        FilterType::RequestRedirect => {
-            "(it forwards requests, it does not redirect them); remove the filter or redirect in the application"
-        }
-        FilterType::URLRewrite => {
-            "(paths and hosts are forwarded unchanged); remove the filter or rewrite in the application"
-        }
         FilterType::ExtensionRef => "(no extension filters); remove the filter",
         FilterType::CORS => "(no CORS handling); remove the filter and answer CORS in the application",
         FilterType::ExternalAuth => {
             "(no external authorization); remove the filter and authorize in front of cutover or in the application"
         }
-        FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier => "",
+        FilterType::RequestHeaderModifier
+        | FilterType::ResponseHeaderModifier
+        | FilterType::RequestRedirect
+        | FilterType::URLRewrite => "",
     };
     format!("{kind:?} is not supported by cutover {why}")
 }

@@ -6,6 +6,7 @@
 
 pub mod convert;
 pub mod duration;
+pub mod filters;
 
 use std::collections::BTreeMap;
 
@@ -245,9 +246,9 @@ pub struct HttpRouteFilter {
     #[serde(default)]
     pub request_mirror: Option<IgnoredAny>,
     #[serde(default)]
-    pub request_redirect: Option<IgnoredAny>,
+    pub request_redirect: Option<filters::HttpRequestRedirect>,
     #[serde(default)]
-    pub url_rewrite: Option<IgnoredAny>,
+    pub url_rewrite: Option<filters::HttpUrlRewrite>,
     #[serde(default)]
     pub extension_ref: Option<IgnoredAny>,
     #[serde(default)]

@@ -232,14 +232,6 @@ fn every_unsupported_filter_is_an_error_naming_its_field() {
             "HTTPRoute reviews: spec.rules[0].filters[1].type: RequestMirror is not supported by cutover (no traffic mirroring)",
         ),
         (
-            "- type: RequestRedirect\n      requestRedirect: {scheme: https, statusCode: 301}",
-            "spec.rules[0].filters[1].type: RequestRedirect is not supported by cutover",
-        ),
-        (
-            "- type: URLRewrite\n      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}",
-            "spec.rules[0].filters[1].type: URLRewrite is not supported by cutover",
-        ),
-        (
             "- type: ExtensionRef\n      extensionRef: {group: example.com, kind: Foo, name: bar}",
             "spec.rules[0].filters[1].type: ExtensionRef is not supported by cutover",
         ),

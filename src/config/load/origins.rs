@@ -111,6 +111,11 @@ fn gateway_field(rest: &str, filters: &[(Option<usize>, Option<usize>)]) -> Stri
             ".response_header_modifier",
             &filter(resp, "responseHeaderModifier"),
         )
+        .replace(".request_redirect", ".filters[].requestRedirect")
+        .replace(".url_rewrite", ".filters[].urlRewrite")
+        .replace(".status_code", ".statusCode")
+        .replace(".replace_full_path", ".replaceFullPath")
+        .replace(".replace_prefix_match", ".replacePrefixMatch")
         .replace(".timeouts.per_try", ".timeouts.backendRequest")
         .replace(".retry.retriable_status_codes", ".retry.codes");
     if tail.starts_with(".backends[") {
