@@ -8,7 +8,7 @@ use super::{duration, FilterType, HttpBackendRef, HttpRoute, HttpRouteFilter, Ht
 use super::{GatewayValueMatchType, HttpHeaderFilter, HttpValueMatch};
 use crate::config::error::ConfigErrors;
 use crate::config::model::{
-    GroupConfig, HeaderMatchConfig, HeaderModifierConfig, MatchConfig, PathMatchConfig,
+    Dur, GroupConfig, HeaderMatchConfig, HeaderModifierConfig, MatchConfig, PathMatchConfig,
     QueryMatchConfig, RetryOn, RouteConfig, RuleConfig, TimeoutsConfig, ValueMatchType,
 };
 use crate::config::resilience::RetryConfig;
@@ -398,6 +398,11 @@ fn dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// What HTTPRoute's `"0s"` (no timeout) becomes for `timeouts.request`:
+/// a bound no request reaches (about a century), which still reads back as
+/// a duration.
+pub const NO_TIMEOUT: Dur = Dur(std::time::Duration::from_secs(100 * 365 * 24 * 3600));
+
 fn convert_timeouts(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -> TimeoutsConfig {
     let mut out = TimeoutsConfig::default();
     let Some(t) = &rule.timeouts else {
@@ -406,13 +411,6 @@ fn convert_timeouts(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -
     let mut parse = |value: &Option<String>, field: &str| {
         let v = value.as_deref()?;
         match duration::parse(v) {
-            Ok(d) if d.0.is_zero() => {
-                errors.push(
-                    format!("{at}.timeouts.{field}"),
-                    format!("{v:?} (no timeout) is not supported: cutover always bounds a request; give a duration"),
-                );
-                None
-            }
             Ok(d) => Some(d),
             Err(e) => {
                 errors.push(format!("{at}.timeouts.{field}"), e);
@@ -421,12 +419,13 @@ fn convert_timeouts(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -
         }
     };
     let request = parse(&t.request, "request");
-    let backend = parse(&t.backend_request, "backendRequest");
-    if let Some(r) = request {
-        out.request = r;
-    } else if let Some(b) = backend {
+    // "0s" is no timeout: no per-try limit, and a request bound never reached.
+    let backend = parse(&t.backend_request, "backendRequest").filter(|d| !d.0.is_zero());
+    match request {
+        Some(r) if r.0.is_zero() => out.request = NO_TIMEOUT,
+        Some(r) => out.request = r,
         // Without a request timeout, one attempt may use its whole time.
-        out.request = out.request.max(b);
+        None => out.request = backend.map_or(out.request, |b| out.request.max(b)),
     }
     out.per_try = backend;
     out

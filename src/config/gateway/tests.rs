@@ -280,10 +280,6 @@ fn unsupported_fields_and_bad_backend_refs_are_errors() {
             "spec.rules[0].retry.backoff: is not supported by cutover",
         ),
         (
-            "  - timeouts: {request: 0s}\n    backendRefs: [{name: reviews, port: 80}]\n",
-            "spec.rules[0].timeouts.request: \"0s\" (no timeout) is not supported",
-        ),
-        (
             "  - timeouts: {backendRequest: 1.5s}\n    backendRefs: [{name: reviews, port: 80}]\n",
             "spec.rules[0].timeouts.backendRequest: \"1.5s\" is not a Gateway API duration",
         ),
@@ -486,4 +482,23 @@ status:
         .map(|b| b.weight)
         .collect();
     assert_eq!(weights, [75, 25]);
+}
+
+#[test]
+fn zero_timeouts_mean_no_timeout() {
+    use super::convert::NO_TIMEOUT;
+    let timeouts = |t: &str| {
+        let yaml = route_with_rule(&format!(
+            "  - timeouts: {t}\n    backendRefs: [{{name: reviews, port: 80}}]\n"
+        ));
+        let config = compiled(&yaml).unwrap_or_else(|e| panic!("{e}"));
+        config.routes[0].rules[0].timeouts.clone()
+    };
+    let t = timeouts("{request: 0s, backendRequest: 0s}");
+    assert_eq!((t.request, t.per_try), (NO_TIMEOUT, None));
+    let t = timeouts("{request: 0s, backendRequest: 2s}");
+    assert_eq!((t.request, t.per_try), (NO_TIMEOUT, Some(Dur::secs(2))));
+    // backendRequest 0s alone: no per-try limit, the default request bound.
+    let t = timeouts("{backendRequest: 0s}");
+    assert_eq!((t.request, t.per_try), (Dur::secs(15), None));
 }
