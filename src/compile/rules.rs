@@ -100,6 +100,11 @@ pub fn compile_rule(
             faults,
             redirect,
             rewrite,
+            unresolved: if rule.backends.iter().any(|b| b.unresolved) {
+                rule.backends.iter().map(|b| b.unresolved).collect()
+            } else {
+                Box::new([])
+            },
         },
         conditions,
     })

@@ -450,6 +450,12 @@ pub struct BackendConfig {
     /// Faults injected into requests this backend was picked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<super::fault::FaultConfig>,
+    /// Set only by the HTTPRoute conversion, for a backendRef that cannot be
+    /// resolved (or a rule without any): Gateway API wants its share of the
+    /// requests answered 500 while the other backends serve. Never read
+    /// from YAML: cutover's own format rejects an unknown group instead.
+    #[serde(skip)]
+    pub unresolved: bool,
 }
 
 fn default_weight() -> u32 {

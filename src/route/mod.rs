@@ -142,6 +142,9 @@ pub struct Rule {
     pub redirect: Option<Box<rewrite::Redirect>>,
     /// Host and path changes before forwarding.
     pub rewrite: Option<Box<rewrite::UrlRewrite>>,
+    /// Per backend (split order): an unresolved HTTPRoute backendRef, whose
+    /// share answers 500. Empty when every backend resolved (most rules).
+    pub unresolved: Box<[bool]>,
 }
 
 /// A rule's faults; empty for most rules, so the request path checks one

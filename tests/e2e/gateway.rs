@@ -531,3 +531,70 @@ async fn httproute_redirect_and_rewrite_filters() {
         run.stderr
     );
 }
+
+/// Gateway API's partial validity: a backendRef cutover cannot resolve (a
+/// `ServiceImport`) takes its share of the weight as 500s while the other
+/// backend serves; a rule without backendRefs answers 500; `cutover check`
+/// accepts the directory and warns naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unresolvable_backend_refs_answer_500_for_their_share() {
+    let app = upstream("reviews").await;
+    let dir = TempDir::new("unresolved");
+    std::fs::write(dir.path("00-cutover.yaml"), base(&[("reviews-v1", &app)])).unwrap();
+    let route = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: reviews
+  namespace: bookinfo
+spec:
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /nothing}
+  - backendRefs:
+    - name: reviews-v1
+      port: 9080
+      weight: 3
+    - group: multicluster.x-k8s.io
+      kind: ServiceImport
+      name: reviews-v2
+      port: 9080
+      weight: 1
+"#;
+    std::fs::write(dir.path("httproute.yaml"), route).unwrap();
+
+    let run = check(&[&dir.0]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "warning: httproute.yaml: HTTPRoute reviews: spec.rules[1].backendRefs[1].group: \"multicluster.x-k8s.io\" is not supported"
+        ),
+        "{}",
+        run.stderr
+    );
+
+    let p = Running::start(&dir.0).await;
+    let c = http1_client();
+    let got = get(&c, &format!("http://{}/nothing/here", p.public), &[]).await;
+    assert_eq!(got.status, 500, "a rule without backendRefs: {}", got.body);
+
+    let n = 600;
+    let url = format!("http://{}/reviews", p.public);
+    let (mut ok, mut failed) = (0, 0);
+    for _ in 0..n {
+        let got = get(&c, &url, &[]).await;
+        match got.status.as_u16() {
+            200 => ok += 1,
+            500 => failed += 1,
+            other => panic!("unexpected {other}: {}", got.body),
+        }
+    }
+    assert_eq!(ok + failed, n);
+    assert_share(
+        failed,
+        n,
+        0.25,
+        "the unresolved backendRef's share (weight 1 of 4)",
+    );
+    assert_eq!(app.count(), ok, "every 200 came from the resolved backend");
+    p.stop().await;
+}

@@ -34,6 +34,12 @@ pub struct Groups<'a> {
     defined: &'a BTreeMap<String, GroupConfig>,
     /// Made from Services: name -> (endpoint, where it was first referenced).
     pub generated: BTreeMap<String, (String, String)>,
+    /// Groups without endpoints standing for unresolved backendRefs (see
+    /// `refs`): name -> where first referenced.
+    pub unresolved: BTreeMap<String, String>,
+    /// What the conversion accepted but `cutover check` should point out
+    /// (unresolved backendRefs).
+    pub warnings: ConfigErrors,
 }
 
 impl<'a> Groups<'a> {
@@ -42,6 +48,8 @@ impl<'a> Groups<'a> {
         Groups {
             defined,
             generated: BTreeMap::new(),
+            unresolved: BTreeMap::new(),
+            warnings: ConfigErrors::default(),
         }
     }
 }
@@ -102,31 +110,30 @@ fn convert_rule(
         convert_filters(&rule.filters, at, errors);
     let (request_redirect, url_rewrite) =
         super::filters::convert_path_filters(&rule.filters, at, errors);
-    if rule.backend_refs.is_empty() && request_redirect.is_none() {
-        errors.push(
-            format!("{at}.backendRefs"),
-            "needs at least one backendRef (a rule without backends would only answer errors)",
-        );
-    }
-    let backends = rule
+    let mut backends: Vec<_> = rule
         .backend_refs
         .iter()
         .enumerate()
         .filter_map(|(k, b)| {
-            let group = resolve_backend(
-                b,
-                &format!("{at}.backendRefs[{k}]"),
-                namespace,
-                groups,
-                errors,
-            )?;
+            let here = format!("{at}.backendRefs[{k}]");
+            if let Some(backend) = super::refs::unresolved_backend(b, &here, namespace, groups) {
+                return Some(backend);
+            }
+            let group = resolve_backend(b, &here, namespace, groups, errors)?;
             Some(crate::config::model::BackendConfig {
                 group,
                 weight: b.weight.unwrap_or(1),
                 fault: None,
+                unresolved: false,
             })
         })
         .collect();
+    if rule.backend_refs.is_empty() && request_redirect.is_none() {
+        backends.push(super::refs::no_backend_refs(
+            &format!("{at}.backendRefs"),
+            groups,
+        ));
+    }
     if rule.session_persistence.is_some() {
         errors.push(
             format!("{at}.sessionPersistence"),
@@ -322,18 +329,6 @@ fn resolve_backend(
         errors.push(
             format!("{at}.filters"),
             "per-backend filters are not supported by cutover; put header modifiers in the rule's filters",
-        );
-    }
-    if let Some(g) = b.group.as_deref().filter(|g| !g.is_empty()) {
-        errors.push(
-            format!("{at}.group"),
-            format!("{g:?} is not supported; cutover routes to core Services (group \"\")"),
-        );
-    }
-    if let Some(k) = b.kind.as_deref().filter(|k| *k != "Service") {
-        errors.push(
-            format!("{at}.kind"),
-            format!("{k:?} is not supported; cutover routes to Services"),
         );
     }
     if errors.0.len() > before {

@@ -7,6 +7,7 @@
 pub mod convert;
 pub mod duration;
 pub mod filters;
+pub mod refs;
 
 use std::collections::BTreeMap;
 

@@ -256,10 +256,6 @@ fn unsupported_fields_and_bad_backend_refs_are_errors() {
             "HTTPRoute reviews: spec.rules[0].backendRefs[0].filters: per-backend filters are not supported",
         ),
         (
-            "  - backendRefs: [{name: reviews, port: 80, kind: ServiceImport, group: multicluster.x-k8s.io}]\n",
-            "spec.rules[0].backendRefs[0].kind: \"ServiceImport\" is not supported",
-        ),
-        (
             "  - backendRefs: [{name: reviews}]\n",
             "spec.rules[0].backendRefs[0].port: required: no cutover group is named \"reviews\"",
         ),
@@ -282,10 +278,6 @@ fn unsupported_fields_and_bad_backend_refs_are_errors() {
         (
             "  - timeouts: {backendRequest: 1.5s}\n    backendRefs: [{name: reviews, port: 80}]\n",
             "spec.rules[0].timeouts.backendRequest: \"1.5s\" is not a Gateway API duration",
-        ),
-        (
-            "  - matches: [{path: {value: /}}]\n",
-            "spec.rules[0].backendRefs: needs at least one backendRef",
         ),
         (
             "  - filters: [{type: RequestHeaderModifier}]\n    backendRefs: [{name: reviews, port: 80}]\n",
@@ -501,4 +493,45 @@ fn zero_timeouts_mean_no_timeout() {
     // backendRequest 0s alone: no per-try limit, the default request bound.
     let t = timeouts("{backendRequest: 0s}");
     assert_eq!((t.request, t.per_try), (Dur::secs(15), None));
+}
+
+/// Gateway API's partial validity: unresolvable backendRefs and rules
+/// without any load, as empty groups marked unresolved, with a warning
+/// naming the field.
+#[test]
+fn unresolvable_backend_refs_load_with_warnings() {
+    let yaml = route_with_rule(
+        "  - backendRefs:\n    - {name: reviews, port: 80, weight: 3}\n    - {name: reviews, port: 80, kind: ServiceImport, group: multicluster.x-k8s.io, weight: 1}\n  - matches: [{path: {value: /empty}}]\n",
+    );
+    let (config, origins) =
+        parse_text(&format!("{BASE}---\n{yaml}")).unwrap_or_else(|e| panic!("{e}"));
+    compile(&config, &Inherited::default(), 1).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = origins.warnings.0.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with("HTTPRoute reviews: spec.rules[0].backendRefs[1].group: \"multicluster.x-k8s.io\" is not supported")
+            && warnings[0].ends_with("its share of the requests (weight 1) answers 500"),
+        "{}",
+        warnings[0]
+    );
+    let rules = &config.routes[0].rules;
+    let marks: Vec<(&str, u32, bool)> = rules[0]
+        .backends
+        .iter()
+        .map(|b| (b.group.as_str(), b.weight, b.unresolved))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            ("reviews", 3, false),
+            ("unresolved.serviceimport.default.reviews", 1, true)
+        ]
+    );
+    assert!(
+        rules[1].backends[0].unresolved,
+        "a rule without backendRefs"
+    );
+    assert!(config.groups["unresolved.serviceimport.default.reviews"]
+        .endpoints
+        .is_empty());
 }

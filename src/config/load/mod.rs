@@ -195,6 +195,11 @@ fn parse_sources(sources: &[(String, String)]) -> Result<(Config, Origins), Conf
         mut origins,
         ..
     } = merged;
+    for (name, at) in groups.unresolved {
+        origins.groups.insert(name.clone(), at);
+        config.groups.insert(name, GroupConfig::new(Vec::new()));
+    }
+    origins.warnings.0.append(&mut groups.warnings.0);
     for (name, (endpoint, at)) in groups.generated {
         origins.groups.insert(name.clone(), at);
         config.groups.insert(name, GroupConfig::new(vec![endpoint]));

@@ -14,6 +14,9 @@ pub struct Origins {
     pub(super) routes: Vec<RouteOrigin>,
     pub(super) groups: BTreeMap<String, String>,
     pub(super) rollouts: Vec<String>,
+    /// What loaded but deserves a look (unresolved HTTPRoute backendRefs),
+    /// with the field paths the user wrote; `cutover check` prints them.
+    pub warnings: ConfigErrors,
 }
 
 #[derive(Debug, Clone)]
