@@ -40,6 +40,8 @@ pub struct Groups<'a> {
     /// What the conversion accepted but `cutover check` should point out
     /// (unresolved backendRefs).
     pub warnings: ConfigErrors,
+    /// The ReferenceGrant documents, for cross-namespace backendRefs.
+    pub grants: Vec<super::grant::ReferenceGrant>,
 }
 
 impl<'a> Groups<'a> {
@@ -50,6 +52,7 @@ impl<'a> Groups<'a> {
             generated: BTreeMap::new(),
             unresolved: BTreeMap::new(),
             warnings: ConfigErrors::default(),
+            grants: Vec::new(),
         }
     }
 }

@@ -7,12 +7,13 @@
 pub mod convert;
 pub mod duration;
 pub mod filters;
+pub mod grant;
 pub mod refs;
 
 use std::collections::BTreeMap;
 
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 pub use convert::{convert, Converted};
 
@@ -27,23 +28,6 @@ pub enum ApiVersion {
     V1,
     /// `gateway.networking.k8s.io/v1beta1`
     V1beta1,
-}
-
-/// `kind` of an accepted document: only `HTTPRoute`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpRouteKind;
-
-impl<'de> Deserialize<'de> for HttpRouteKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s == "HTTPRoute" {
-            Ok(HttpRouteKind)
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "{s:?} is not supported; cutover reads Gateway API HTTPRoute documents and its own config"
-            )))
-        }
-    }
 }
 
 /// Kubernetes `ObjectMeta`: only `name` and `namespace` are used; the rest
@@ -111,6 +95,13 @@ pub struct HttpRouteSpec {
     /// The rules.
     #[serde(default)]
     pub rules: Vec<HttpRouteRule>,
+    /// `ReferenceGrant`'s `from` (the document's `spec` is read before its
+    /// kind is known; set only in a ReferenceGrant).
+    #[serde(default)]
+    pub from: Option<Vec<grant::GrantFrom>>,
+    /// `ReferenceGrant`'s `to`.
+    #[serde(default)]
+    pub to: Option<Vec<grant::GrantTo>>,
 }
 
 /// `ParentReference`: accepted for compatibility, otherwise unused.

@@ -5,6 +5,7 @@
 //! without backendRefs is valid too and answers 500.
 
 use super::convert::Groups;
+use super::grant::{service_allowed, ReferenceGrant};
 use super::HttpBackendRef;
 use crate::config::model::BackendConfig;
 
@@ -13,7 +14,11 @@ use crate::config::model::BackendConfig;
 pub const NO_BACKEND_REFS: &str = "no-backend-refs";
 
 /// Why `b` cannot be resolved, naming the field; `None` when it can.
-fn unresolvable(b: &HttpBackendRef) -> Option<(&'static str, String)> {
+fn unresolvable(
+    b: &HttpBackendRef,
+    namespace: &str,
+    grants: &[ReferenceGrant],
+) -> Option<(&'static str, String)> {
     if let Some(g) = b.group.as_deref().filter(|g| !g.is_empty()) {
         return Some((
             "group",
@@ -24,6 +29,13 @@ fn unresolvable(b: &HttpBackendRef) -> Option<(&'static str, String)> {
         return Some((
             "kind",
             format!("{k:?} is not supported (cutover routes to Services)"),
+        ));
+    }
+    let target = b.namespace.as_deref().unwrap_or(namespace);
+    if !service_allowed(grants, namespace, target, &b.name) {
+        return Some((
+            "namespace",
+            format!("{target:?} is another namespace, and no ReferenceGrant there lets HTTPRoutes of {namespace:?} refer to Service {:?}", b.name),
         ));
     }
     None
@@ -37,7 +49,7 @@ pub fn unresolved_backend(
     namespace: &str,
     groups: &mut Groups<'_>,
 ) -> Option<BackendConfig> {
-    let (field, why) = unresolvable(b)?;
+    let (field, why) = unresolvable(b, namespace, &groups.grants)?;
     groups.warnings.push(
         format!("{at}.{field}"),
         format!(

@@ -260,8 +260,8 @@ fn unsupported_fields_and_bad_backend_refs_are_errors() {
             "spec.rules[0].backendRefs[0].port: required: no cutover group is named \"reviews\"",
         ),
         (
-            "  - backendRefs: [{name: reviews, port: 80}, {name: reviews, namespace: other, port: 80}]\n",
-            "spec.rules[0].backendRefs[1]: Service \"reviews\" resolves to reviews.other.svc.cluster.local:80",
+            "  - backendRefs: [{name: reviews, port: 80}, {name: reviews, port: 81}]\n",
+            "spec.rules[0].backendRefs[1]: Service \"reviews\" resolves to reviews.default.svc.cluster.local:81",
         ),
         (
             "  - backendRefs: [{name: Reviews_v1, port: 80}]\n",
@@ -534,4 +534,37 @@ fn unresolvable_backend_refs_load_with_warnings() {
     assert!(config.groups["unresolved.serviceimport.default.reviews"]
         .endpoints
         .is_empty());
+}
+
+/// A backendRef into another namespace resolves only with a ReferenceGrant
+/// of that namespace; without one its share answers 500, with a warning.
+#[test]
+fn cross_namespace_backend_refs_need_a_reference_grant() {
+    let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web, namespace: web}\nspec:\n  rules:\n  - backendRefs: [{name: api, namespace: backends, port: 80}]\n";
+    let grant = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: web-to-api, namespace: backends}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: web}]\n  to: [{group: \"\", kind: Service, name: api}]\n";
+    let load = |text: String| parse_text(&text).unwrap_or_else(|e| panic!("{e}"));
+
+    let (config, origins) = load(format!("{BASE}---\n{route}"));
+    let b = &config.routes[0].rules[0].backends[0];
+    assert!(b.unresolved, "{b:?}");
+    let w = origins.warnings.0[0].to_string();
+    assert!(
+        w.starts_with("HTTPRoute web: spec.rules[0].backendRefs[0].namespace: \"backends\" is another namespace, and no ReferenceGrant"),
+        "{w}"
+    );
+
+    let (config, origins) = load(format!("{BASE}---\n{route}---\n{grant}"));
+    let b = &config.routes[0].rules[0].backends[0];
+    assert!(!b.unresolved && b.group == "api", "{b:?}");
+    assert!(origins.warnings.0.is_empty());
+    assert_eq!(
+        config.groups["api"].endpoints,
+        ["api.backends.svc.cluster.local:80"]
+    );
+
+    // A grant's fields in an HTTPRoute, and a grant without `to`: errors.
+    let mixed = route.replace("  rules:", "  to: [{group: \"\", kind: Service}]\n  rules:");
+    assert_error(&mixed, "spec: `from` and `to` belong to a ReferenceGrant");
+    let half = grant.replace("  to: [{group: \"\", kind: Service, name: api}]\n", "");
+    assert_error(&half, "spec: a ReferenceGrant needs `from` and `to`");
 }

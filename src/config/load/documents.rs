@@ -8,7 +8,8 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
 use crate::config::error::ConfigErrors;
-use crate::config::gateway::{ApiVersion, HttpRoute, HttpRouteKind, HttpRouteSpec, ObjectMeta};
+use crate::config::gateway::grant::{DocumentKind, ReferenceGrant};
+use crate::config::gateway::{ApiVersion, HttpRoute, HttpRouteSpec, ObjectMeta};
 use crate::config::model::{AccessLogConfig, Config, GroupConfig, ListenerConfig, RouteConfig};
 use crate::config::rollout::RolloutBinding;
 
@@ -19,6 +20,8 @@ pub enum Document {
     Cutover(Config),
     /// A Gateway API HTTPRoute.
     HttpRoute(HttpRoute),
+    /// A Gateway API ReferenceGrant.
+    ReferenceGrant(ReferenceGrant),
 }
 
 thread_local! {
@@ -59,7 +62,7 @@ struct RawDocument {
     #[serde(rename = "apiVersion", default)]
     api_version: Option<String>,
     #[serde(default)]
-    kind: Option<HttpRouteKind>,
+    kind: Option<DocumentKind>,
     #[serde(default)]
     metadata: Option<ObjectMeta>,
     #[serde(default)]
@@ -166,9 +169,52 @@ fn classify(
     if errors.0.len() > before {
         return None;
     }
+    let spec = raw.spec.unwrap_or_default();
+    let grant_fields = spec.from.is_some() || spec.to.is_some();
+    if raw.kind == Some(DocumentKind::ReferenceGrant) {
+        return reference_grant(raw.metadata.unwrap_or_default(), spec, &doc, errors);
+    }
+    if grant_fields {
+        errors.push(
+            format!("{doc}spec"),
+            "`from` and `to` belong to a ReferenceGrant, not an HTTPRoute",
+        );
+        return None;
+    }
     Some(Document::HttpRoute(HttpRoute {
         api_version: api_version?,
         metadata: raw.metadata.unwrap_or_default(),
-        spec: raw.spec.unwrap_or_default(),
+        spec,
     }))
+}
+
+/// A ReferenceGrant: `from` and `to` required, no HTTPRoute fields.
+fn reference_grant(
+    metadata: ObjectMeta,
+    spec: HttpRouteSpec,
+    doc: &str,
+    errors: &mut ConfigErrors,
+) -> Option<Document> {
+    let route_fields =
+        !spec.rules.is_empty() || !spec.hostnames.is_empty() || !spec.parent_refs.is_empty();
+    if route_fields {
+        errors.push(
+            format!("{doc}spec"),
+            "`rules`, `hostnames` and `parentRefs` belong to an HTTPRoute, not a ReferenceGrant",
+        );
+    }
+    let (Some(from), Some(to)) = (spec.from, spec.to) else {
+        errors.push(
+            format!("{doc}spec"),
+            "a ReferenceGrant needs `from` and `to`",
+        );
+        return None;
+    };
+    (!route_fields).then(|| {
+        Document::ReferenceGrant(ReferenceGrant {
+            namespace: metadata.namespace.unwrap_or_else(|| "default".into()),
+            from,
+            to,
+        })
+    })
 }

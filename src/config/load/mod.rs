@@ -174,6 +174,11 @@ fn parse_sources(sources: &[(String, String)]) -> Result<(Config, Origins), Conf
     }
     let defined = merged.config.groups.clone();
     let mut groups = gateway::convert::Groups::new(&defined);
+    for (_, doc) in &docs {
+        if let Document::ReferenceGrant(g) = doc {
+            groups.grants.push(g.clone());
+        }
+    }
     for (label, doc) in &docs {
         match doc {
             Document::Cutover(c) => merged.listeners_and_routes(label, c),
@@ -188,6 +193,7 @@ fn parse_sources(sources: &[(String, String)]) -> Result<(Config, Origins), Conf
                     merged.config.routes.push(c.route);
                 }
             }
+            Document::ReferenceGrant(_) => {}
         }
     }
     let Merged {
