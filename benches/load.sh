@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# benches/load.sh: HTTP/1.1 load comparison of cutover against nginx doing
-# the same job, on loopback only (127.0.0.1), interleaved so that noise from
-# other work on the machine hits every target alike.
+# benches/load.sh: load comparison of cutover against nginx and HAProxy doing
+# the same job (HTTP/1.1 keep-alive, and h2c on the client side), on loopback
+# only (127.0.0.1), interleaved so that noise from other work on the machine
+# hits every target alike.
 #
 # Usage (as root: it may apt-get install; needs 2+ cores):
 #   bash benches/load.sh                          # full run: 3-6 rounds, ~3-8 min
 #                                                 # (+ first time: oha build ~10-25 min, cutover release build)
-#   ROUNDS=1 EXTRA_ROUNDS=0 WRK_SECS=3 RATE_SECS=4 bash benches/load.sh   # quick smoke run (~1.5 min)
+#   ROUNDS=1 EXTRA_ROUNDS=0 WRK_SECS=3 RATE_SECS=4 H2_SECS=3 bash benches/load.sh   # quick smoke run (~2 min)
 #   KEEP=1 bash benches/load.sh                   # keep the work dir (configs, logs, raw wrk/oha output)
 #   CARGO_TARGET_DIR=/elsewhere bash benches/load.sh   # build cutover there (default: ./target)
 # Output: progress on stderr; per-round table, summary, ratios and targets
@@ -26,8 +27,13 @@
 #   WRK_SECS [5]      seconds of the max-throughput run (wrk -t1 -c$CONNS)
 #   RATE [10000]      requests/s of the fixed-rate run (oha -q $RATE -c $CONNS)
 #   RATE_SECS [6]     seconds of the fixed-rate run
+#   H2_SECS [5]       seconds of the h2c run (h2load -c$H2_CONNS -m$H2_STREAMS)
+#   H2_CONNS [10], H2_STREAMS [10]  h2c client connections, streams each
 #   BASE_PORT [27180] ports used: +1 stable upstream, +2 canary upstream,
-#                     +11 cutover, +12 nginx proxy (all on 127.0.0.1)
+#                     +3 stable upstream over h2c, +11 cutover (HTTP/1.1 and
+#                     h2c), +12 nginx proxy, +13 HAProxy, +22 nginx proxy
+#                     h2c, +23 HAProxy h2c, +31 cutover admin (all on
+#                     127.0.0.1)
 #   PROXY_CPU [0]     core the proxies are pinned to (taskset)
 #   GEN_CPU [1]       core the load generators and upstreams are pinned to
 #   MAX_SECONDS [420] no new round starts this long after the first one
@@ -35,8 +41,9 @@
 #   KEEP [0]          1 keeps the work dir under /tmp
 #
 # What it does:
-#   1. Installs missing tools: nginx and wrk (apt), jq (apt), oha (cargo
-#      install oha --locked, for the fixed-rate runs); builds cutover
+#   1. Installs missing tools: nginx, haproxy, wrk, h2load (nghttp2-client),
+#      jq (apt), oha (cargo install oha --locked, for the fixed-rate runs);
+#      builds cutover
 #      (cargo build --release --bin cutover).
 #   2. Starts two upstreams: ONE nginx instance (1 worker, pinned to GEN_CPU)
 #      with two server blocks, "stable" and "canary", each answering
@@ -49,7 +56,9 @@
 #           $request_id (a random value per request, as cutover's random
 #           point), X-Forwarded-For/Proto/Host and X-Request-Id set, as cutover
 #           does
-#      and checks that both split about 90/10.
+#        D  HAProxy, nbthread 1, http-reuse always, `rand(100) lt 10` to the
+#           canary backend, the same headers set
+#      and checks that all three split about 90/10.
 #   4. Runs ROUNDS x (A direct to the stable upstream, B, C). Per target:
 #        - max requests/s: wrk -t1 -c$CONNS -d$WRK_SECS (keep-alive), with
 #          the proxy's CPU use during the run
@@ -58,16 +67,23 @@
 #          processes) divided by the requests completed, and its user-space
 #          part (utime); p50/p99 latency (oha --latency-correction); the p99
 #          added over direct (same round)
-#        - errors: wrk socket errors + non-2xx, oha errors + non-200
+#        - h2c: h2load -c$H2_CONNS -m$H2_STREAMS -D$H2_SECS with prior
+#          knowledge (the proxies still speak HTTP/1.1 upstream); req/s, and
+#          req/s per proxy core (req/s / the proxy's CPU share)
+#        - errors: wrk socket errors + non-2xx, oha errors + non-200, h2load
+#          failed + errored
 #        - "other%": CPU time used by processes outside the benchmark (all
 #          cores, from /proc/stat minus the benchmark's own processes and
 #          load generators), in % of one core; a round above MAX_OTHER_PCT
 #          is flagged as disturbed, left out of the medians and replaced
 #      For A the "proxy" columns describe the upstream nginx itself.
 #   5. Prints idle RSS (before any traffic; and after the rounds), peak
-#      RSS (VmHWM), a per-round table, a summary of medians and the
-#      cutover/nginx ratios with the targets (CPU/request <= nginx, added p99
-#      <= nginx, idle RSS < 10 MiB, 0 errors).
+#      RSS (VmHWM), a per-round table, a summary of medians, cutover's
+#      upstream connection reuse ratio (1 - connects/requests from its
+#      /metrics), and the cutover/nginx and cutover/HAProxy ratios with the
+#      issue #14 targets (as ratios to HAProxy: CPU/request <= 1.0, max
+#      req/s per core >= 1.0, h2c req/s per core >= 1.0, added p99 <=,
+#      peak RSS <=; idle RSS < 10 MiB; reuse >= 99.9%; 0 errors).
 #   Every process it starts is stopped on exit (trap), whatever the outcome.
 
 set -euo pipefail
@@ -80,6 +96,9 @@ CONNS=${CONNS:-50}
 WRK_SECS=${WRK_SECS:-5}
 RATE=${RATE:-10000}
 RATE_SECS=${RATE_SECS:-6}
+H2_SECS=${H2_SECS:-5}
+H2_CONNS=${H2_CONNS:-10}
+H2_STREAMS=${H2_STREAMS:-10}
 BASE_PORT=${BASE_PORT:-27180}
 PROXY_CPU=${PROXY_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
@@ -88,8 +107,14 @@ KEEP=${KEEP:-0}
 
 STABLE_PORT=$((BASE_PORT + 1))
 CANARY_PORT=$((BASE_PORT + 2))
+STABLE_H2_PORT=$((BASE_PORT + 3))
 CUTOVER_PORT=$((BASE_PORT + 11))
 NGINX_PORT=$((BASE_PORT + 12))
+HAPROXY_PORT=$((BASE_PORT + 13))
+NGINX_H2_PORT=$((BASE_PORT + 22))
+HAPROXY_H2_PORT=$((BASE_PORT + 23))
+ADMIN_PORT=$((BASE_PORT + 31))
+TARGETS=(A-direct B-cutover C-nginx D-haproxy)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d /tmp/cutover-load.XXXXXX)
@@ -143,13 +168,15 @@ trap 'exit 130' INT TERM
 install_tools() {
     local apt_pkgs=()
     command -v nginx >/dev/null || apt_pkgs+=(nginx)
+    command -v haproxy >/dev/null || apt_pkgs+=(haproxy)
     command -v wrk >/dev/null || apt_pkgs+=(wrk)
+    command -v h2load >/dev/null || apt_pkgs+=(nghttp2-client)
     command -v jq >/dev/null || apt_pkgs+=(jq)
     command -v curl >/dev/null || apt_pkgs+=(curl)
     command -v taskset >/dev/null || apt_pkgs+=(util-linux)
     if ((${#apt_pkgs[@]})); then
         log "apt-get install ${apt_pkgs[*]}"
-        # Never let the package start a system nginx on port 80.
+        # Never let the packages start a system nginx (port 80) or haproxy.
         local policy_added=0
         if [[ ! -e /usr/sbin/policy-rc.d ]]; then
             printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -214,6 +241,7 @@ http {
     scgi_temp_path $WORK/nginx-up/scgi;
     default_type text/plain;
     server { listen 127.0.0.1:$STABLE_PORT backlog=4096; location / { return 200 "stable\n"; } }
+    server { listen 127.0.0.1:$STABLE_H2_PORT http2 backlog=4096; location / { return 200 "stable\n"; } }
     server { listen 127.0.0.1:$CANARY_PORT backlog=4096; location / { return 200 "canary\n"; } }
 }
 EOF
@@ -237,8 +265,10 @@ http {
     upstream canary { server 127.0.0.1:$CANARY_PORT; keepalive 128; keepalive_requests 10000000; }
     # Random per request, as cutover's weighted pick without a sticky key.
     split_clients "\${request_id}" \$backend { 90% stable; * canary; }
+    http2_max_concurrent_streams 128;
     server {
         listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        listen 127.0.0.1:$NGINX_H2_PORT http2 backlog=4096;
         location / {
             proxy_pass http://\$backend;
             proxy_http_version 1.1;
@@ -251,6 +281,36 @@ http {
         }
     }
 }
+EOF
+    mkdir -p "$WORK/haproxy"
+    cat >"$WORK/haproxy/haproxy.cfg" <<EOF
+# Target D: HAProxy doing cutover's job, one thread.
+global
+    nbthread 1
+    maxconn 4096
+    log stderr format raw local0 err
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    timeout http-keep-alive 120s
+    option http-keep-alive
+    http-reuse always
+frontend proxy
+    bind 127.0.0.1:$HAPROXY_PORT
+    bind 127.0.0.1:$HAPROXY_H2_PORT proto h2
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Request-Id %[uuid]
+    # Random per request, as cutover's weighted pick without a sticky key.
+    use_backend canary if { rand(100) lt 10 }
+    default_backend stable
+backend stable
+    server stable 127.0.0.1:$STABLE_PORT
+backend canary
+    server canary 127.0.0.1:$CANARY_PORT
 EOF
     cat >"$WORK/cutover.yaml" <<EOF
 # Target B: one listener, one weighted rule.
@@ -273,11 +333,13 @@ EOF
 }
 
 start_processes() {
-    for p in $STABLE_PORT $CANARY_PORT $CUTOVER_PORT $NGINX_PORT; do
+    for p in $STABLE_PORT $CANARY_PORT $STABLE_H2_PORT $CUTOVER_PORT $NGINX_PORT $HAPROXY_PORT \
+        $NGINX_H2_PORT $HAPROXY_H2_PORT $ADMIN_PORT; do
         port_free "$p" || die "port $p is in use (set BASE_PORT)"
     done
     nginx -t -q -p "$WORK/nginx-up" -e "$WORK/nginx-up/error.log" -c "$WORK/nginx-up/nginx.conf"
     nginx -t -q -p "$WORK/nginx-proxy" -e "$WORK/nginx-proxy/error.log" -c "$WORK/nginx-proxy/nginx.conf"
+    haproxy -q -c -f "$WORK/haproxy/haproxy.cfg"
     "$BIN" check "$WORK/cutover.yaml" >/dev/null
 
     taskset -c "$GEN_CPU" nginx -p "$WORK/nginx-up" -e "$WORK/nginx-up/error.log" \
@@ -285,6 +347,7 @@ start_processes() {
     UP_PID=$!
     STARTED_PIDS+=("$UP_PID")
     taskset -c "$PROXY_CPU" "$BIN" run -c "$WORK/cutover.yaml" --workers 1 \
+        --admin "127.0.0.1:$ADMIN_PORT" \
         >"$WORK/cutover.log" 2>&1 &
     CUTOVER_PID=$!
     STARTED_PIDS+=("$CUTOVER_PID")
@@ -292,11 +355,16 @@ start_processes() {
         -c "$WORK/nginx-proxy/nginx.conf" -g 'daemon off;' &
     NGINX_PID=$!
     STARTED_PIDS+=("$NGINX_PID")
+    taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy/haproxy.cfg" \
+        >"$WORK/haproxy/haproxy.log" 2>&1 &
+    HAPROXY_PID=$!
+    STARTED_PIDS+=("$HAPROXY_PID")
     wait_port "$STABLE_PORT"
     wait_port "$CANARY_PORT"
     # Idle RSS is read before the proxies see a single request.
     wait_for_listen "$CUTOVER_PORT"
     wait_for_listen "$NGINX_PORT"
+    wait_for_listen "$HAPROXY_PORT"
     sleep 0.5
 }
 
@@ -331,7 +399,8 @@ all_busy() { # busy ticks of all CPUs, all processes
 }
 
 ours() { # CPU ticks of every process this script keeps running
-    echo $(($(cpu_ticks "$UP_PID") + $(cpu_ticks "$CUTOVER_PID") + $(cpu_ticks "$NGINX_PID")))
+    echo $(($(cpu_ticks "$UP_PID") + $(cpu_ticks "$CUTOVER_PID") + $(cpu_ticks "$NGINX_PID") +
+        $(cpu_ticks "$HAPROXY_PID")))
 }
 
 children_ticks_read() { # CPU of this shell's waited-for children (the load
@@ -371,8 +440,8 @@ oha_format() {
     fi
 }
 
-measure() { # round target port pid
-    local round=$1 target=$2 port=$3 pid=$4 url="http://127.0.0.1:$3/"
+measure() { # round target port pid h2c-port
+    local round=$1 target=$2 port=$3 pid=$4 url="http://127.0.0.1:$3/" h2_port=$5
     local out=$WORK/r$1-$2
     local c0 c1 b0 b1 o0 o1 g0 g1 other_wrk
 
@@ -395,6 +464,8 @@ measure() { # round target port pid
     record "$round" "$target" rps "${rps:-0}"
     record "$round" "$target" wrk_cpu_pct "$(awk -v d=$((c1 - c0)) -v s="$WRK_SECS" -v t="$CLK_TCK" \
         'BEGIN {printf "%.0f", 100 * d / (s * t)}')"
+    record "$round" "$target" rps_per_core "$(awk -v r="${rps:-0}" -v d=$((c1 - c0)) -v s="$WRK_SECS" -v t="$CLK_TCK" \
+        'BEGIN {printf "%.0f", (d > 0) ? r * s * t / d : 0}')"
 
     sleep 1
     # 2. Fixed rate: CPU per request and latency (corrected for coordinated
@@ -426,7 +497,23 @@ measure() { # round target port pid
         'BEGIN {printf "%.2f", (n > 0) ? 1e6 * d / t / n : 0}')"
     record "$round" "$target" p50_us "$(printf '%.0f' "$p50")"
     record "$round" "$target" p99_us "$(printf '%.0f' "$p99")"
-    record "$round" "$target" errors $((wrk_err + oha_err))
+    # 3. h2c (prior knowledge) on the client side: req/s and req/s per
+    # proxy core.
+    sleep 1
+    local h2_out=$out.h2load h2_ok h2_fail h2_rps
+    c0=$(cpu_ticks "$pid")
+    timeout $((H2_SECS + 30)) taskset -c "$GEN_CPU" \
+        h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$H2_SECS" "http://127.0.0.1:$h2_port/" \
+        >"$h2_out" 2>&1 || log "h2load failed for $target (see $h2_out)"
+    c1=$(cpu_ticks "$pid")
+    h2_rps=$(awk '/^finished in/ {gsub(",", ""); print $4}' "$h2_out")
+    h2_ok=$(awk '/^requests:/ {print $8}' "$h2_out")
+    h2_fail=$(awk '/^requests:/ {print $10 + $12}' "$h2_out")
+    record "$round" "$target" h2_rps "${h2_rps:-0}"
+    record "$round" "$target" h2_rps_per_core "$(awk -v r="${h2_rps:-0}" -v d=$((c1 - c0)) -v s="$H2_SECS" -v t="$CLK_TCK" \
+        'BEGIN {printf "%.0f", (d > 0) ? r * s * t / d : 0}')"
+    ((${h2_ok:-0} > 0)) || log "h2load: no request succeeded for $target (see $h2_out)"
+    record "$round" "$target" errors $((wrk_err + oha_err + ${h2_fail:-0}))
     # CPU used by anything else on the machine (other users' builds and
     # tests) during the runs, in % of one core: the larger of the two runs.
     local other_rate
@@ -452,6 +539,13 @@ split_check() { # port name: share of canary over 200 sequential requests
 
 # -------------------------------------------------------------- report ---
 
+reuse_ratio() { # cutover's upstream reuse: 1 - connects/requests, from /metrics
+    curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '
+        /^cutover_upstream_requests_total\{/ {r += $NF}
+        /^cutover_upstream_connects_total\{/ {c += $NF}
+        END { if (r > 0) printf "%.5f (%d connects / %d requests)", 1 - c / r, c, r; else print "n/a" }'
+}
+
 median_table() { # results-file -> "target metric median min max" lines
     sort -t$'\t' -k2,2 -k3,3 -k4,4g "$1" | awk -F'\t' '
         function flush() {
@@ -470,7 +564,8 @@ report() {
     awk -F'\t' '$3 == "p99_us" {p[$1 "\t" $2] = $4; r[$1] = 1}
         END { for (k in r) { d = p[k "\tA-direct"]
                   if (("" k "\tB-cutover") in p) printf "%s\tB-cutover\tadded_p99_us\t%d\n", k, p[k "\tB-cutover"] - d
-                  if (("" k "\tC-nginx") in p) printf "%s\tC-nginx\tadded_p99_us\t%d\n", k, p[k "\tC-nginx"] - d } }' \
+                  if (("" k "\tC-nginx") in p) printf "%s\tC-nginx\tadded_p99_us\t%d\n", k, p[k "\tC-nginx"] - d
+                  if (("" k "\tD-haproxy") in p) printf "%s\tD-haproxy\tadded_p99_us\t%d\n", k, p[k "\tD-haproxy"] - d } }' \
         "$RESULTS" >>"$RESULTS"
     # Medians over the undisturbed rounds (over all of them if none was).
     local used=$WORK/used.tsv med=$WORK/medians.tsv basis
@@ -487,15 +582,16 @@ report() {
 
     echo
     echo "=== per round (proxies on cpu$PROXY_CPU; wrk/oha/upstreams on cpu$GEN_CPU) ==="
-    printf '%-5s %-10s %10s %8s %11s %12s %8s %8s %7s %7s\n' round target "max_rps" "wrk_cpu%" "cpu_us/req" "(user part)" "p50_us" "p99_us" errors "other%"
+    printf '%-5s %-10s %10s %8s %9s %11s %12s %8s %8s %8s %9s %7s %7s\n' round target "max_rps" "wrk_cpu%" "rps/core" "cpu_us/req" "(user part)" "p50_us" "p99_us" "h2_rps" "h2/core" errors "other%"
     local r t flag
     for ((r = 1; r <= TOTAL_ROUNDS; r++)); do
         flag=""
         [[ " ${DISTURBED[*]} " == *" $r "* ]] && flag="  <- disturbed, left out"
-        for t in A-direct B-cutover C-nginx; do
+        for t in "${TARGETS[@]}"; do
             awk -F'\t' -v r="$r" -v t="$t" -v f="$flag" '$1 == r && $2 == t {v[$3] = $4}
-                END { if (length(v)) printf "%-5s %-10s %10.0f %8s %11s %12s %8s %8s %7s %7s%s\n", r, t, v["rps"], v["wrk_cpu_pct"],
-                      v["cpu_us_per_req"], v["user_us_per_req"], v["p50_us"], v["p99_us"], v["errors"], v["other_pct"], f }' "$RESULTS"
+                END { if (length(v)) printf "%-5s %-10s %10.0f %8s %9s %11s %12s %8s %8s %8.0f %9s %7s %7s%s\n", r, t, v["rps"], v["wrk_cpu_pct"],
+                      v["rps_per_core"], v["cpu_us_per_req"], v["user_us_per_req"], v["p50_us"], v["p99_us"], v["h2_rps"],
+                      v["h2_rps_per_core"], v["errors"], v["other_pct"], f }' "$RESULTS"
         done
     done
     echo "(other% = CPU used by processes outside this benchmark during the runs, in % of one core;"
@@ -505,7 +601,7 @@ report() {
     echo "=== summary (cutover at $REV): medians over $basis [min..max]; rate run: $RATE req/s x ${RATE_SECS}s, $CONNS conns ==="
     printf '%-10s %20s %22s %8s %8s %8s %13s %7s %9s %9s %9s\n' target "max_rps" "cpu_us/req" "user_us" p50_us p99_us "added_p99_us" errors "idle_rss" "idle_pss" "peak_rss"
     printf '%-10s %20s %22s %8s %8s %8s %13s %7s %9s %9s %9s\n' "" "(wrk -c$CONNS)" "(at fixed rate)" "(part)" "" "" "(vs direct)" "(sum)" "KiB" "KiB" "KiB"
-    for t in A-direct B-cutover C-nginx; do
+    for t in "${TARGETS[@]}"; do
         local errs
         errs=$(awk -F'\t' -v t="$t" '$2 == t && $3 == "errors" {s += $4} END {print s + 0}' "$RESULTS") # every round
         printf '%-10s %20s %22s %8s %8s %8s %13s %7s %9s %9s %9s\n' "$t" \
@@ -514,7 +610,13 @@ report() {
             "${IDLE_RSS[$t]}" "${IDLE_PSS[$t]}" "${PEAK_RSS[$t]}"
     done
     echo "(A-direct: the 'proxy' columns are the upstream nginx itself; RSS of nginx = master + worker;"
-    echo " idle RSS before any traffic; after the rounds: cutover ${AFTER_RSS[B-cutover]} KiB, nginx ${AFTER_RSS[C-nginx]} KiB)"
+    echo " idle RSS before any traffic; after the rounds: cutover ${AFTER_RSS[B-cutover]} KiB, nginx ${AFTER_RSS[C-nginx]} KiB,"
+    echo " haproxy ${AFTER_RSS[D-haproxy]} KiB)"
+    echo
+    printf '%-26s %s\n' "h2c req/s (h2load)" "$(for t in "${TARGETS[@]}"; do printf '%s %s  ' "$t" "$(get "$t" h2_rps)"; done)"
+    printf '%-26s %s\n' "h2c req/s per proxy core" "$(for t in "${TARGETS[@]}"; do printf '%s %s  ' "$t" "$(get "$t" h2_rps_per_core)"; done)"
+    printf '%-26s %s\n' "max req/s per proxy core" "$(for t in "${TARGETS[@]}"; do printf '%s %s  ' "$t" "$(get "$t" rps_per_core)"; done)"
+    printf '%-26s %s\n' "cutover upstream reuse" "$REUSE"
 
     echo
     echo "=== cutover / nginx ==="
@@ -532,6 +634,19 @@ report() {
     printf '%-26s %s\n' "added_p99_us" "$(ratio "$ab" "$ac")"
     printf '%-26s %s\n' "idle_rss" "$(ratio "${IDLE_RSS[B-cutover]}" "${IDLE_RSS[C-nginx]}")"
     printf '%-26s %s\n' "peak_rss" "$(ratio "${PEAK_RSS[B-cutover]}" "${PEAK_RSS[C-nginx]}")"
+
+    echo
+    echo "=== cutover / HAProxy (issue #14 targets in brackets) ==="
+    local ch
+    ch=$(get D-haproxy cpu_us_per_req)
+    printf '%-26s %s\n' "cpu_us/req [<= 1.0]" "$(ratio "$cb" "$ch")"
+    printf '%-26s %s\n' "max rps/core [>= 1.0]" "$(ratio "$(get B-cutover rps_per_core)" "$(get D-haproxy rps_per_core)")"
+    printf '%-26s %s\n' "h2c rps/core [>= 1.0]" "$(ratio "$(get B-cutover h2_rps_per_core)" "$(get D-haproxy h2_rps_per_core)")"
+    printf '%-26s %s\n' "added_p50_us" "$(ratio "$(awk -v a="$(get B-cutover p50_us)" -v d="$(get A-direct p50_us)" 'BEGIN {print a - d}')" \
+        "$(awk -v a="$(get D-haproxy p50_us)" -v d="$(get A-direct p50_us)" 'BEGIN {print a - d}')")"
+    printf '%-26s %s\n' "added_p99_us [<= 1.0]" "$(ratio "$ab" "$(get D-haproxy added_p99_us)")"
+    printf '%-26s %s\n' "idle_rss" "$(ratio "${IDLE_RSS[B-cutover]}" "${IDLE_RSS[D-haproxy]}")"
+    printf '%-26s %s\n' "peak_rss [<= 1.0]" "$(ratio "${PEAK_RSS[B-cutover]}" "${PEAK_RSS[D-haproxy]}")"
 
     echo
     echo "=== targets ==="
@@ -564,17 +679,19 @@ fi
 log "work dir $WORK; cutover $BIN (source $REV); $(nginx -v 2>&1); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); $(oha --version)"
 start_processes
 
-declare -A PID_OF=([A-direct]=$UP_PID [B-cutover]=$CUTOVER_PID [C-nginx]=$NGINX_PID)
-declare -A PORT_OF=([A-direct]=$STABLE_PORT [B-cutover]=$CUTOVER_PORT [C-nginx]=$NGINX_PORT)
+declare -A PID_OF=([A-direct]=$UP_PID [B-cutover]=$CUTOVER_PID [C-nginx]=$NGINX_PID [D-haproxy]=$HAPROXY_PID)
+declare -A PORT_OF=([A-direct]=$STABLE_PORT [B-cutover]=$CUTOVER_PORT [C-nginx]=$NGINX_PORT [D-haproxy]=$HAPROXY_PORT)
+declare -A H2_PORT_OF=([A-direct]=$STABLE_H2_PORT [B-cutover]=$CUTOVER_PORT [C-nginx]=$NGINX_H2_PORT [D-haproxy]=$HAPROXY_H2_PORT)
 declare -A IDLE_RSS IDLE_PSS PEAK_RSS AFTER_RSS
-for t in A-direct B-cutover C-nginx; do
+for t in "${TARGETS[@]}"; do
     IDLE_RSS[$t]=$(mem_kb "${PID_OF[$t]}" VmRSS)
     IDLE_PSS[$t]=$(mem_kb "${PID_OF[$t]}" Pss)
 done
-log "idle RSS (KiB): cutover ${IDLE_RSS[B-cutover]}, nginx ${IDLE_RSS[C-nginx]} (PSS ${IDLE_PSS[B-cutover]} / ${IDLE_PSS[C-nginx]})"
+log "idle RSS (KiB): cutover ${IDLE_RSS[B-cutover]}, nginx ${IDLE_RSS[C-nginx]}, haproxy ${IDLE_RSS[D-haproxy]} (PSS ${IDLE_PSS[B-cutover]} / ${IDLE_PSS[C-nginx]} / ${IDLE_PSS[D-haproxy]})"
 
 split_check "$CUTOVER_PORT" cutover
 split_check "$NGINX_PORT" nginx
+split_check "$HAPROXY_PORT" haproxy
 
 quiet_wait() { # waits (at most QUIET_WAIT s) for a second in which other work stays under MAX_OTHER_PCT
     local i b0 b1 o0 o1 x=0
@@ -603,10 +720,10 @@ while ((CLEAN < ROUNDS && TOTAL_ROUNDS < ROUNDS + EXTRA_ROUNDS)); do
     fi
     round=$((TOTAL_ROUNDS + 1))
     quiet_wait
-    for t in A-direct B-cutover C-nginx; do
+    for t in "${TARGETS[@]}"; do
         kill -0 "${PID_OF[$t]}" 2>/dev/null || die "$t (pid ${PID_OF[$t]}) died; logs in $WORK"
         log "round $round (clean so far $CLEAN/$ROUNDS): $t"
-        measure "$round" "$t" "${PORT_OF[$t]}" "${PID_OF[$t]}"
+        measure "$round" "$t" "${PORT_OF[$t]}" "${PID_OF[$t]}" "${H2_PORT_OF[$t]}"
     done
     TOTAL_ROUNDS=$round
     worst=$(awk -F'\t' -v r="$round" '$1 == r && $3 == "other_pct" && $4 > m {m = $4} END {print m + 0}' "$RESULTS")
@@ -619,8 +736,9 @@ while ((CLEAN < ROUNDS && TOTAL_ROUNDS < ROUNDS + EXTRA_ROUNDS)); do
 done
 
 sleep 2
-for t in A-direct B-cutover C-nginx; do
+for t in "${TARGETS[@]}"; do
     PEAK_RSS[$t]=$(mem_kb "${PID_OF[$t]}" VmHWM)
     AFTER_RSS[$t]=$(mem_kb "${PID_OF[$t]}" VmRSS)
 done
+REUSE=$(reuse_ratio)
 report

@@ -1,7 +1,7 @@
 //! `cutover demo`: two stable endpoints and one canary endpoint in-process,
 //! the proxy in front with a 90/10 split, a header override and a sticky
-//! rule, the admin listener on loopback, and the curl and `cutover ctl`
-//! commands to try it.
+//! rule, the admin listener on loopback (with its dashboard), and the curl
+//! and `cutover ctl` commands to try it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -206,7 +206,8 @@ Try:
     )
 }
 
-/// The control API commands, pointed at the demo's admin listener.
+/// The dashboard's URL and the control API commands, pointed at the demo's
+/// admin listener.
 fn admin_instructions(admin: SocketAddr) -> String {
     let ctl = if admin.port() == 9901 && admin.ip().is_loopback() {
         "cutover ctl".to_string()
@@ -215,6 +216,10 @@ fn admin_instructions(admin: SocketAddr) -> String {
     };
     format!(
         r#"
+Dashboard: http://{admin}/
+  live weights, req/s, error rates and latency per version, the rollout's
+  verdict, and buttons that act on them (run the curl loop above for traffic)
+
 Control API on http://{admin} (loopback: no token needed):
   # weights, observed split and generation per rule
   {ctl} status

@@ -45,7 +45,10 @@
 //! once for its TLS config. DNS answers for host-name endpoints
 //! (`reload::dns`) republish the same way. `app` only wires these together;
 //! the control plane (`admin`, `rollout`) changes tables through `reload`.
-//! `inject` (the `cutover inject` command) is outside the request path.
+//! `inject` (the `cutover inject` command) is outside the request path, and
+//! so is `kubernetes` (controller mode): it watches the API server and
+//! publishes through the same change path, layering routes and pod groups on
+//! the file's config.
 //!
 //! Below everything, [`analysis`] is the pure release judge (counts in,
 //! verdict out): the anytime-valid canary-versus-baseline tests that
@@ -67,6 +70,7 @@ pub mod demo;
 pub mod error;
 pub mod hash;
 pub mod inject;
+pub mod kubernetes;
 pub mod listener;
 pub mod metrics;
 pub mod proxy;

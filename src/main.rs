@@ -108,6 +108,21 @@ struct RunArgs {
     /// Default: the system's /etc/resolv.conf.
     #[arg(long, value_name = "ADDR")]
     dns_server: Vec<SocketAddr>,
+    /// Controller mode: also serve the Gateway API objects of the cluster
+    /// (GatewayClasses naming --controller-name, their Gateways, HTTPRoutes)
+    /// with Services' ready pods as endpoints. Uses the in-cluster service
+    /// account, or $KUBECONFIG / ~/.kube/config. The config file still
+    /// supplies listeners, admin, access log and group policies.
+    #[arg(long)]
+    kubernetes: bool,
+    /// The GatewayClass controllerName served in controller mode.
+    #[arg(long, default_value = cutover::kubernetes::CONTROLLER_NAME, requires = "kubernetes")]
+    controller_name: String,
+    /// Controller mode with several replicas: the Lease (namespace/name)
+    /// that picks the one replica writing status. Without it, this replica
+    /// writes status. Its identity is $POD_NAME (else the host name).
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "kubernetes")]
+    status_lease: Option<String>,
 }
 
 const INJECT_ABOUT: &str = "\
@@ -316,6 +331,7 @@ fn inject(args: InjectArgs) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
+    let controller = controller_options(&args)?;
     let path = args.config;
     let loaded = config::load_path(&path)
         .map_err(|e| format!("{}: invalid config:\n{e}", path.display()))?;
@@ -353,6 +369,21 @@ async fn run(args: RunArgs) -> Result<(), String> {
             other => other.to_string(),
         })?;
     let signals = shutdown_signals().map_err(|e| format!("cannot listen for signals: {e}"))?;
+    if let Some(mut controller) = controller {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("--kubernetes: cannot reach the API server: {e}"))?;
+        let synced = std::sync::Arc::new(tokio::sync::Notify::new());
+        controller.synced = Some(std::sync::Arc::clone(&synced));
+        tokio::spawn(cutover::kubernetes::run(app.tables(), client, controller));
+        // Probes and listeners answer once the routes are read: until then
+        // the pod is not ready and gets no traffic (a signal meanwhile is
+        // handled as soon as serving starts).
+        let wait = std::time::Duration::from_secs(60);
+        if tokio::time::timeout(wait, synced.notified()).await.is_err() {
+            tracing::warn!("--kubernetes: no table from the API server after {wait:?}; serving the file's routes meanwhile");
+        }
+    }
     tokio::spawn(release_memory_after_bursts(app.serving()));
     app.serve_signals(signals).await;
     Ok(())
@@ -398,6 +429,40 @@ fn release_free_heap() {
 /// Other allocators (musl, macOS) return free memory on their own.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_free_heap() {}
+
+/// `--kubernetes` and its flags; `None` in file mode.
+fn controller_options(
+    args: &RunArgs,
+) -> Result<Option<cutover::kubernetes::ControllerOptions>, String> {
+    if !args.kubernetes {
+        return Ok(None);
+    }
+    let lease = match &args.status_lease {
+        None => None,
+        Some(at) => {
+            let (namespace, name) = at
+                .split_once('/')
+                .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+                .ok_or_else(|| format!("--status-lease {at:?}: expected NAMESPACE/NAME"))?;
+            let identity = std::env::var("POD_NAME")
+                .ok()
+                .filter(|n| !n.is_empty())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .ok_or("--status-lease: set $POD_NAME to the pod's name")?;
+            Some(cutover::kubernetes::lease::LeaseOptions {
+                namespace: namespace.into(),
+                name: name.into(),
+                identity,
+                duration: std::time::Duration::from_secs(15),
+            })
+        }
+    };
+    Ok(Some(cutover::kubernetes::ControllerOptions {
+        controller_name: args.controller_name.clone(),
+        lease,
+        ..Default::default()
+    }))
+}
 
 /// The control API token: from the file, else `$CUTOVER_ADMIN_TOKEN`.
 fn admin_token(file: Option<&std::path::Path>) -> Result<Option<String>, String> {

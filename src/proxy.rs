@@ -168,13 +168,15 @@ async fn forward_request(
     })
     .await
     .map_err(|e| fault.and_then(|f| f.get()).map_or(e, body_error))?;
-    let mut resp = answer.response;
+    let (mut resp, mut lease) = (answer.response, answer.lease);
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let kept_upgrade = match (switching, client_upgrade) {
         (false, _) => None,
         (true, None) => return Err(ProxyError::UnexpectedUpgrade),
         (true, Some(client)) => {
+            // The connection is the tunnel's now, never the pool's again.
+            lease = crate::body::Lease::default();
             upgrade::splice(client, hyper::upgrade::on(&mut resp));
             resp.headers().get(header::UPGRADE).cloned()
         }
@@ -186,7 +188,7 @@ async fn forward_request(
     }
     Ok(Response::from_parts(
         rparts,
-        ProxyBody::upstream(rbody, answer.body_idle_timeout),
+        ProxyBody::upstream(rbody, answer.body_idle_timeout, lease),
     ))
 }
 

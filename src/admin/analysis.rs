@@ -43,6 +43,12 @@ pub fn act(shared: &Context, route: &str, rule: &str, action: &str) -> Resp {
 
 /// `GET /v1/analysis`: every rule with a rollout plan or record.
 pub fn all(shared: &Context) -> Resp {
+    json(StatusCode::OK, &json!({ "analyses": all_json(shared) }))
+}
+
+/// The analysis documents of every rule with a rollout plan or record (the
+/// dashboard shows them too).
+pub fn all_json(shared: &Context) -> Vec<Value> {
     let (_, _, effective) = reload::snapshot(&shared.tables);
     let mut keys: Vec<(String, String)> = effective
         .routes
@@ -60,11 +66,9 @@ pub fn all(shared: &Context) -> Resp {
             keys.push(k);
         }
     }
-    let list: Vec<Value> = keys
-        .iter()
+    keys.iter()
         .map(|(route, rule)| one(shared, route, rule, None))
-        .collect();
-    json(StatusCode::OK, &json!({ "analyses": list }))
+        .collect()
 }
 
 /// `GET /v1/analysis/{route}/{rule}`: 200 whenever the rule exists, so a

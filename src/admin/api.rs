@@ -55,6 +55,12 @@ pub fn dispatch(
         }
         (&Method::POST, ["v1", "routes", route, "switch"]) => switch(shared, if_match, route, body),
         (&Method::POST, ["v1", "routes", route, "rules", rule, "rollout", action]) => {
+            // Checked before the action, not inside its change: enough to
+            // stop a dashboard acting on a state it has not seen.
+            let current = shared.tables.routes.load().generation;
+            if if_match.is_some_and(|g| g != current) {
+                return outcome(Err(ChangeError::Conflict { current }));
+            }
             super::analysis::act(shared, route, rule, action)
         }
         (&Method::GET, ["v1", "analysis"]) => super::analysis::all(shared),

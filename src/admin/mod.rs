@@ -1,7 +1,9 @@
 //! The admin listener: probes (`/live`, `/ready`), the Prometheus scrape
-//! (`/metrics`) and the control API (`/v1/*`, JSON). Loopback by default; a
-//! bearer token is required to bind anywhere else (probes and `/metrics` do
-//! not need it).
+//! (`/metrics`), the control API (`/v1/*`, JSON), its live feed
+//! (`/v1/events`) and the dashboard page that reads them (`/`, `/ui`).
+//! Loopback by default; a bearer token is required to bind anywhere else
+//! (probes, `/metrics` and the page itself do not need it; the page's data
+//! does).
 
 // Handlers return a ready error response as their `Err`: the admin path is
 // not hot, and a boxed response would only add noise.
@@ -9,7 +11,11 @@
 
 mod analysis;
 mod api;
+mod board;
+mod events;
+mod history;
 mod json;
+mod ui;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,7 +24,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -30,7 +36,14 @@ use crate::metrics::Format;
 use crate::reload::Tables;
 use crate::rollout::Control;
 use crate::serving::Serving;
+use events::{EventBody, Events};
 use json::{error, text};
+
+pub use events::MAX_STREAMS;
+pub use ui::CSP;
+
+/// An admin response: a whole body, or an event stream.
+type AdminBody = Either<Full<Bytes>, EventBody>;
 
 /// Largest control API request body.
 const MAX_BODY: usize = 1024 * 1024;
@@ -82,7 +95,14 @@ pub struct Context {
     pub serving: Arc<Serving>,
 }
 
-/// Serves the admin API until shutdown.
+/// What every admin connection shares.
+struct Admin {
+    options: AdminOptions,
+    events: Events,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Serves the admin API until shutdown; event streams end then too.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Context>,
@@ -92,7 +112,16 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, auth = options.token.is_some(), "admin API listening");
     }
-    let options = Arc::new(options);
+    let admin = Arc::new(Admin {
+        options,
+        events: Events::default(),
+        shutdown: shutdown.clone(),
+    });
+    let feed = {
+        let (admin, shared, stop) = (Arc::clone(&admin), Arc::clone(&shared), shutdown.clone());
+        tokio::spawn(async move { admin.events.run(shared, stop).await })
+    };
+    let _feed = AbortOnDrop(feed);
     loop {
         let (stream, _) = tokio::select! {
             a = listener.accept() => match a {
@@ -104,11 +133,11 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let (shared, options) = (Arc::clone(&shared), Arc::clone(&options));
+        let (shared, admin) = (Arc::clone(&shared), Arc::clone(&admin));
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let (shared, options) = (Arc::clone(&shared), Arc::clone(&options));
-                async move { Ok::<_, Infallible>(route(&shared, &options, req).await) }
+                let (shared, admin) = (Arc::clone(&shared), Arc::clone(&admin));
+                async move { Ok::<_, Infallible>(route(&shared, &admin, req).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -117,22 +146,48 @@ pub async fn serve(
     }
 }
 
-async fn route(
-    shared: &Context,
-    options: &AdminOptions,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+/// Ends the feed task with the listener, however `serve` returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn route(shared: &Context, admin: &Admin, req: Request<Incoming>) -> Response<AdminBody> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (&method, path.as_str()) {
-        (&Method::GET, "/live") => return text(StatusCode::OK, "live\n"),
-        (&Method::GET, "/ready") => return ready(shared),
-        (&Method::GET, "/metrics") => return metrics(shared, &req),
+        (&Method::GET, "/live") => return text(StatusCode::OK, "live\n").map(Either::Left),
+        (&Method::GET, "/ready") => return ready(shared).map(Either::Left),
+        (&Method::GET, "/metrics") => return metrics(shared, &req).map(Either::Left),
+        (&Method::GET, p) => {
+            if let Some(page) = ui::file(p) {
+                return page.map(Either::Left);
+            }
+        }
         _ => {}
     }
-    if let Err(resp) = authorize(options, &req) {
-        return resp;
+    if let Err(resp) = authorize(&admin.options, &req) {
+        return resp.map(Either::Left);
     }
+    if (&method, path.as_str()) == (&Method::GET, "/v1/events") {
+        return match admin.events.open(admin.shutdown.clone()) {
+            Some(body) => events::response(body).map(Either::Right),
+            None => events::too_many().map(Either::Left),
+        };
+    }
+    control(shared, req, method, path).await.map(Either::Left)
+}
+
+/// The JSON control API.
+async fn control(
+    shared: &Context,
+    req: Request<Incoming>,
+    method: Method,
+    path: String,
+) -> Response<Full<Bytes>> {
     let query = req.uri().query().unwrap_or("").to_string();
     let if_match = match if_match(&req) {
         Ok(v) => v,

@@ -3,8 +3,10 @@
 //! upstream (bounded replay, size limit, idle timeout), [`response`] what
 //! goes back to the client (upstream stream or local reply).
 
+pub mod lease;
 pub mod request;
 pub mod response;
 
+pub use lease::{Lease, Park};
 pub use request::{BodyError, PreparedBody, UpstreamBody};
 pub use response::{ProxyBody, ResponseBodyError};

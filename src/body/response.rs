@@ -2,6 +2,7 @@
 //! as an enum so that no response needs a boxed body.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -11,6 +12,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
+
+use super::lease::Lease;
 
 /// Body of every response the proxy sends.
 #[derive(Debug)]
@@ -29,13 +32,20 @@ impl ProxyBody {
 
     /// An upstream's body, aborted when the upstream sends nothing for
     /// `idle` while the proxy waits for it (the group's `body_idle_timeout`;
-    /// `None` only for groups built without a config).
-    pub fn upstream(body: Incoming, idle: Option<Duration>) -> Self {
+    /// `None` only for groups built without a config). `lease` is the
+    /// pooled connection the body arrives on, handed back at its end.
+    pub fn upstream(body: Incoming, idle: Option<Duration>, lease: Lease) -> Self {
+        // Whole milliseconds (at least 1): four bytes in every body instead
+        // of sixteen.
+        let idle = idle.map(|d| {
+            let ms = u32::try_from(d.as_millis().max(1)).unwrap_or(u32::MAX);
+            NonZeroU32::new(ms).unwrap_or(NonZeroU32::MIN)
+        });
         ProxyBody::Upstream(UpstreamBody {
             body,
             idle,
-            waiting_since: None,
             timer: None,
+            lease,
         })
     }
 }
@@ -61,10 +71,21 @@ pub enum ResponseBodyError {
 #[derive(Debug)]
 pub struct UpstreamBody {
     body: Incoming,
-    idle: Option<Duration>,
+    /// The idle limit in milliseconds.
+    idle: Option<NonZeroU32>,
+    /// Boxed: allocated on the first wait only, and kept out of every
+    /// response body's size.
+    timer: Option<Box<IdleTimer>>,
+    /// The connection, back to its pool once the body ended.
+    lease: Lease,
+}
+
+/// The idle deadline's timer and the start of the current wait.
+#[derive(Debug)]
+struct IdleTimer {
+    sleep: Pin<Box<Sleep>>,
     /// Set on the first `Pending` after a frame.
     waiting_since: Option<Instant>,
-    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl UpstreamBody {
@@ -73,16 +94,21 @@ impl UpstreamBody {
         let Some(idle) = self.idle else {
             return Poll::Pending;
         };
-        let deadline = *self.waiting_since.get_or_insert_with(Instant::now) + idle;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let idle = Duration::from_millis(idle.get().into());
+        let timer = self.timer.get_or_insert_with(|| {
+            let now = Instant::now();
+            Box::new(IdleTimer {
+                sleep: Box::pin(tokio::time::sleep_until(now + idle)),
+                waiting_since: Some(now),
+            })
+        });
+        let deadline = *timer.waiting_since.get_or_insert_with(Instant::now) + idle;
         // A timer armed in an earlier wait fires early; only then is it moved.
-        while timer.as_mut().poll(cx).is_ready() {
-            if timer.deadline() >= deadline {
+        while timer.sleep.as_mut().poll(cx).is_ready() {
+            if timer.sleep.deadline() >= deadline {
                 return Poll::Ready(ResponseBodyError::Idle(idle));
             }
-            timer.as_mut().reset(deadline);
+            timer.sleep.as_mut().reset(deadline);
         }
         Poll::Pending
     }
@@ -99,11 +125,16 @@ impl Body for UpstreamBody {
         let this = self.get_mut();
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.waiting_since = None;
+                if let Some(timer) = &mut this.timer {
+                    timer.waiting_since = None;
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.lease.end();
+                Poll::Ready(None)
+            }
             Poll::Pending => this.poll_idle(cx).map(|e| Some(Err(e))),
         }
     }
@@ -114,6 +145,16 @@ impl Body for UpstreamBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    /// hyper does not poll a body that says it is at its end (an empty or
+    /// fully read one): that end also hands the connection back.
+    fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            self.lease.end();
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::config::error::ConfigErrors;
 use crate::config::model::{GroupConfig, RetryOn, RuleConfig};
 use crate::route::RulePolicy;
+use crate::upstream::pool::IdleLimits;
 use crate::upstream::GroupPolicy;
 
 /// Most retries a rule may ask for.
@@ -123,7 +124,14 @@ pub fn group_policy(g: &GroupConfig, path: &str, errors: &mut ConfigErrors) -> G
             );
         }
     }
+    if g.pool.idle_timeout.0.is_zero() {
+        errors.push(format!("{path}.pool.idle_timeout"), "must be more than 0s");
+    }
     GroupPolicy {
+        idle: IdleLimits {
+            timeout: g.pool.idle_timeout.0,
+            max: g.pool.max_idle as usize,
+        },
         outlier: o.enabled.then(|| o.clone()),
         limits: l.clone(),
         health_check: g.health_check.clone(),

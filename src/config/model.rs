@@ -200,6 +200,46 @@ pub struct GroupConfig {
     /// How often host-name endpoints are resolved again.
     #[serde(default, skip_serializing_if = "DnsConfig::is_default")]
     pub dns: DnsConfig,
+    /// Idle keep-alive connections kept per endpoint.
+    #[serde(default, skip_serializing_if = "PoolConfig::is_default")]
+    pub pool: PoolConfig,
+}
+
+/// Idle upstream connections per endpoint: reused before any new one is
+/// opened, closed after `idle_timeout`, at most `max_idle` kept (more are
+/// closed as they come back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// An idle connection is closed after this long. Default 60s.
+    #[serde(default = "default_pool_idle_timeout")]
+    pub idle_timeout: Dur,
+    /// Most idle connections kept per endpoint. Default 128.
+    #[serde(default = "default_pool_max_idle")]
+    pub max_idle: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            idle_timeout: default_pool_idle_timeout(),
+            max_idle: default_pool_max_idle(),
+        }
+    }
+}
+
+impl PoolConfig {
+    fn is_default(&self) -> bool {
+        *self == PoolConfig::default()
+    }
+}
+
+fn default_pool_idle_timeout() -> Dur {
+    Dur::secs(60)
+}
+
+fn default_pool_max_idle() -> u32 {
+    128
 }
 
 /// DNS discovery bounds: a name is resolved again when its record's TTL
@@ -255,6 +295,7 @@ impl GroupConfig {
             health_check: None,
             tls: None,
             dns: DnsConfig::default(),
+            pool: PoolConfig::default(),
         }
     }
 }

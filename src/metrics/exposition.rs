@@ -288,6 +288,24 @@ fn group_counters(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
         "cutover_dns_failures",
         "Failed DNS lookups of host-name endpoints (the last good addresses stay), by group.",
         dns.iter().map(|(g, n)| ([("group", *g)], *n)),
+    )?;
+    let traffic: Vec<_> = live
+        .groups
+        .iter()
+        .map(|(g, s)| (&**g, s.upstream_traffic()))
+        .filter(|(g, (requests, _))| !(quiet(&[g]) && *requests == 0))
+        .collect();
+    counter(
+        enc,
+        "cutover_upstream_requests",
+        "Requests (attempts) sent to the group's endpoints, by group.",
+        traffic.iter().map(|(g, t)| ([("group", *g)], t.0)),
+    )?;
+    counter(
+        enc,
+        "cutover_upstream_connects",
+        "Upstream connections opened, by group; 1 - connects/requests is the connection reuse ratio.",
+        traffic.iter().map(|(g, t)| ([("group", *g)], t.1)),
     )
 }
 

@@ -21,7 +21,8 @@
 //! | retry refused by the budget | `rule.metrics.route.budget_exhausted()` |
 //! | endpoint ejected / back | `group.metrics.ejection()` / `group.metrics.ejection_ended()` |
 //! | circuit-breaker refusal | `group.metrics.overflow(Limit::MaxRequests)` |
-//! | upstream connection open | counted by `upstream::counted::CountingConnector`; a hand-made pool holds `shared.metrics.upstream_connection()` per connection |
+//! | upstream connection open | counted by `upstream::counted::CountingConnector`, through which `upstream::pool` dials |
+//! | upstream request / connect | `group.metrics.upstream_request()` / `group.metrics.upstream_connect()` in `upstream::pool` |
 //!
 //! Each is one relaxed atomic add on a handle the table already holds. New
 //! `ProxyError` variants need nothing here: the `reason` label is their

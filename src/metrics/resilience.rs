@@ -45,6 +45,8 @@ pub struct GroupSeries {
     ejected: AtomicI64,
     overflows: [AtomicU64; Limit::ALL.len()],
     dns_failures: AtomicU64,
+    upstream_requests: AtomicU64,
+    upstream_connects: AtomicU64,
 }
 
 impl GroupSeries {
@@ -52,6 +54,27 @@ impl GroupSeries {
     /// `cutover_dns_failures_total`.
     pub fn dns_failure(&self) {
         self.dns_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request (one attempt) went to one of the group's endpoints ->
+    /// `cutover_upstream_requests_total`.
+    pub fn upstream_request(&self) {
+        self.upstream_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new upstream connection was opened for the group ->
+    /// `cutover_upstream_connects_total`. Against the requests it gives
+    /// the connection reuse ratio.
+    pub fn upstream_connect(&self) {
+        self.upstream_connects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(requests sent upstream, connections opened)` so far.
+    pub fn upstream_traffic(&self) -> (u64, u64) {
+        (
+            self.upstream_requests.load(Ordering::Relaxed),
+            self.upstream_connects.load(Ordering::Relaxed),
+        )
     }
 
     /// Failed lookups of the group's host names so far.

@@ -21,6 +21,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::compile::compile;
+use crate::config::gateway::Generated;
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::route::{Inherited, RouteTable};
@@ -93,6 +94,10 @@ pub struct Desired {
     /// Rollouts started through the control API, by `route/rule`.
     #[serde(default)]
     pub rollouts: BTreeMap<String, rollouts::RolloutRecord>,
+    /// Controller mode: routes and groups from the Kubernetes API, layered
+    /// on `base` at each compile (not persisted: the API server holds them).
+    #[serde(skip)]
+    pub generated: Option<Arc<Generated>>,
 }
 
 /// Where the base config came from.
@@ -212,7 +217,11 @@ pub fn change(
     for o in next.overrides.iter_mut().filter(|o| o.generation == 0) {
         o.generation = generation;
     }
-    let (effective, dropped) = overrides::layer(&next.base, &next.overrides);
+    let combined = match &next.generated {
+        Some(g) => g.apply(&next.base).map_err(ChangeError::Invalid)?,
+        None => next.base.clone(),
+    };
+    let (effective, dropped) = overrides::layer(&combined, &next.overrides);
     let table = compile(&effective, &tables.inherited, generation).map_err(ChangeError::Invalid)?;
     check_listeners(&tables.routes.load(), &table)?;
     next.overrides

@@ -14,6 +14,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rand::Rng;
 
+use crate::body::Lease;
 use crate::body::{PreparedBody, UpstreamBody};
 use crate::clock::{now_ms, now_secs, with_rng};
 use crate::config::model::Limit;
@@ -22,7 +23,7 @@ use crate::error::ProxyError;
 use crate::metrics::Chosen;
 use crate::route::{RouteTable, Rule};
 use crate::upstream::outlier::{self, Outcome};
-use crate::upstream::pool::{self, SendError};
+use crate::upstream::pool::{self, SendError, Sent};
 use crate::upstream::{balance, limits, Endpoint, Group};
 
 /// A request on its way out: everything its attempts need.
@@ -54,20 +55,24 @@ pub struct Answer {
     /// The answering group's `body_idle_timeout`: the longest gap between
     /// body frames before the response is aborted.
     pub body_idle_timeout: Option<Duration>,
+    /// The connection the body arrives on: give it to the response body,
+    /// which hands it back to the pool at its end.
+    pub lease: Lease,
 }
 
 impl Answer {
-    fn from(response: Response<Incoming>, group: &Group) -> Answer {
+    fn from(sent: Sent, group: &Group) -> Answer {
         Answer {
-            response,
+            response: sent.response,
             body_idle_timeout: group.policy.body_idle_timeout.map(|d| d.0),
+            lease: sent.lease,
         }
     }
 }
 
 /// How an attempt ended.
 enum Attempt {
-    Done(Response<Incoming>),
+    Done(Sent),
     Failed(Failure),
 }
 
@@ -75,7 +80,7 @@ enum Attempt {
 /// not retried.
 struct Failure {
     kind: Kind,
-    status_response: Option<Response<Incoming>>,
+    status_response: Option<Sent>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -83,8 +88,9 @@ enum Kind {
     Connect,
     Refused,
     Reset,
-    /// Closed or reset before any response byte, after the request was written.
-    Closed,
+    /// Closed or reset before any response byte, after the request was
+    /// written; `true` on a connection that had carried requests before.
+    Closed(bool),
     /// Lost before the request was written.
     Unsent,
     /// A response head with a transfer coding other than `chunked`.
@@ -123,11 +129,12 @@ async fn attempts(mut x: Outbound<'_>) -> Result<Answer, ProxyError> {
         let index = group
             .endpoints
             .iter()
-            .position(|e| std::ptr::eq(e, endpoint));
-        x.chosen.attempt(&x.rule.metrics, slot, index.unwrap_or(0));
+            .position(|e| std::ptr::eq(e, endpoint))
+            .unwrap_or(0);
+        x.chosen.attempt(&x.rule.metrics, slot, index);
         // No retry can follow: this attempt may have the head itself.
         let last = attempt >= retries || !x.body.is_replayable();
-        let result = send_once(&mut x, group, endpoint, last).await;
+        let result = send_once(&mut x, group, index, last).await;
         let failure = match result {
             Attempt::Done(response) => return Ok(Answer::from(response, group)),
             Attempt::Failed(f) => f,
@@ -167,12 +174,8 @@ async fn attempts(mut x: Outbound<'_>) -> Result<Answer, ProxyError> {
 
 /// One attempt: admission, per-try timeout, send, classify, outlier.
 /// `last`: no retry follows, so the request head is moved, not copied.
-async fn send_once(
-    x: &mut Outbound<'_>,
-    group: &Group,
-    endpoint: &Endpoint,
-    last: bool,
-) -> Attempt {
+async fn send_once(x: &mut Outbound<'_>, group: &Group, index: usize, last: bool) -> Attempt {
+    let (endpoint, pool) = (&group.endpoints[index], &group.pools[index]);
     let admitted = match limits::endpoint_has_room(group, endpoint) {
         Ok(()) => group.admission.admit().await,
         Err(full) => Err(full),
@@ -189,11 +192,12 @@ async fn send_once(
         Err(e) => return failed(Kind::Local(e)),
     };
     let in_flight = endpoint.state.start();
+    let sending = pool::send(pool, req, &group.metrics);
     let sent = match x.rule.policy.timeouts.per_try {
-        Some(per_try) => tokio::time::timeout(per_try.0, pool::send(&group.client, req))
+        Some(per_try) => tokio::time::timeout(per_try.0, sending)
             .await
             .unwrap_or(Err(SendError::TimedOut)),
-        None => pool::send(&group.client, req).await,
+        None => sending.await,
     };
     drop(in_flight);
     if matches!(sent, Err(SendError::Framing)) {
@@ -242,14 +246,11 @@ fn request_for(
 }
 
 /// Success, or a failure with its kind; plus the outcome for outlier ejection.
-fn classify(
-    sent: Result<Response<Incoming>, SendError>,
-    policy: &RetryConfig,
-) -> (Attempt, Option<Outcome>) {
+fn classify(sent: Result<Sent, SendError>, policy: &RetryConfig) -> (Attempt, Option<Outcome>) {
     let failure = failed;
     match sent {
         Ok(resp) => {
-            let status = resp.status();
+            let status = resp.response.status();
             let outcome = match status.as_u16() {
                 502..=504 => Outcome::GatewayFailure,
                 500..=599 => Outcome::ServerError,
@@ -268,7 +269,14 @@ fn classify(
         Err(SendError::Connect(_)) => (failure(Kind::Connect), Some(Outcome::GatewayFailure)),
         Err(SendError::Refused(_)) => (failure(Kind::Refused), Some(Outcome::GatewayFailure)),
         Err(SendError::Broken(_)) => (failure(Kind::Reset), Some(Outcome::GatewayFailure)),
-        Err(SendError::Closed(_)) => (failure(Kind::Closed), Some(Outcome::GatewayFailure)),
+        // A reused connection closed under the request is the keep-alive
+        // race (the upstream timed it out as the request went out), not a
+        // sign of a failing endpoint: the outlier detector is not told. If
+        // the endpoint did die, its next connect fails and counts.
+        Err(SendError::Closed { reused, .. }) => (
+            failure(Kind::Closed(reused)),
+            (!reused).then_some(Outcome::GatewayFailure),
+        ),
         Err(SendError::Unsent(_)) => (failure(Kind::Unsent), Some(Outcome::GatewayFailure)),
         Err(SendError::Framing) => (failure(Kind::Framing), Some(Outcome::GatewayFailure)),
         Err(SendError::ClientBody(_)) => (failure(Kind::ClientBody), None),
@@ -289,7 +297,8 @@ fn status_retryable(policy: &RetryConfig, status: StatusCode) -> bool {
 /// Whether the policy retries this kind of failure for this method. A
 /// connect failure, refused stream or unwritten request never reached the
 /// application, so any method may be retried; anything else only for
-/// idempotent methods unless the rule opts in.
+/// idempotent methods unless the rule opts in (RFC 9110 §9.2.2), whether
+/// or not the connection was a reused one.
 fn retryable(policy: &RetryConfig, kind: Kind, method: &Method) -> bool {
     let safe_method = policy.non_idempotent || is_idempotent(method);
     let on = |o| policy.on.contains(&o);
@@ -298,7 +307,7 @@ fn retryable(policy: &RetryConfig, kind: Kind, method: &Method) -> bool {
         Kind::Connect => on(RetryOn::ConnectFailure),
         Kind::Refused => on(RetryOn::RefusedStream),
         Kind::Unsent => before_response,
-        Kind::Closed => safe_method && before_response,
+        Kind::Closed(_) => safe_method && before_response,
         Kind::Reset => safe_method && on(RetryOn::Reset),
         // As if the upstream had answered 502.
         Kind::Framing => safe_method && on(RetryOn::GatewayError),
@@ -325,7 +334,7 @@ fn give_up(f: Failure, group: &Group) -> Result<Answer, ProxyError> {
     }
     Err(match f.kind {
         Kind::Connect => ProxyError::ConnectFailed,
-        Kind::Refused | Kind::Reset | Kind::Closed | Kind::Unsent | Kind::Status(_) => {
+        Kind::Refused | Kind::Reset | Kind::Closed(_) | Kind::Unsent | Kind::Status(_) => {
             ProxyError::UpstreamFailed
         }
         Kind::Framing => ProxyError::UpstreamFraming,
@@ -372,9 +381,10 @@ mod tests {
     #[test]
     fn a_connection_lost_before_the_response_is_retried_by_default_when_safe() {
         let default = RetryConfig::default();
-        assert!(retryable(&default, Kind::Closed, &Method::GET));
-        assert!(retryable(&default, Kind::Closed, &Method::DELETE));
-        assert!(!retryable(&default, Kind::Closed, &Method::POST));
+        assert!(retryable(&default, Kind::Closed(true), &Method::GET));
+        assert!(retryable(&default, Kind::Closed(true), &Method::DELETE));
+        assert!(!retryable(&default, Kind::Closed(true), &Method::POST));
+        assert!(retryable(&default, Kind::Closed(false), &Method::GET));
         // Never written: nothing to repeat, whatever the method.
         assert!(retryable(&default, Kind::Unsent, &Method::POST));
         // A reset after the upstream may have acted stays opt-in.
@@ -385,7 +395,7 @@ mod tests {
             on: vec![RetryOn::ConnectFailure],
             ..RetryConfig::default()
         };
-        assert!(!retryable(&only_connect, Kind::Closed, &Method::GET));
+        assert!(!retryable(&only_connect, Kind::Closed(true), &Method::GET));
         assert!(!retryable(&only_connect, Kind::Unsent, &Method::GET));
 
         let gateway = RetryConfig {
@@ -394,6 +404,7 @@ mod tests {
         };
         assert!(retryable(&gateway, Kind::Framing, &Method::GET));
         assert!(!retryable(&gateway, Kind::Framing, &Method::POST));
-        assert!(retryable(&gateway, Kind::Closed, &Method::GET));
+        assert!(retryable(&gateway, Kind::Closed(true), &Method::GET));
+        assert!(retryable(&gateway, Kind::Closed(false), &Method::GET));
     }
 }

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use regex::{RegexSet, RegexSetBuilder};
 
 use crate::upstream::Group;
 pub use inherited::{Inherited, RuleState};
@@ -99,6 +100,11 @@ pub struct VirtualHost {
     exact: HashMap<Box<str>, Box<[u32]>>,
     prefix: HashMap<Box<str>, Box<[u32]>>,
     regex: Box<[u32]>,
+    /// Every regex path of `regex`, in the same order, as one automaton: a
+    /// path that matches none (most requests) costs one scan, however many
+    /// regex rules there are. `None` without regex paths, or if the set
+    /// would exceed its size limit (then each is tried in turn).
+    regex_set: Option<RegexSet>,
 }
 
 /// One `matches` alternative of one rule.
@@ -361,11 +367,13 @@ impl VirtualHost {
                 .map(|(k, v)| (k, v.into_boxed_slice()))
                 .collect()
         };
+        let regex_set = regex_set(&entries, &regex);
         VirtualHost {
             entries: entries.into(),
             exact: boxed(exact),
             prefix: boxed(prefix),
             regex: regex.into(),
+            regex_set,
         }
     }
 
@@ -411,12 +419,7 @@ impl VirtualHost {
         if let Some(e) = self.exact.get(req.path).and_then(|ids| hit(ids)) {
             return Some(e);
         }
-        if let Some(e) = self
-            .regex
-            .iter()
-            .map(|&i| &self.entries[i as usize])
-            .find(|e| e.conditions.path.matches(req.path) && e.conditions.matches_rest(req))
-        {
+        if let Some(e) = self.find_regex(req) {
             return Some(e);
         }
         if self.prefix.is_empty() {
@@ -424,6 +427,56 @@ impl VirtualHost {
         }
         segment_prefixes(req.path).find_map(|p| self.prefix.get(p).and_then(|ids| hit(ids)))
     }
+}
+
+impl VirtualHost {
+    /// The first regex-path entry (in precedence order) that matches.
+    fn find_regex(&self, req: &RequestView<'_>) -> Option<&Entry> {
+        let entry = |i: usize| &self.entries[self.regex[i] as usize];
+        let Some(set) = &self.regex_set else {
+            return self.find_regex_one_by_one(req);
+        };
+        if !set.is_match(req.path) {
+            return None;
+        }
+        // `matches` yields the set's indices in ascending order: precedence.
+        set.matches(req.path)
+            .into_iter()
+            .map(entry)
+            .find(|e| e.conditions.matches_rest(req))
+    }
+}
+
+impl VirtualHost {
+    /// Each regex path tried in turn (without a set, and as the reference).
+    fn find_regex_one_by_one(&self, req: &RequestView<'_>) -> Option<&Entry> {
+        self.regex
+            .iter()
+            .map(|&i| &self.entries[i as usize])
+            .find(|e| e.conditions.path.matches(req.path) && e.conditions.matches_rest(req))
+    }
+}
+
+/// One set of the regex paths of `entries` at `ids`, in that order; `None`
+/// when there are none or the set would be too large.
+fn regex_set(entries: &[Entry], ids: &[u32]) -> Option<RegexSet> {
+    let patterns: Vec<&str> = ids
+        .iter()
+        .filter_map(|&i| match &entries[i as usize].conditions.path {
+            PathMatch::Regex { re, .. } => Some(re.as_str()),
+            _ => None,
+        })
+        .collect();
+    if patterns.is_empty() || patterns.len() != ids.len() {
+        return None;
+    }
+    // Generous, as the set holds every regex of the host; past it each
+    // regex is tried on its own, as before.
+    RegexSetBuilder::new(patterns)
+        .size_limit(256 << 20)
+        .build()
+        .inspect_err(|e| tracing::warn!(error = %e, "regex paths tried one by one"))
+        .ok()
 }
 
 /// `/a/b/c` -> `/a/b/c`, `/a/b`, `/a`, `/` (a trailing `/` is ignored, as in
@@ -456,6 +509,58 @@ fn segment_prefixes(path: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::segment_prefixes;
+    use crate::route::matcher::RequestView;
+
+    /// The regex set picks what trying each regex in precedence order picks
+    /// (longer patterns first), and still checks each candidate's other
+    /// conditions.
+    #[test]
+    fn regex_paths_match_through_one_set_in_precedence_order() {
+        let yaml = "listeners: [{name: public, address: \"127.0.0.1:0\"}]\n\
+            groups: {app: {endpoints: [\"127.0.0.1:9\"]}}\n\
+            routes: [{name: web, rules: [\n\
+              {name: tenant, matches: [{path: {type: RegularExpression, value: \"/a.*\"}, headers: [{name: x-t, value: \"1\"}]}], backends: [{group: app}]},\n\
+              {name: ab, matches: [{path: {type: RegularExpression, value: \"/a/b.*\"}}], backends: [{group: app}]},\n\
+              {name: any, matches: [{path: {type: RegularExpression, value: \"/[a-z]+\"}}], backends: [{group: app}]},\n\
+              {name: root, matches: [{path: {type: PathPrefix, value: /}}], backends: [{group: app}]}]}]\n";
+        let config = crate::config::parse_yaml(yaml).unwrap();
+        let table =
+            crate::compile::compile(&config, &crate::route::Inherited::default(), 1).unwrap();
+        let tenant: http::HeaderMap = [(
+            http::HeaderName::from_static("x-t"),
+            http::HeaderValue::from_static("1"),
+        )]
+        .into_iter()
+        .collect();
+        let none = http::HeaderMap::new();
+        let vhost = table.listeners[0].virtual_host("h").unwrap();
+        assert!(vhost.regex_set.is_some());
+        for (path, headers, want) in [
+            ("/a/b", &tenant, "ab"),
+            ("/a/bc/d", &none, "ab"),
+            ("/a/c", &tenant, "tenant"),
+            ("/a/c", &none, "root"),
+            ("/a9", &tenant, "tenant"),
+            ("/zz", &none, "any"),
+            ("/Z9", &none, "root"),
+        ] {
+            let view = RequestView {
+                method: &http::Method::GET,
+                host: "h",
+                path,
+                query: None,
+                headers,
+            };
+            let got = table.find(0, &view).map(|(rule, _)| rule.name.to_string());
+            assert_eq!(got.as_deref(), Some(want), "{path}");
+            let one_by_one = vhost.find_regex_one_by_one(&view).map(|e| e.rule);
+            assert_eq!(
+                vhost.find_regex(&view).map(|e| e.rule),
+                one_by_one,
+                "{path}"
+            );
+        }
+    }
 
     #[test]
     fn prefixes_walk_segments_longest_first() {

@@ -1,7 +1,7 @@
 //! An upstream connector whose connections hold the
-//! `cutover_upstream_connections_active` gauge up while they are open (the
-//! pool's clients give no other view of their connections), and that speaks
-//! TLS to groups that have it.
+//! `cutover_upstream_connections_active` gauge up while they are open, and
+//! that speaks TLS to groups that have it. The pool (`upstream::pool`) and
+//! the health checks' hyper-util client dial through it.
 
 use std::future::Future;
 use std::io;
@@ -127,9 +127,10 @@ enum Io {
 }
 
 impl Connection for Counted {
-    /// Without the `HttpInfo` extra that `TcpStream` would add: hyper-util
-    /// inserts the extra into every response's extensions (three allocations
-    /// per request), and nothing reads it.
+    /// For the health checks' hyper-util client. Without the `HttpInfo`
+    /// extra that `TcpStream` would add: hyper-util inserts the extra into
+    /// every response's extensions (three allocations per request), and
+    /// nothing reads it.
     fn connected(&self) -> Connected {
         let connected = Connected::new();
         match &self.io {

@@ -3,8 +3,9 @@
 //! A [`Group`] belongs to one table generation. The mutable per-endpoint state
 //! ([`EndpointState`]: in-flight count, outlier and health state) does not: it
 //! lives in the [`UpstreamState`], keyed by address, so it survives a
-//! reload; so do admission limits, DNS answers and the connection pools of
-//! unchanged settings (a pool no published table uses leaves the cache).
+//! reload; so do admission limits, DNS answers and each endpoint's
+//! connection pool of unchanged settings (a pool no published table uses
+//! leaves the cache, and closes with the last table that holds it).
 
 pub mod balance;
 pub mod counted;
@@ -17,8 +18,10 @@ pub mod pool;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use http::uri::Authority;
+use http::uri::{Authority, Scheme};
+use http::Uri;
 
 use crate::carry::{lock, WeakMap};
 use crate::config::model::{
@@ -26,9 +29,10 @@ use crate::config::model::{
 };
 use crate::metrics::{GroupSeries, Metrics};
 use crate::tls::client::UpstreamTls;
+use counted::CountingConnector;
 use limits::Admission;
 use outlier::OutlierState;
-use pool::Client;
+use pool::{Dialer, EndpointPool, IdleLimits};
 
 /// One version of a service: endpoints plus how to reach them.
 #[derive(Debug)]
@@ -45,8 +49,8 @@ pub struct Group {
     pub(crate) cursor: AtomicUsize,
     /// Resilience settings.
     pub policy: GroupPolicy,
-    /// Connection pool for this group's protocol and connect timeout.
-    pub client: Client,
+    /// Each endpoint's connection pool, by endpoint index.
+    pub pools: Box<[Arc<EndpointPool>]>,
     /// `max_requests` / `max_pending` admission, shared across reloads.
     pub admission: Arc<Admission>,
     /// Group-level metric handles (ejections, overflows), kept by name.
@@ -71,6 +75,17 @@ pub struct GroupPolicy {
     pub body_idle_timeout: Option<Dur>,
     /// TLS to the endpoints, if the group has a `tls` block.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// Idle connections kept per endpoint.
+    pub idle: IdleLimits,
+}
+
+impl Default for IdleLimits {
+    fn default() -> Self {
+        IdleLimits {
+            timeout: Duration::from_secs(60),
+            max: 128,
+        }
+    }
 }
 
 /// One upstream address, as a table sees it.
@@ -135,10 +150,11 @@ impl Drop for InFlight {
 #[derive(Debug, Default)]
 pub struct UpstreamState {
     endpoints: WeakMap<Box<str>, EndpointState>,
-    /// Connection pools by protocol, connect timeout and TLS fingerprint.
-    /// A rotated certificate or a new `connect_timeout` adds one; each
-    /// publish keeps only those of the new table ([`Self::retain_clients`]).
-    clients: Mutex<HashMap<ClientKey, Client>>,
+    /// Connection pools by endpoint address and settings (protocol,
+    /// connect timeout, TLS fingerprint, idle limits). A rotated certificate
+    /// or a new `connect_timeout` adds one; each publish keeps only those of
+    /// the new table ([`Self::retain_clients`]).
+    clients: Mutex<HashMap<PoolKey, Arc<EndpointPool>>>,
     /// Admission limits by group name and limit values.
     admissions: WeakMap<(String, u32, u32), Admission>,
     /// Metric handles by config name, carried over the same way.
@@ -148,15 +164,29 @@ pub struct UpstreamState {
     pub dns: dns::DnsTable,
 }
 
-/// Protocol, connect timeout, TLS fingerprint.
-type ClientKey = (UpstreamProtocol, Option<Dur>, Option<u64>);
+/// Protocol, connect timeout, TLS fingerprint, idle limits.
+type ClientKey = (UpstreamProtocol, Option<Dur>, Option<u64>, IdleLimits);
 
-fn client_key(
-    protocol: UpstreamProtocol,
-    connect_timeout: Option<Dur>,
-    tls: Option<&Arc<UpstreamTls>>,
-) -> ClientKey {
-    (protocol, connect_timeout, tls.map(|t| t.fingerprint))
+/// Endpoint address and its group's connection settings.
+type PoolKey = (Box<str>, ClientKey);
+
+fn client_key(protocol: UpstreamProtocol, policy: &GroupPolicy) -> ClientKey {
+    (
+        protocol,
+        policy.connect_timeout,
+        policy.tls.as_ref().map(|t| t.fingerprint),
+        policy.idle,
+    )
+}
+
+/// What the connector dials: the endpoint with the scheme of its TLS setting.
+fn target_uri(authority: &Authority, tls: bool) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    // ok: scheme, a parsed authority and "/" always make a URI
+    Uri::from_parts(parts).expect("scheme, authority and path")
 }
 
 impl UpstreamState {
@@ -183,26 +213,30 @@ impl UpstreamState {
 }
 
 impl UpstreamState {
-    /// The pool for `protocol` with `connect_timeout` and `tls`. Groups with
-    /// equal settings and equal certificate files share one; changed files
-    /// make a new one, so connections made with the old ones are not reused.
-    pub fn client(
+    /// The pool of `endpoint` for a group with `protocol` and `policy`.
+    /// Groups with equal settings (and equal certificate files) share it;
+    /// changed files make a new one, so connections made with the old ones
+    /// are not reused.
+    pub fn pool(
         &self,
+        endpoint: &Endpoint,
         protocol: UpstreamProtocol,
-        connect_timeout: Option<Dur>,
-        tls: Option<&Arc<UpstreamTls>>,
-    ) -> Client {
-        lock(&self.clients)
-            .entry(client_key(protocol, connect_timeout, tls))
-            .or_insert_with(|| {
-                pool::new_client(
-                    protocol,
-                    connect_timeout.map(|d| d.0),
-                    tls.cloned(),
-                    Arc::clone(&self.metrics),
-                )
-            })
-            .clone()
+        policy: &GroupPolicy,
+    ) -> Arc<EndpointPool> {
+        let key = (endpoint.state.address.clone(), client_key(protocol, policy));
+        let make = || {
+            let timeout = policy.connect_timeout.map(|d| d.0);
+            let connector = CountingConnector::new(
+                pool::tcp_connector(timeout),
+                Some(Arc::clone(&self.metrics)),
+            )
+            .with_tls(policy.tls.clone())
+            .with_handshake_timeout(timeout.unwrap_or(Duration::from_secs(10)));
+            let target = target_uri(&endpoint.authority, policy.tls.is_some());
+            let dialer = Dialer::new(connector, target, protocol == UpstreamProtocol::H2);
+            EndpointPool::new(dialer, policy.idle)
+        };
+        Arc::clone(lock(&self.clients).entry(key).or_insert_with(make))
     }
 
     /// Drops the cached pools that no group of `groups` (the table about to
@@ -212,17 +246,20 @@ impl UpstreamState {
     ///
     /// Only the cache entry goes: an older table still serving requests
     /// keeps its pools, since each of its groups holds its own [`Client`]
-    /// clone (a request holds its table until it is done); a pool closes
+    /// pools (a request holds its table until it is done); a pool closes
     /// once its last table is dropped. A later compile that needs the same
     /// settings again makes a new pool.
     pub fn retain_clients(&self, groups: &[Group]) {
-        let live: HashSet<ClientKey> = groups.iter().map(Group::client_key).collect();
-        lock(&self.clients).retain(|key, _| live.contains(key));
+        let live: HashSet<*const EndpointPool> = groups
+            .iter()
+            .flat_map(|g| g.pools.iter().map(Arc::as_ptr))
+            .collect();
+        lock(&self.clients).retain(|_, pool| live.contains(&Arc::as_ptr(pool)));
     }
 
-    /// How many pools the cache holds: after a publish, one per distinct
-    /// (protocol, connect timeout, TLS settings) of the live table. For
-    /// tests and diagnostics.
+    /// How many pools the cache holds: after a publish, one per endpoint
+    /// and distinct settings (protocol, connect timeout, TLS, idle limits)
+    /// of the live table. For tests and diagnostics.
     pub fn cached_clients(&self) -> usize {
         lock(&self.clients).len()
     }
@@ -263,7 +300,10 @@ impl Group {
         registry: &UpstreamState,
     ) -> Group {
         Group {
-            client: registry.client(protocol, policy.connect_timeout, policy.tls.as_ref()),
+            pools: endpoints
+                .iter()
+                .map(|e| registry.pool(e, protocol, &policy))
+                .collect(),
             admission: registry.admission(&name, &policy.limits),
             metrics: registry.metrics.series.group(&name),
             name,
@@ -276,13 +316,10 @@ impl Group {
         }
     }
 
-    /// The key of this group's pool in the registry's cache.
+    /// The settings part of this group's pool keys.
+    #[cfg(test)]
     fn client_key(&self) -> ClientKey {
-        client_key(
-            self.protocol,
-            self.policy.connect_timeout,
-            self.policy.tls.as_ref(),
-        )
+        client_key(self.protocol, &self.policy)
     }
 
     /// Whether any endpoint may take traffic now.
@@ -306,7 +343,7 @@ mod tests {
     }
 
     fn cached_keys(registry: &UpstreamState) -> HashSet<ClientKey> {
-        lock(&registry.clients).keys().copied().collect()
+        lock(&registry.clients).keys().map(|k| k.1).collect()
     }
 
     /// Each compile + publish of a rotated CA file or a new connect timeout

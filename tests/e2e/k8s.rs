@@ -8,6 +8,7 @@
 //! here, so nothing is built).
 
 mod container;
+mod controller;
 mod dockerfile;
 mod inject;
 mod refs;
@@ -24,6 +25,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
@@ -62,6 +64,26 @@ enum Kind {
     Hpa(Box<HorizontalPodAutoscaler>),
     NetworkPolicy(Box<NetworkPolicy>),
     ServiceAccount,
+    ClusterRole(Box<ClusterRole>),
+    ClusterRoleBinding(Box<ClusterRoleBinding>),
+    Role(Box<Role>),
+    RoleBinding(Box<RoleBinding>),
+    /// GatewayClass, Gateway, HTTPRoute: checked by reading them with the
+    /// controller's own types; kept as written.
+    GatewayApi(&'static str, Value),
+}
+
+impl Kind {
+    /// Objects without a namespace.
+    fn cluster_scoped(&self) -> bool {
+        matches!(
+            self,
+            Kind::Namespace
+                | Kind::ClusterRole(_)
+                | Kind::ClusterRoleBinding(_)
+                | Kind::GatewayApi("GatewayClass", _)
+        )
+    }
 }
 
 struct Object {
@@ -118,6 +140,17 @@ struct Manifests {
     objects: Vec<Object>,
     secrets: Vec<SecretDef>,
     kustomizations: Vec<(PathBuf, Kustomization)>,
+}
+
+/// `doc` without `apiVersion` and `kind`, which the controller's own
+/// Gateway API types leave to `kube::Resource`.
+fn untyped(doc: &Value) -> Value {
+    let mut d = doc.clone();
+    if let Some(o) = d.as_object_mut() {
+        o.remove("apiVersion");
+        o.remove("kind");
+    }
+    d
 }
 
 /// Parses a typed object and fails on any field the type does not know
@@ -220,6 +253,27 @@ fn load_with(edit: &dyn Fn(&Path, String) -> String) -> Manifests {
                     typed::<ServiceAccount>(file, &doc);
                     Kind::ServiceAccount
                 }
+                ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
+                    Kind::ClusterRole(typed(file, &doc))
+                }
+                ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                    Kind::ClusterRoleBinding(typed(file, &doc))
+                }
+                ("rbac.authorization.k8s.io/v1", "Role") => Kind::Role(typed(file, &doc)),
+                ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                    Kind::RoleBinding(typed(file, &doc))
+                }
+                ("gateway.networking.k8s.io/v1", "GatewayClass") => {
+                    typed::<cutover::kubernetes::resources::GatewayClass>(file, &untyped(&doc));
+                    Kind::GatewayApi("GatewayClass", doc.clone())
+                }
+                ("gateway.networking.k8s.io/v1", "Gateway") => {
+                    typed::<cutover::kubernetes::resources::Gateway>(file, &untyped(&doc));
+                    Kind::GatewayApi("Gateway", doc.clone())
+                }
+                ("gateway.networking.k8s.io/v1", "HTTPRoute") => {
+                    Kind::GatewayApi("HTTPRoute", doc.clone())
+                }
                 (api, kind) => panic!("{}: unknown kind {api} {kind}", file.display()),
             };
             let name = doc["metadata"]["name"]
@@ -228,12 +282,16 @@ fn load_with(edit: &dyn Fn(&Path, String) -> String) -> Manifests {
                 .to_string();
             let namespace = match &kind {
                 Kind::Namespace => name.clone(),
+                k if k.cluster_scoped() => String::new(),
                 _ => doc["metadata"]["namespace"]
                     .as_str()
                     .unwrap_or_else(|| panic!("{}: {name} has no namespace", file.display()))
                     .to_string(),
             };
-            if let Some(ns) = &dir_ns {
+            if let (Some(ns), false) = (
+                &dir_ns,
+                kind.cluster_scoped() && !matches!(kind, Kind::Namespace),
+            ) {
                 assert_eq!(
                     &namespace,
                     ns,

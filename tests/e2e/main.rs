@@ -9,12 +9,15 @@ mod deploy;
 mod dns;
 mod edge;
 mod k8s;
+mod kubernetes;
 mod metrics;
+mod pool;
 mod reload;
 mod resilience;
 mod rollout;
 mod semantics;
 mod support;
+mod ui;
 
 mod smoke {
     use crate::support::*;

@@ -8,8 +8,9 @@ use super::{duration, FilterType, HttpBackendRef, HttpRoute, HttpRouteFilter, Ht
 use super::{GatewayValueMatchType, HttpHeaderFilter, HttpValueMatch};
 use crate::config::error::ConfigErrors;
 use crate::config::model::{
-    Dur, GroupConfig, HeaderMatchConfig, HeaderModifierConfig, MatchConfig, PathMatchConfig,
-    QueryMatchConfig, RetryOn, RouteConfig, RuleConfig, TimeoutsConfig, ValueMatchType,
+    BackendConfig, Dur, GroupConfig, HeaderMatchConfig, HeaderModifierConfig, MatchConfig,
+    PathMatchConfig, QueryMatchConfig, RetryOn, RouteConfig, RuleConfig, TimeoutsConfig,
+    ValueMatchType,
 };
 use crate::config::resilience::RetryConfig;
 
@@ -57,12 +58,63 @@ impl<'a> Groups<'a> {
     }
 }
 
+/// How a backendRef becomes a backend: from files, a cutover group or a
+/// Service's cluster DNS name ([`Groups`]); in controller mode, the Service's
+/// ready pods (`kubernetes::index`).
+pub trait ResolveBackend {
+    /// The backend `b` (at field path `at`, in a route of `namespace`)
+    /// names; `None` with an error pushed when the route must be refused.
+    fn resolve(
+        &mut self,
+        b: &HttpBackendRef,
+        at: &str,
+        namespace: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<BackendConfig>;
+
+    /// What stands for a rule without backendRefs (at `at`): Gateway API
+    /// answers its requests 500. `None`: the rule is left without backends
+    /// (and refused when compiled).
+    fn no_backend_refs(&mut self, at: &str) -> Option<BackendConfig> {
+        let _ = at;
+        None
+    }
+}
+
+impl ResolveBackend for Groups<'_> {
+    /// An unresolvable backendRef (kind, group, a cross-namespace ref
+    /// without ReferenceGrant) keeps its weight and answers 500, with a
+    /// warning; otherwise the cutover group or the Service's group.
+    fn resolve(
+        &mut self,
+        b: &HttpBackendRef,
+        at: &str,
+        namespace: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<BackendConfig> {
+        if let Some(backend) = super::refs::unresolved_backend(b, at, namespace, self) {
+            return Some(backend);
+        }
+        let group = resolve_backend(b, at, namespace, self, errors)?;
+        Some(BackendConfig {
+            group,
+            weight: b.weight.unwrap_or(1),
+            fault: None,
+            unresolved: false,
+        })
+    }
+
+    fn no_backend_refs(&mut self, at: &str) -> Option<BackendConfig> {
+        Some(super::refs::no_backend_refs(at, self))
+    }
+}
+
 /// Converts `route`. `label` prefixes every error path (e.g.
 /// `routes.yaml: HTTPRoute reviews: `). `None` when anything is wrong.
 pub fn convert(
     route: &HttpRoute,
     label: &str,
-    groups: &mut Groups<'_>,
+    groups: &mut dyn ResolveBackend,
     errors: &mut ConfigErrors,
 ) -> Option<Converted> {
     let before = errors.0.len();
@@ -106,7 +158,7 @@ fn convert_rule(
     index: usize,
     at: &str,
     namespace: &str,
-    groups: &mut Groups<'_>,
+    groups: &mut dyn ResolveBackend,
     errors: &mut ConfigErrors,
 ) -> (RuleConfig, (Option<usize>, Option<usize>)) {
     let (request_header_modifier, response_header_modifier, filter_index) =
@@ -118,24 +170,11 @@ fn convert_rule(
         .iter()
         .enumerate()
         .filter_map(|(k, b)| {
-            let here = format!("{at}.backendRefs[{k}]");
-            if let Some(backend) = super::refs::unresolved_backend(b, &here, namespace, groups) {
-                return Some(backend);
-            }
-            let group = resolve_backend(b, &here, namespace, groups, errors)?;
-            Some(crate::config::model::BackendConfig {
-                group,
-                weight: b.weight.unwrap_or(1),
-                fault: None,
-                unresolved: false,
-            })
+            groups.resolve(b, &format!("{at}.backendRefs[{k}]"), namespace, errors)
         })
         .collect();
     if rule.backend_refs.is_empty() && request_redirect.is_none() {
-        backends.push(super::refs::no_backend_refs(
-            &format!("{at}.backendRefs"),
-            groups,
-        ));
+        backends.extend(groups.no_backend_refs(&format!("{at}.backendRefs")));
     }
     if rule.session_persistence.is_some() {
         errors.push(
@@ -318,6 +357,31 @@ fn to_modifier(h: &HttpHeaderFilter) -> HeaderModifierConfig {
     }
 }
 
+/// The checks every backendRef passes whatever resolves it: no per-backend
+/// filters, core group, kind `Service`. False (with errors) otherwise.
+pub fn supported_backend(b: &HttpBackendRef, at: &str, errors: &mut ConfigErrors) -> bool {
+    let before = errors.0.len();
+    if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
+        errors.push(
+            format!("{at}.filters"),
+            "per-backend filters are not supported by cutover; put header modifiers in the rule's filters",
+        );
+    }
+    if let Some(g) = b.group.as_deref().filter(|g| !g.is_empty()) {
+        errors.push(
+            format!("{at}.group"),
+            format!("{g:?} is not supported; cutover routes to core Services (group \"\")"),
+        );
+    }
+    if let Some(k) = b.kind.as_deref().filter(|k| *k != "Service") {
+        errors.push(
+            format!("{at}.kind"),
+            format!("{k:?} is not supported; cutover routes to Services"),
+        );
+    }
+    errors.0.len() == before
+}
+
 /// The group a backendRef names; `None` (with an error) when it cannot be
 /// resolved.
 fn resolve_backend(
@@ -328,13 +392,7 @@ fn resolve_backend(
     errors: &mut ConfigErrors,
 ) -> Option<String> {
     let before = errors.0.len();
-    if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
-        errors.push(
-            format!("{at}.filters"),
-            "per-backend filters are not supported by cutover; put header modifiers in the rule's filters",
-        );
-    }
-    if errors.0.len() > before {
+    if !supported_backend(b, at, errors) {
         return None;
     }
     if groups.defined.contains_key(&b.name) {
@@ -387,7 +445,7 @@ fn resolve_backend(
 }
 
 /// RFC 1123 label, as Kubernetes names Services and namespaces.
-fn dns_label(s: &str) -> bool {
+pub fn dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()

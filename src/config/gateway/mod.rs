@@ -7,6 +7,7 @@
 pub mod convert;
 pub mod duration;
 pub mod filters;
+pub mod generated;
 pub mod grant;
 pub mod refs;
 
@@ -15,7 +16,8 @@ use std::collections::BTreeMap;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-pub use convert::{convert, Converted};
+pub use convert::{convert, Converted, ResolveBackend};
+pub use generated::Generated;
 
 /// API group of the Gateway API resources.
 pub const API_GROUP: &str = "gateway.networking.k8s.io";

@@ -26,7 +26,7 @@ fn parse_args(args: &[String], known: &BTreeSet<String>) -> BTreeMap<String, Str
         Some("run"),
         "args: {args:?}"
     );
-    const SWITCHES: &[&str] = &["--no-admin", "--no-metrics"];
+    const SWITCHES: &[&str] = &["--no-admin", "--no-metrics", "--kubernetes"];
     let mut out = BTreeMap::new();
     let mut it = args[1..].iter();
     while let Some(flag) = it.next() {
@@ -235,8 +235,8 @@ fn probe_path(p: &Option<Probe>) -> Option<(String, IntOrString)> {
 fn cutover_containers_match_their_config() {
     assert_eq!(
         check_cutover_containers(&load()),
-        2,
-        "the sidecar and the ingress"
+        3,
+        "the sidecar, the ingress and the controller"
     );
 }
 

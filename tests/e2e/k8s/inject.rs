@@ -91,7 +91,7 @@ fn an_injected_app_passes_the_sidecar_manifest_checks() {
     // Typed and without unknown fields (load), then the container checks:
     // config mounted and `cutover check`ed, ports, token, probes served by
     // a real admin listener, shutdown timeline, user, NetworkPolicy.
-    assert_eq!(check_cutover_containers(&m), 2);
+    assert_eq!(check_cutover_containers(&m), 3);
     let committed = load();
     let find = |m: &Manifests| {
         let (_, d) = m

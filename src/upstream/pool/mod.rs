@@ -1,85 +1,115 @@
-//! Upstream connection pools (keep-alive HTTP/1.1, multiplexed h2 over
-//! cleartext or TLS), one pool per endpoint address inside each client,
-//! shared by every table generation.
+//! cutover's own upstream connections: per endpoint, a pool of keep-alive
+//! HTTP/1.1 connections or shared h2 connections ([`EndpointPool`]), over
+//! cleartext or TLS; and how a failed exchange is classified for retries.
+//!
+//! A pool belongs to one endpoint with one group's settings (protocol,
+//! connect timeout, TLS, idle limits) and is shared by every table that has
+//! them; it closes its connections when the last such table is dropped.
+
+mod dial;
+mod endpoint;
+
+pub use dial::Dialer;
+pub use endpoint::{Checkout, EndpointPool, H2Conn, IdleLimits};
 
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, HeaderMap, Request, Response, Version};
+use http::{header, HeaderMap, Request, Response};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::{capture_connection, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::HttpConnector;
 
-use super::counted::CountingConnector;
-use crate::body::UpstreamBody;
-use crate::config::model::UpstreamProtocol;
-use crate::metrics::Metrics;
-use crate::tls::client::UpstreamTls;
+use super::counted::BoxError;
+use crate::body::{Lease, UpstreamBody};
+use crate::metrics::GroupSeries;
 
-/// A pooled upstream client; open connections are counted in the metrics.
-pub type Client = hyper_util::client::legacy::Client<CountingConnector, UpstreamBody>;
-
-/// Idle pooled connections are closed after this long.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Why sending a request upstream failed, as far as the client can tell.
+/// Why sending a request upstream failed, as far as the pool can tell.
 #[derive(Debug)]
 pub enum SendError {
-    /// No connection could be made (refused, unreachable, DNS, timeout):
+    /// No connection could be made (refused, unreachable, timeout, TLS):
     /// the upstream never saw the request.
-    Connect(hyper_util::client::legacy::Error),
+    Connect(BoxError),
     /// HTTP/2 REFUSED_STREAM: the upstream did not process the request.
-    Refused(hyper_util::client::legacy::Error),
+    Refused(hyper::Error),
     /// The connection closed or was reset before any response byte came
-    /// back (an origin that died, or closed a pooled connection as it was
-    /// reused). An idempotent request may be sent again.
-    Closed(hyper_util::client::legacy::Error),
+    /// back. On a `reused` connection that is the keep-alive race (the
+    /// upstream closed it as the request went out); on a new one the
+    /// upstream may have died while acting on the request.
+    Closed {
+        /// The connection had carried requests before this one.
+        reused: bool,
+        /// What hyper saw.
+        error: hyper::Error,
+    },
     /// The connection was lost before the request was written: the upstream
     /// cannot have acted on it, whatever the method.
-    Unsent(hyper_util::client::legacy::Error),
+    Unsent(hyper::Error),
     /// The connection failed after the request was sent (protocol error,
     /// anything not known to be harmless to repeat).
-    Broken(hyper_util::client::legacy::Error),
+    Broken(hyper::Error),
     /// The response head declared a transfer coding other than exactly
     /// `chunked`; its body cannot be framed or passed on faithfully. The
-    /// connection has been taken out of the pool.
+    /// connection is closed, never reused.
     Framing,
     /// The per-try timeout fired before the response head.
     TimedOut,
     /// The client's body failed (over the size limit, or the client went
     /// away): not the upstream's fault, so never counted against it.
-    ClientBody(hyper_util::client::legacy::Error),
+    ClientBody(hyper::Error),
 }
 
-/// A client with `TCP_NODELAY` (off by default in hyper's connector) and an
-/// idle timer (without one hyper-util never evicts idle connections); with
-/// `tls`, every connection is TLS (see [`tcp_connector`]).
-pub fn new_client(
-    protocol: UpstreamProtocol,
-    connect_timeout: Option<Duration>,
-    tls: Option<Arc<UpstreamTls>>,
-    metrics: Arc<Metrics>,
-) -> Client {
-    let connector = tcp_connector(connect_timeout);
-    let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
-    builder
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(IDLE_TIMEOUT)
-        .timer(TokioTimer::new());
-    if protocol == UpstreamProtocol::H2 {
-        builder.http2_only(true);
+/// A response head, and the connection its body arrives on.
+pub struct Sent {
+    /// The upstream's response.
+    pub response: Response<Incoming>,
+    /// Hand it to the response body: the connection goes back to its pool
+    /// when the body ends.
+    pub lease: Lease,
+}
+
+/// Sends `req` (origin-form URI and `Host` for HTTP/1.1, absolute for h2)
+/// on a pooled or new connection of `pool`, counting the request and any
+/// connect in `series`.
+pub async fn send(
+    pool: &Arc<EndpointPool>,
+    req: Request<UpstreamBody>,
+    series: &GroupSeries,
+) -> Result<Sent, SendError> {
+    series.upstream_request();
+    match pool.checkout(series).await? {
+        Checkout::Http1(mut conn, reused) => {
+            let response = conn
+                .send_request(req)
+                .await
+                .map_err(|e| classify(e, reused))?;
+            // Dropping `conn` here closes it: a badly framed response
+            // leaves it unfit for another request.
+            if !framing_ok(response.headers()) {
+                return Err(SendError::Framing);
+            }
+            let home: Arc<EndpointPool> = Arc::clone(pool);
+            Ok(Sent {
+                response,
+                lease: Lease::http1(conn, home),
+            })
+        }
+        Checkout::H2(mut sender, conn, reused) => {
+            // The stream slot is freed when the lease goes, also on error.
+            let lease = Lease::stream(conn);
+            let response = sender
+                .send_request(req)
+                .await
+                .map_err(|e| classify(e, reused))?;
+            Ok(Sent { response, lease })
+        }
     }
-    builder.build(
-        CountingConnector::new(connector, Some(metrics))
-            .with_tls(tls)
-            .with_handshake_timeout(connect_timeout.unwrap_or(Duration::from_secs(10))),
-    )
 }
 
-/// The TCP part of every upstream connection. It accepts `https://` URIs:
-/// whether to speak TLS is the [`CountingConnector`]'s setting, not the
-/// scheme's.
+/// The TCP part of every upstream connection: `TCP_NODELAY` (off by default
+/// in hyper's connector), keep-alive probes, the connect timeout. It
+/// accepts `https://` URIs: whether to speak TLS is the
+/// [`CountingConnector`](super::counted::CountingConnector)'s setting.
 pub fn tcp_connector(connect_timeout: Option<Duration>) -> HttpConnector {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -89,39 +119,15 @@ pub fn tcp_connector(connect_timeout: Option<Duration>) -> HttpConnector {
     connector
 }
 
-/// Sends `req` (absolute URI, version already set for the protocol).
-pub async fn send(
-    client: &Client,
-    mut req: Request<UpstreamBody>,
-) -> Result<Response<Incoming>, SendError> {
-    // Only HTTP/1.1 has transfer codings; only there may a response have to
-    // take its connection out of the pool.
-    let captured = (req.version() == Version::HTTP_11).then(|| capture_connection(&mut req));
-    let resp = client.request(req).await.map_err(classify)?;
-    if !framing_ok(resp.headers()) {
-        // hyper may already have read the whole body and put the
-        // connection back: it must not carry another request.
-        if let Some(conn) = captured.as_ref().map(|c| c.connection_metadata()) {
-            if let Some(conn) = conn.as_ref() {
-                conn.poison();
-            }
-        }
-        return Err(SendError::Framing);
-    }
-    Ok(resp)
-}
-
-fn classify(e: hyper_util::client::legacy::Error) -> SendError {
-    if e.is_connect() {
-        SendError::Connect(e)
-    } else if caused_by_client_body(&e) {
+fn classify(e: hyper::Error, reused: bool) -> SendError {
+    if caused_by_client_body(&e) {
         SendError::ClientBody(e)
     } else if refused_stream(&e) {
         SendError::Refused(e)
     } else {
         match lost_before_response(&e) {
             Some(Lost::Unsent) => SendError::Unsent(e),
-            Some(Lost::Closed) => SendError::Closed(e),
+            Some(Lost::Closed) => SendError::Closed { reused, error: e },
             None => SendError::Broken(e),
         }
     }
@@ -150,7 +156,13 @@ enum Lost {
 /// Whether the exchange failed because the connection closed or was reset
 /// before a response head, and whether the request was written. A protocol
 /// error, a timeout or anything else is `None`.
-fn lost_before_response(e: &hyper_util::client::legacy::Error) -> Option<Lost> {
+fn lost_before_response(e: &hyper::Error) -> Option<Lost> {
+    if e.is_canceled() {
+        return Some(Lost::Unsent);
+    }
+    if e.is_incomplete_message() || e.is_closed() {
+        return Some(Lost::Closed);
+    }
     let mut source = e.source();
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
@@ -171,7 +183,7 @@ fn lost_before_response(e: &hyper_util::client::legacy::Error) -> Option<Lost> {
     None
 }
 
-fn caused_by_client_body(e: &hyper_util::client::legacy::Error) -> bool {
+fn caused_by_client_body(e: &hyper::Error) -> bool {
     let mut source = e.source();
     while let Some(s) = source {
         if s.is::<crate::body::BodyError>() {
@@ -182,7 +194,7 @@ fn caused_by_client_body(e: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-fn refused_stream(e: &hyper_util::client::legacy::Error) -> bool {
+fn refused_stream(e: &hyper::Error) -> bool {
     let mut source = e.source();
     while let Some(s) = source {
         if let Some(h2) = s.downcast_ref::<h2::Error>() {

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# benches/callgrind.sh: user-space instructions per proxied request, counted
+# by valgrind's callgrind. Instruction counts do not depend on what else the
+# machine runs, so this can be measured on a busy machine and compared
+# between builds.
+#
+# Usage (needs valgrind, nginx and h2load: apt-get install valgrind nginx
+# nghttp2-client):
+#   bash benches/callgrind.sh                 # builds the release binary, N1=2000, N2=12000
+#   CUTOVER_BIN=path/to/cutover N1=200 N2=400 bash benches/callgrind.sh   # smoke
+#   KEEP=1 ...                                # keep the work dir (callgrind.out.* for callgrind_annotate)
+#
+# What it does: one nginx upstream (stable 90 / canary 10 server blocks,
+# `return 200`), cutover with the weighted rule of benches/load.sh and one
+# worker, run twice under callgrind: once for N1 and once for N2 HTTP/1.1
+# keep-alive requests from h2load --h1 (10 connections, bounded by count).
+# Instructions per request = (Ir(N2) - Ir(N1)) / (N2 - N1): start-up, config
+# compile and shutdown cancel out. Everything stays on 127.0.0.1.
+
+set -euo pipefail
+
+N1=${N1:-2000}
+N2=${N2:-12000}
+BASE_PORT=${BASE_PORT:-27280}
+KEEP=${KEEP:-0}
+STABLE_PORT=$((BASE_PORT + 1))
+CANARY_PORT=$((BASE_PORT + 2))
+PROXY_PORT=$((BASE_PORT + 11))
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d /tmp/cutover-callgrind.XXXXXX)
+NGINX_PID=""
+
+log() { printf '[callgrind.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $NGINX_PID ]]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; fi
+    wait 2>/dev/null || true
+    if [[ $KEEP == 1 ]]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for tool in valgrind nginx h2load curl; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install valgrind nginx nghttp2-client curl)"
+done
+if [[ -n ${CUTOVER_BIN:-} ]]; then
+    BIN=$CUTOVER_BIN
+else
+    log "cargo build --release --bin cutover"
+    (cd "$ROOT" && cargo build --release --bin cutover --quiet)
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/cutover
+fi
+[[ -x $BIN ]] || die "no cutover binary at $BIN"
+
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    default_type text/plain;
+    server { listen 127.0.0.1:$STABLE_PORT; location / { return 200 "stable\n"; } }
+    server { listen 127.0.0.1:$CANARY_PORT; location / { return 200 "canary\n"; } }
+}
+EOF
+cat >"$WORK/cutover.yaml" <<EOF
+listeners:
+  - name: public
+    address: "127.0.0.1:$PROXY_PORT"
+groups:
+  stable:
+    endpoints: ["127.0.0.1:$STABLE_PORT"]
+  canary:
+    endpoints: ["127.0.0.1:$CANARY_PORT"]
+routes:
+  - name: web
+    rules:
+      - name: split
+        backends:
+          - { group: stable, weight: 90 }
+          - { group: canary, weight: 10 }
+EOF
+
+nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+NGINX_PID=$!
+
+up() { # port: wait (at most 60 s: valgrind starts slowly) until it answers
+    local i
+    for ((i = 0; i < 600; i++)); do
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
+        sleep 0.1
+    done
+    die "nothing answers on 127.0.0.1:$1 (logs in $WORK)"
+}
+up "$STABLE_PORT"
+
+instructions() { # requests -> Ir of a whole proxy run serving them
+    local n=$1 out=$WORK/callgrind.out.$1 pid
+    valgrind --tool=callgrind --callgrind-out-file="$out" \
+        "$BIN" run -c "$WORK/cutover.yaml" --workers 1 --no-admin \
+        >"$WORK/cutover.$n.log" 2>&1 &
+    pid=$!
+    up "$PROXY_PORT"
+    timeout 600 h2load --h1 -n "$n" -c 10 "http://127.0.0.1:$PROXY_PORT/" >"$WORK/h2load.$n.log" 2>&1 ||
+        die "h2load failed (see $WORK/h2load.$n.log)"
+    grep -q "succeeded, 0 failed, 0 errored" "$WORK/h2load.$n.log" ||
+        log "warning: some requests failed: $(grep '^requests:' "$WORK/h2load.$n.log")"
+    kill -INT "$pid"
+    wait "$pid" || true
+    awk '/^(summary|totals):/ {print $2; exit}' "$out"
+}
+
+log "cutover $BIN under callgrind: $N1 requests"
+I1=$(instructions "$N1")
+log "cutover $BIN under callgrind: $N2 requests"
+I2=$(instructions "$N2")
+# The readiness probe (one curl request per run) cancels out too.
+awk -v a="$I1" -v b="$I2" -v n1="$N1" -v n2="$N2" 'BEGIN {
+    printf "instructions (user space): %s for %d requests, %s for %d\n", a, n1, b, n2
+    printf "instructions per proxied request: %.0f\n", (b - a) / (n2 - n1) }'

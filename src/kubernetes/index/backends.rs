@@ -1,0 +1,259 @@
+//! backendRef -> group of ready pod addresses, with the ReferenceGrant check
+//! for other namespaces; an unresolvable reference keeps its weight and
+//! answers 500, and says why in `ResolvedRefs`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::{ObjectKey, Objects};
+use crate::config::error::ConfigErrors;
+use crate::config::fault::{AbortConfig, FaultConfig};
+use crate::config::gateway::{HttpBackendRef, ResolveBackend, API_GROUP};
+use crate::config::model::{BackendConfig, GroupConfig};
+use crate::kubernetes::resources::ReferenceGrant;
+
+/// The group behind every unresolvable backendRef: the backend's fault
+/// answers 500 before an endpoint is picked.
+pub const UNRESOLVED_GROUP: &str = "cutover.unresolved";
+
+/// The unresolved group's one endpoint, never connected to (the abort comes
+/// first): an empty group would count as unavailable, and its share would
+/// spill over to the other backends or answer 503 instead of the 500 the
+/// spec asks for. TEST-NET-1 (RFC 5737): routed nowhere.
+const NOWHERE: &str = "192.0.2.1:9";
+
+/// The label EndpointSlices carry with their Service's name.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Lookups over the objects, and the groups made so far.
+pub struct Backends<'a> {
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    grants: HashMap<&'a str, Vec<&'a ReferenceGrant>>,
+    groups: BTreeMap<String, GroupConfig>,
+}
+
+/// Why a reference was not resolved: a `ResolvedRefs` reason and message.
+pub type Unresolved = (&'static str, String);
+
+impl<'a> Backends<'a> {
+    /// Indexes `objects`.
+    pub fn new(objects: &'a Objects) -> Self {
+        let mut services = HashMap::new();
+        for s in &objects.services {
+            let (ns, name) = (s.metadata.namespace.as_deref(), s.metadata.name.as_deref());
+            if let (Some(ns), Some(name)) = (ns, name) {
+                services.insert((ns, name), &**s);
+            }
+        }
+        let mut slices: HashMap<_, Vec<_>> = HashMap::new();
+        for s in &objects.slices {
+            let ns = s.metadata.namespace.as_deref();
+            let svc = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .map(String::as_str);
+            if let (Some(ns), Some(svc)) = (ns, svc) {
+                slices.entry((ns, svc)).or_default().push(&**s);
+            }
+        }
+        let mut grants: HashMap<_, Vec<_>> = HashMap::new();
+        for g in &objects.grants {
+            if let Some(ns) = g.metadata.namespace.as_deref() {
+                grants.entry(ns).or_default().push(&**g);
+            }
+        }
+        Backends {
+            services,
+            slices,
+            grants,
+            groups: BTreeMap::new(),
+        }
+    }
+
+    /// The groups made, the unresolved one included when used.
+    pub fn into_groups(self) -> BTreeMap<String, GroupConfig> {
+        self.groups
+    }
+
+    /// A resolver for the backendRefs of one route.
+    pub fn for_route<'b>(&'b mut self, route: &'b ObjectKey) -> RouteBackends<'a, 'b> {
+        RouteBackends {
+            backends: self,
+            route,
+            unresolved: None,
+        }
+    }
+
+    fn granted(&self, from_ns: &str, to_ns: &str, service: &str) -> bool {
+        self.grants.get(to_ns).is_some_and(|grants| {
+            grants.iter().any(|g| {
+                let from = g.spec.from.iter().any(|f| {
+                    f.group == API_GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns
+                });
+                let to = g.spec.to.iter().any(|t| {
+                    t.group.is_empty()
+                        && t.kind == "Service"
+                        && t.name.as_deref().is_none_or(|n| n == service)
+                });
+                from && to
+            })
+        })
+    }
+
+    /// The Service's port `port` as ready pod addresses; `Err` says why not.
+    fn pods(&self, ns: &str, name: &str, port: u16) -> Result<Vec<String>, Unresolved> {
+        let service = self.services.get(&(ns, name)).ok_or_else(|| {
+            (
+                "BackendNotFound",
+                format!("Service {ns}/{name} does not exist"),
+            )
+        })?;
+        let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref());
+        let service_port = ports
+            .into_iter()
+            .flatten()
+            .find(|p| p.port == i32::from(port))
+            .ok_or_else(|| {
+                (
+                    "BackendNotFound",
+                    format!("Service {ns}/{name} has no port {port}"),
+                )
+            })?;
+        let port_name = service_port.name.as_deref().unwrap_or("");
+        let mut addresses = BTreeSet::new();
+        for slice in self.slices.get(&(ns, name)).into_iter().flatten() {
+            let Some(target) = slice
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok())
+            else {
+                continue;
+            };
+            for e in &slice.endpoints {
+                let c = e.conditions.as_ref();
+                // `ready` unset means ready; terminating pods get no new
+                // requests (those in flight finish on the table they hold).
+                let ready = c.and_then(|c| c.ready).unwrap_or(true);
+                let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+                if !ready || terminating {
+                    continue;
+                }
+                for a in &e.addresses {
+                    if let Ok(ip) = a.parse::<IpAddr>() {
+                        addresses.insert(std::net::SocketAddr::new(ip, target));
+                    }
+                }
+            }
+        }
+        Ok(addresses.into_iter().map(|a| a.to_string()).collect())
+    }
+}
+
+/// The resolver handed to the HTTPRoute conversion for one route; remembers
+/// the first unresolved reference for `ResolvedRefs`.
+pub struct RouteBackends<'a, 'b> {
+    backends: &'b mut Backends<'a>,
+    route: &'b ObjectKey,
+    /// The first reference that did not resolve.
+    pub unresolved: Option<Unresolved>,
+}
+
+impl RouteBackends<'_, '_> {
+    fn resolve_service(&self, b: &HttpBackendRef) -> Result<(String, Vec<String>), Unresolved> {
+        let kind = b.kind.as_deref().unwrap_or("Service");
+        let group = b.group.as_deref().unwrap_or("");
+        if kind != "Service" || !group.is_empty() {
+            return Err((
+                "InvalidKind",
+                format!("{group:?}/{kind} is not supported; cutover routes to core Services"),
+            ));
+        }
+        let ns = b.namespace.as_deref().unwrap_or(&self.route.namespace);
+        if ns != self.route.namespace && !self.backends.granted(&self.route.namespace, ns, &b.name)
+        {
+            return Err((
+                "RefNotPermitted",
+                format!(
+                    "no ReferenceGrant in namespace {ns} lets HTTPRoutes of {} reference Service {}",
+                    self.route.namespace, b.name
+                ),
+            ));
+        }
+        let port = b.port.ok_or_else(|| {
+            (
+                "UnsupportedValue",
+                format!("backendRef to Service {ns}/{} needs a port", b.name),
+            )
+        })?;
+        let pods = self.backends.pods(ns, &b.name, port)?;
+        Ok((format!("{ns}.{}.{port}", b.name), pods))
+    }
+}
+
+impl ResolveBackend for RouteBackends<'_, '_> {
+    fn resolve(
+        &mut self,
+        b: &HttpBackendRef,
+        at: &str,
+        _namespace: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<BackendConfig> {
+        if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
+            errors.push(
+                format!("{at}.filters"),
+                "per-backend filters are not supported by cutover; put header modifiers in the rule's filters",
+            );
+            return None;
+        }
+        let weight = b.weight.unwrap_or(1);
+        match self.resolve_service(b) {
+            Ok((group, pods)) => {
+                self.backends
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| GroupConfig::new(pods));
+                Some(BackendConfig {
+                    group,
+                    weight,
+                    fault: None,
+                    unresolved: false,
+                })
+            }
+            Err(why) => {
+                self.unresolved.get_or_insert(why);
+                self.backends
+                    .groups
+                    .entry(UNRESOLVED_GROUP.into())
+                    .or_insert_with(|| GroupConfig::new(vec![NOWHERE.into()]));
+                Some(BackendConfig {
+                    group: UNRESOLVED_GROUP.into(),
+                    weight,
+                    fault: Some(answer_500()),
+                    unresolved: false,
+                })
+            }
+        }
+    }
+}
+
+/// Gateway API: requests for an invalid backendRef's share get 500.
+fn answer_500() -> FaultConfig {
+    FaultConfig {
+        abort: Some(AbortConfig {
+            status: 500,
+            fraction: 1.0,
+        }),
+        delay: None,
+        header: None,
+        max_active: u32::MAX,
+    }
+}

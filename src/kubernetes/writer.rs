@@ -1,0 +1,207 @@
+//! The status writer: applies what the index decided (server-side apply,
+//! field manager [`FIELD_MANAGER`]) unless the object already says it, or
+//! this writer just wrote it and the watch has not caught up; routes that
+//! left cutover's Gateways lose cutover's entries.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::index::{self, ObjectKey, Objects, Output};
+use super::resources::{Gateway, GatewayClass, HttpRoute};
+use super::status;
+
+/// The field manager of every status cutover applies.
+pub const FIELD_MANAGER: &str = "cutover";
+
+/// Writes statuses; remembers what it wrote.
+pub struct Writer {
+    client: kube::Client,
+    controller_name: String,
+    /// Per object: the status last applied, the object's resourceVersion
+    /// before and after; equal status and either version means done.
+    written: HashMap<(&'static str, ObjectKey), (Value, String, String)>,
+}
+
+impl Writer {
+    /// A writer for `controller_name`'s statuses.
+    pub fn new(client: kube::Client, controller_name: String) -> Self {
+        Writer {
+            client,
+            controller_name,
+            written: HashMap::new(),
+        }
+    }
+
+    /// Forgets what was written: a new Lease holder starts from what the
+    /// objects say.
+    pub fn forget(&mut self) {
+        self.written.clear();
+    }
+
+    /// Applies the statuses of `out` that the objects do not show yet.
+    pub async fn write(&mut self, out: &Output, objects: &Objects) {
+        let now = status::now();
+        let controller = self.controller_name.clone();
+        let versions = Versions::of(objects);
+        for (name, wanted) in &out.statuses.classes {
+            let key = ObjectKey {
+                namespace: String::new(),
+                name: name.clone(),
+            };
+            let current = versions.classes.get(&key);
+            let patch = status::gateway_class(name, wanted, current.and_then(|c| c.1), &now);
+            let same = patch.unchanged(&status::gateway_class_current(current.and_then(|c| c.1)));
+            let api: Api<GatewayClass> = Api::all(self.client.clone());
+            self.apply(api, "GatewayClass", key, patch, same, current.map(|c| c.0))
+                .await;
+        }
+        for (key, wanted) in &out.statuses.gateways {
+            let current = versions.gateways.get(key);
+            let patch = status::gateway(
+                &key.namespace,
+                &key.name,
+                wanted,
+                current.and_then(|c| c.1),
+                &now,
+            );
+            let same = patch.unchanged(&status::gateway_current(current.and_then(|c| c.1)));
+            let api: Api<Gateway> = Api::namespaced(self.client.clone(), &key.namespace);
+            self.apply(
+                api,
+                "Gateway",
+                key.clone(),
+                patch,
+                same,
+                current.map(|c| c.0),
+            )
+            .await;
+        }
+        // Routes that left cutover's Gateways lose cutover's entries.
+        let detached: Vec<(ObjectKey, index::ObjectStatus<index::RouteStatus>)> = versions
+            .routes
+            .iter()
+            .filter(|(key, (_, current))| {
+                !out.statuses.routes.contains_key(*key)
+                    && status::route_current(*current, &controller)
+                        .as_array()
+                        .is_some_and(|a| !a.is_empty())
+            })
+            .map(|(key, _)| {
+                let generation = objects
+                    .routes
+                    .iter()
+                    .find(|r| ObjectKey::of(&r.metadata) == *key)
+                    .and_then(|r| r.metadata.generation)
+                    .unwrap_or(0);
+                let empty = index::ObjectStatus {
+                    generation,
+                    status: Vec::new(),
+                };
+                (key.clone(), empty)
+            })
+            .collect();
+        for (key, wanted) in out
+            .statuses
+            .routes
+            .iter()
+            .chain(detached.iter().map(|(k, w)| (k, w)))
+        {
+            let current = versions.routes.get(key);
+            let patch = status::route(
+                &key.namespace,
+                &key.name,
+                &controller,
+                wanted,
+                current.and_then(|c| c.1),
+                &now,
+            );
+            let same = patch.unchanged(&status::route_current(
+                current.and_then(|c| c.1),
+                &controller,
+            ));
+            let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), &key.namespace);
+            self.apply(
+                api,
+                "HTTPRoute",
+                key.clone(),
+                patch,
+                same,
+                current.map(|c| c.0),
+            )
+            .await;
+        }
+    }
+
+    /// Applies one status unless it is already there (or was just written
+    /// and the watch has not caught up).
+    async fn apply<K>(
+        &mut self,
+        api: Api<K>,
+        kind: &'static str,
+        key: ObjectKey,
+        patch: status::Patch,
+        unchanged: bool,
+        version: Option<&str>,
+    ) where
+        K: Resource + Clone + DeserializeOwned + Debug,
+    {
+        if unchanged {
+            return;
+        }
+        let version = version.unwrap_or_default();
+        if let Some((ours, before, after)) = self.written.get(&(kind, key.clone())) {
+            if *ours == patch.ours && (version == before || version == after) {
+                return;
+            }
+        }
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api
+            .patch_status(&key.name, &params, &Patch::Apply(&patch.body))
+            .await
+        {
+            Ok(o) => {
+                let after = o.meta().resource_version.clone().unwrap_or_default();
+                self.written
+                    .insert((kind, key), (patch.ours, version.to_string(), after));
+            }
+            Err(e) => {
+                tracing::warn!(%kind, object = %key, error = %e, "cannot write status");
+            }
+        }
+    }
+}
+
+/// Each object's resourceVersion and raw status, by kind.
+struct Versions<'a> {
+    classes: HashMap<ObjectKey, (&'a str, Option<&'a Value>)>,
+    gateways: HashMap<ObjectKey, (&'a str, Option<&'a Value>)>,
+    routes: HashMap<ObjectKey, (&'a str, Option<&'a Value>)>,
+}
+
+impl<'a> Versions<'a> {
+    fn of(o: &'a Objects) -> Self {
+        fn index<'a, K: Resource>(
+            list: &'a [Arc<K>],
+            status: impl Fn(&'a K) -> Option<&'a Value>,
+        ) -> HashMap<ObjectKey, (&'a str, Option<&'a Value>)> {
+            list.iter()
+                .map(|k| {
+                    let meta = k.meta();
+                    let version = meta.resource_version.as_deref().unwrap_or("");
+                    (ObjectKey::of(meta), (version, status(k)))
+                })
+                .collect()
+        }
+        Versions {
+            classes: index(&o.classes, |c| c.status.as_ref()),
+            gateways: index(&o.gateways, |g| g.status.as_ref()),
+            routes: index(&o.routes, |r| r.status.as_ref()),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! `cutover run --kubernetes` as a user starts it: the binary reads
+//! `$KUBECONFIG` (here pointing at the double over plain HTTP), serves the
+//! HTTPRoutes of its GatewayClass, and writes their status.
+
+use std::process::{Command, Stdio};
+
+use super::*;
+
+/// A kubeconfig in `dir` for the double (plain HTTP, no credentials).
+fn kubeconfig(dir: &TempDir, api: &ApiServer) -> std::path::PathBuf {
+    dir.write(
+        "config",
+        &format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters: [{{name: double, cluster: {{server: \"http://{}\"}}}}]\n\
+             users: [{{name: test, user: {{}}}}]\n\
+             contexts: [{{name: test, context: {{cluster: double, user: test}}}}]\n\
+             current-context: test\n",
+            api.addr
+        ),
+    )
+}
+
+/// Stops the child process when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_run_kubernetes_follows_the_cluster_of_its_kubeconfig() {
+    let api = ApiServer::start().await;
+    let dir = TempDir::new("kubeconfig");
+    let kubeconfig = kubeconfig(&dir, &api);
+    // A free port for the listener (the Gateway names it).
+    let port = free_port();
+    let config = dir.write(
+        "cutover.yaml",
+        &format!("listeners: [{{name: http, address: \"127.0.0.1:{port}\"}}]\n"),
+    );
+    api.apply(
+        GATEWAY_CLASS,
+        json!({"metadata": {"name": "cutover"}, "spec": {"controllerName": CONTROLLER}}),
+    );
+    api.apply(NAMESPACE, json!({"metadata": {"name": "shop"}}));
+    api.apply(GATEWAY, gateway_object(port));
+    let pods = Pods::start("stable", 70, 1).await;
+    service(&api, "shop", "reviews");
+    slice(&api, "shop", "reviews", pods.port, &ready(&pods));
+    reviews(&api, &[("shop", "reviews", 1)]);
+
+    let _child = Child(
+        Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["run", "--no-admin", "--kubernetes", "-c"])
+            .arg(&config)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cutover runs"),
+    );
+    eventually("route accepted", Duration::from_secs(10), || {
+        accepted_at(&api, "reviews", 1)
+    })
+    .await;
+    let c = http1_client();
+    let url = format!("http://127.0.0.1:{port}/");
+    let start = Instant::now();
+    loop {
+        let req = http::Request::get(&url).body(Default::default()).unwrap();
+        if let Ok(r) = c.request(req).await {
+            let body = http_body_util::BodyExt::collect(r.into_body()).await;
+            if body.is_ok_and(|b| b.to_bytes() == "stable") {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the binary does not serve the pod"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_turns_ready_only_after_its_first_table_from_the_api_server() {
+    let api = ApiServer::start().await;
+    let dir = TempDir::new("kube-ready");
+    let kubeconfig = kubeconfig(&dir, &api);
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.write(
+        "cutover.yaml",
+        &format!("listeners: [{{name: http, address: \"127.0.0.1:{port}\"}}]\n"),
+    );
+    // The API server is away while the replica starts.
+    let down = {
+        let api = Arc::clone(&api);
+        tokio::spawn(async move { api.restart(Duration::from_millis(1500)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _child = Child(
+        Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args([
+                "run",
+                "--kubernetes",
+                "--admin",
+                &format!("127.0.0.1:{admin}"),
+                "-c",
+            ])
+            .arg(&config)
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cutover runs"),
+    );
+    let ready = || async {
+        let c = http1_client();
+        let req = http::Request::get(format!("http://127.0.0.1:{admin}/ready"))
+            .body(Default::default())
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_millis(200), c.request(req)).await;
+        matches!(answer, Ok(Ok(r)) if r.status() == 200)
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!ready().await, "ready before the first table");
+    down.await.unwrap();
+    let start = Instant::now();
+    while !ready().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not ready after the API server came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
