@@ -1,10 +1,12 @@
 //! The request pipeline, top to bottom: framing check -> route match -> group
-//! pick -> endpoint pick -> header hygiene -> upstream pool -> response.
+//! pick -> header hygiene and filters -> mirrors (spawned) -> retry loop
+//! (endpoint pick, upstream pool) -> response.
 //! Read [`handle`] first.
 
 pub mod forward;
 pub mod framing;
 pub mod host;
+pub mod mirror;
 pub mod record;
 pub mod rewrite;
 pub mod upgrade;
@@ -154,6 +156,9 @@ async fn forward_request(
         rule.request_headers.apply(&mut parts.headers);
     }
     let body = prepare_body(table, conn, rule, body).await?;
+    if !rule.mirrors.is_empty() {
+        mirror::launch(table, rule, &parts, upstream_host, &body);
+    }
     let fault = body.fault();
     let answer = retry::send(retry::Outbound {
         table,
@@ -185,6 +190,11 @@ async fn forward_request(
     forward::strip_hop_by_hop(&mut rparts.headers, kept_upgrade);
     if !rule.response_headers.is_empty() {
         rule.response_headers.apply(&mut rparts.headers);
+    }
+    // The backend that answered (a fallback may have changed it).
+    let answered = chosen.backend.map_or(decision.slot, |b| b as usize);
+    if let Some(b) = rule.backend_headers.get(answered) {
+        b.response.apply(&mut rparts.headers);
     }
     Ok(Response::from_parts(
         rparts,
@@ -237,7 +247,9 @@ async fn prepare_body(
         .map_or((u64::MAX, Duration::from_secs(30)), |l| {
             (l.max_request_body, l.request_body_timeout)
         });
-    let replay = rule.policy.retry.replay_buffer.0;
+    // A mirror copies only a kept body: keep bodies up to its limit too.
+    let mirrored = rule.mirrors.iter().map(|m| m.max_body).max();
+    let replay = rule.policy.retry.replay_buffer.0.max(mirrored.unwrap_or(0));
     PreparedBody::prepare(body, replay, max_body, idle)
         .await
         .map_err(body_error)

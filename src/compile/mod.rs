@@ -5,6 +5,7 @@
 
 mod fault;
 mod filters;
+mod mirror;
 mod policy;
 #[cfg(test)]
 mod prop_tests;

@@ -1,8 +1,11 @@
 //! Rule filters that change where a request goes or what it asks for:
-//! `request_redirect` and `url_rewrite`, Gateway API's `RequestRedirect`
-//! and `URLRewrite` in cutover's snake_case spelling.
+//! `request_redirect`, `url_rewrite` and `mirror`, Gateway API's
+//! `RequestRedirect`, `URLRewrite` and `RequestMirror` in cutover's
+//! snake_case spelling.
 
 use serde::{Deserialize, Serialize};
+
+use super::resilience::{Dur, Size};
 
 /// Answer with a redirect instead of forwarding: every field left out keeps
 /// the request's own value (Gateway API `HTTPRequestRedirectFilter`).
@@ -68,4 +71,74 @@ pub struct PathModifierConfig {
     /// With `ReplacePrefixMatch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace_prefix_match: Option<String>,
+}
+
+/// Copy requests to another group, fire-and-forget (Gateway API
+/// `HTTPRequestMirrorFilter`): its answers are discarded and it never slows
+/// or fails the request it copies.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// The group that receives the copies (one endpoint of it per copy).
+    pub group: String,
+    /// Share of requests copied, 0..=100; default (and without `fraction`) 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
+    /// The share as `numerator / denominator` (instead of `percent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<FractionConfig>,
+    /// Largest request body copied; a larger request is not mirrored
+    /// (counted as `body_too_large`). A rule with mirrors keeps bodies up to
+    /// this size (like the retry replay buffer). Default 64KiB.
+    #[serde(default = "default_mirror_body")]
+    pub max_body: Size,
+    /// Copies in flight at once, per route and mirror group; over it a copy
+    /// is dropped (counted as `dropped`). Default 64.
+    #[serde(default = "default_mirror_in_flight")]
+    pub max_in_flight: u32,
+    /// Longest a copy may take until the mirror's response head; then it is
+    /// abandoned (counted as `timeout`). Default 5s.
+    #[serde(default = "default_mirror_timeout")]
+    pub timeout: Dur,
+}
+
+impl MirrorConfig {
+    /// A mirror copying every request to `group`, with the default bounds.
+    pub fn to(group: String) -> MirrorConfig {
+        MirrorConfig {
+            group,
+            percent: None,
+            fraction: None,
+            max_body: default_mirror_body(),
+            max_in_flight: default_mirror_in_flight(),
+            timeout: default_mirror_timeout(),
+        }
+    }
+}
+
+/// Gateway API `Fraction`: `numerator / denominator`, denominator default 100.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FractionConfig {
+    /// At most `denominator`.
+    pub numerator: u32,
+    /// At least 1; default 100.
+    #[serde(default = "default_denominator")]
+    pub denominator: u32,
+}
+
+fn default_mirror_body() -> Size {
+    Size(64 * 1024)
+}
+
+fn default_mirror_in_flight() -> u32 {
+    64
+}
+
+fn default_mirror_timeout() -> Dur {
+    Dur::secs(5)
+}
+
+fn default_denominator() -> u32 {
+    100
 }

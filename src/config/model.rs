@@ -374,6 +374,9 @@ pub struct RuleConfig {
     /// Rewrite host and path before forwarding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_rewrite: Option<super::filters::UrlRewriteConfig>,
+    /// Copies of the requests sent to other groups, responses discarded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirror: Vec<super::filters::MirrorConfig>,
     /// Timeouts.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
@@ -491,6 +494,14 @@ pub struct BackendConfig {
     /// Faults injected into requests this backend was picked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<super::fault::FaultConfig>,
+    /// Header edits towards the upstream, for requests this backend was
+    /// picked for (after the rule's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_header_modifier: Option<HeaderModifierConfig>,
+    /// Header edits towards the client, for responses this backend gave
+    /// (after the rule's): e.g. a session cookie set on canary responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_header_modifier: Option<HeaderModifierConfig>,
     /// Set only by the HTTPRoute conversion, for a backendRef that cannot be
     /// resolved (or a rule without any): Gateway API wants its share of the
     /// requests answered 500 while the other backends serve. Never read

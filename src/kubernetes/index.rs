@@ -18,7 +18,7 @@
 mod attach;
 mod backends;
 mod gateways;
-mod hosts;
+use crate::config::gateway::hosts;
 mod selector;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod fault;
 pub mod inherited;
 pub mod matcher;
+pub mod mirror;
 pub mod observed;
 pub mod rewrite;
 pub mod split;
@@ -148,9 +149,24 @@ pub struct Rule {
     pub redirect: Option<Box<rewrite::Redirect>>,
     /// Host and path changes before forwarding.
     pub rewrite: Option<Box<rewrite::UrlRewrite>>,
+    /// Copies of its requests to other groups (Gateway API RequestMirror);
+    /// empty for most rules.
+    pub mirrors: Box<[mirror::Mirror]>,
+    /// Per backend (split order): its own header edits. Empty when no
+    /// backend has any (most rules).
+    pub backend_headers: Box<[BackendHeaders]>,
     /// Per backend (split order): an unresolved HTTPRoute backendRef, whose
     /// share answers 500. Empty when every backend resolved (most rules).
     pub unresolved: Box<[bool]>,
+}
+
+/// One backend's header edits (Gateway API backendRef filters).
+#[derive(Debug, Default)]
+pub struct BackendHeaders {
+    /// Towards the upstream, after the rule's.
+    pub request: HeaderModifier,
+    /// Towards the client, after the rule's.
+    pub response: HeaderModifier,
 }
 
 /// A rule's faults; empty for most rules, so the request path checks one

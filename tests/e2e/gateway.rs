@@ -17,6 +17,10 @@ use http_body_util::Full;
 
 use crate::support::*;
 
+mod backend_filters;
+mod gateways;
+mod mirror;
+
 /// Replaces a file the way controllers and `kubectl cp` do: write aside
 /// (a name the loader skips), then rename over.
 fn write_atomically(path: &Path, text: &str) {
@@ -167,12 +171,17 @@ fn count(counts: &[(String, usize)], name: &str) -> usize {
 /// Binomial bounds: `n * p` within 5 standard deviations (a false failure
 /// about once in 1.7 million runs).
 fn assert_share(got: usize, n: usize, p: f64, what: &str) {
+    assert_share_within(got, n, p, 5.0, what);
+}
+
+/// `got` of `n` within `sigmas` standard deviations of `n * p`.
+fn assert_share_within(got: usize, n: usize, p: f64, sigmas: f64, what: &str) {
     let mean = n as f64 * p;
     let sd = (n as f64 * p * (1.0 - p)).sqrt();
     assert!(
-        (got as f64 - mean).abs() <= 5.0 * sd,
+        (got as f64 - mean).abs() <= sigmas * sd,
         "{what}: {got} of {n}, expected {mean:.0} +- {:.0}",
-        5.0 * sd
+        sigmas * sd
     );
 }
 
@@ -242,11 +251,11 @@ async fn httproute_canary_split_header_override_and_flagger_style_edits() {
     let counts = p.spread(100, &[]).await;
     assert_eq!(count(&counts, "canary"), 100, "{counts:?}");
 
-    // An edit cutover cannot honour (traffic mirroring) is rejected once,
+    // An edit cutover cannot honour (an extension filter) is rejected once,
     // and traffic stays where it was.
     let g = p.generation();
-    let mirror = "\n    - type: RequestMirror\n      requestMirror:\n        backendRef:\n          name: reviews-shadow\n          port: 9080";
-    write_atomically(&route_file, &reviews_route(100, 0, mirror));
+    let extension = "\n    - type: ExtensionRef\n      extensionRef:\n        group: example.com\n        kind: Shadow\n        name: reviews-shadow";
+    write_atomically(&route_file, &reviews_route(100, 0, extension));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(p.generation(), g, "an unsupported filter must not publish");
     assert_eq!(p.shared.reload_errors.load(Ordering::Relaxed), 1);
@@ -352,8 +361,8 @@ async fn put_config_takes_cutover_and_httproute_documents() {
         async move { send(&http1_client(), req).await }
     };
 
-    let mirror = "\n    - type: RequestMirror\n      requestMirror:\n        backendRef:\n          name: reviews-shadow\n          port: 9080";
-    let bad = format!("{cutover}---\n{}", reviews_route(0, 100, mirror));
+    let extension = "\n    - type: ExtensionRef\n      extensionRef:\n        group: example.com\n        kind: Shadow\n        name: reviews-shadow";
+    let bad = format!("{cutover}---\n{}", reviews_route(0, 100, extension));
     let got = api(Method::POST, "/v1/config/validate", bad.clone()).await;
     assert_eq!(got.status, 400, "{}", got.body);
     assert!(
@@ -419,14 +428,14 @@ fn check_accepts_a_directory_and_names_unsupported_fields() {
         run.stdout
     );
 
-    let mirror = "\n    - type: RequestMirror\n      requestMirror:\n        backendRef:\n          name: reviews-shadow\n          port: 9080";
-    let bad = dir.path("mirror.yaml");
-    std::fs::write(&bad, reviews_route(90, 10, mirror)).unwrap();
+    let extension = "\n    - type: ExtensionRef\n      extensionRef:\n        group: example.com\n        kind: Shadow\n        name: reviews-shadow";
+    let bad = dir.path("extension.yaml");
+    std::fs::write(&bad, reviews_route(90, 10, extension)).unwrap();
     let run = check(&[&bad]);
     assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
     assert!(
         run.stderr.contains(
-            "HTTPRoute reviews: spec.rules[1].filters[1].type: RequestMirror is not supported by cutover (no traffic mirroring)"
+            "HTTPRoute reviews: spec.rules[1].filters[1].type: ExtensionRef is not supported by cutover (no extension filters)"
         ),
         "{}",
         run.stderr
@@ -436,7 +445,7 @@ fn check_accepts_a_directory_and_names_unsupported_fields() {
     assert_eq!(run.code, Some(1));
     assert!(
         run.stderr
-            .contains("mirror.yaml: HTTPRoute reviews: spec.rules[1].filters[1].type"),
+            .contains("extension.yaml: HTTPRoute reviews: spec.rules[1].filters[1].type"),
         "{}",
         run.stderr
     );

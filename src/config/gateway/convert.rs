@@ -79,6 +79,20 @@ pub trait ResolveBackend {
         let _ = at;
         None
     }
+
+    /// The group a RequestMirror's backendRef names; `None` when it cannot
+    /// be resolved (the mirror is then left out, as Gateway API asks).
+    fn resolve_mirror(
+        &mut self,
+        b: &HttpBackendRef,
+        at: &str,
+        namespace: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<String> {
+        self.resolve(b, at, namespace, errors)
+            .filter(|c| !c.unresolved && c.fault.is_none())
+            .map(|c| c.group)
+    }
 }
 
 impl ResolveBackend for Groups<'_> {
@@ -100,12 +114,31 @@ impl ResolveBackend for Groups<'_> {
             group,
             weight: b.weight.unwrap_or(1),
             fault: None,
+            request_header_modifier: None,
+            response_header_modifier: None,
             unresolved: false,
         })
     }
 
     fn no_backend_refs(&mut self, at: &str) -> Option<BackendConfig> {
         Some(super::refs::no_backend_refs(at, self))
+    }
+
+    fn resolve_mirror(
+        &mut self,
+        b: &HttpBackendRef,
+        at: &str,
+        namespace: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<String> {
+        if let Some((field, why)) = super::refs::unresolvable(b, namespace, &self.grants) {
+            self.warnings.push(
+                format!("{at}.{field}"),
+                format!("{why}; this mirror is left out"),
+            );
+            return None;
+        }
+        resolve_backend(b, at, namespace, self, errors)
     }
 }
 
@@ -165,12 +198,19 @@ fn convert_rule(
         convert_filters(&rule.filters, at, errors);
     let (request_redirect, url_rewrite) =
         super::filters::convert_path_filters(&rule.filters, at, errors);
+    let mirror = super::mirror::convert_mirrors(&rule.filters, at, namespace, groups, errors);
     let mut backends: Vec<_> = rule
         .backend_refs
         .iter()
         .enumerate()
         .filter_map(|(k, b)| {
-            groups.resolve(b, &format!("{at}.backendRefs[{k}]"), namespace, errors)
+            let here = format!("{at}.backendRefs[{k}]");
+            let (request_header_modifier, response_header_modifier) =
+                super::filters::backend_filters(&b.filters, &here, errors);
+            let mut backend = groups.resolve(b, &here, namespace, errors)?;
+            backend.request_header_modifier = request_header_modifier;
+            backend.response_header_modifier = response_header_modifier;
+            Some(backend)
         })
         .collect();
     if rule.backend_refs.is_empty() && request_redirect.is_none() {
@@ -191,6 +231,7 @@ fn convert_rule(
         response_header_modifier,
         request_redirect,
         url_rewrite,
+        mirror,
         timeouts: convert_timeouts(rule, at, errors),
         retry: convert_retry(rule, at, errors),
         on_group_unavailable: Default::default(),
@@ -232,13 +273,18 @@ fn convert_match(m: &super::HttpRouteMatch) -> MatchConfig {
     }
 }
 
-type Modifiers = (
+/// A rule's request and response header modifiers and their `filters[]` indexes.
+pub(super) type Modifiers = (
     Option<HeaderModifierConfig>,
     Option<HeaderModifierConfig>,
     (Option<usize>, Option<usize>),
 );
 
-fn convert_filters(list: &[HttpRouteFilter], at: &str, errors: &mut ConfigErrors) -> Modifiers {
+pub(super) fn convert_filters(
+    list: &[HttpRouteFilter],
+    at: &str,
+    errors: &mut ConfigErrors,
+) -> Modifiers {
     let (mut request, mut response) = (None, None);
     let (mut request_at, mut response_at) = (None, None);
     for (f, filter) in list.iter().enumerate() {
@@ -255,7 +301,9 @@ fn convert_filters(list: &[HttpRouteFilter], at: &str, errors: &mut ConfigErrors
                 &mut response_at,
                 &filter.response_header_modifier,
             ),
-            FilterType::RequestRedirect | FilterType::URLRewrite => continue,
+            FilterType::RequestRedirect | FilterType::URLRewrite | FilterType::RequestMirror => {
+                continue
+            }
             other => {
                 errors.push(format!("{here}.type"), unsupported_filter(other));
                 continue;
@@ -335,7 +383,6 @@ fn check_filter_fields(filter: &HttpRouteFilter, at: &str, errors: &mut ConfigEr
 
 fn unsupported_filter(kind: FilterType) -> String {
     let why = match kind {
-        FilterType::RequestMirror => "(no traffic mirroring); remove the filter",
         FilterType::ExtensionRef => "(no extension filters); remove the filter",
         FilterType::CORS => "(no CORS handling); remove the filter and answer CORS in the application",
         FilterType::ExternalAuth => {
@@ -344,7 +391,8 @@ fn unsupported_filter(kind: FilterType) -> String {
         FilterType::RequestHeaderModifier
         | FilterType::ResponseHeaderModifier
         | FilterType::RequestRedirect
-        | FilterType::URLRewrite => "",
+        | FilterType::URLRewrite
+        | FilterType::RequestMirror => "",
     };
     format!("{kind:?} is not supported by cutover {why}")
 }
@@ -357,16 +405,10 @@ fn to_modifier(h: &HttpHeaderFilter) -> HeaderModifierConfig {
     }
 }
 
-/// The checks every backendRef passes whatever resolves it: no per-backend
-/// filters, core group, kind `Service`. False (with errors) otherwise.
+/// The checks every backendRef passes whatever resolves it: core group,
+/// kind `Service`. False (with errors) otherwise.
 pub fn supported_backend(b: &HttpBackendRef, at: &str, errors: &mut ConfigErrors) -> bool {
     let before = errors.0.len();
-    if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
-        errors.push(
-            format!("{at}.filters"),
-            "per-backend filters are not supported by cutover; put header modifiers in the rule's filters",
-        );
-    }
     if let Some(g) = b.group.as_deref().filter(|g| !g.is_empty()) {
         errors.push(
             format!("{at}.group"),
@@ -487,11 +529,19 @@ fn convert_timeouts(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -
     out
 }
 
+/// HTTPRoute `retry` (the retry GEP): with a `retry` stanza, connection
+/// errors are retried as well as the listed `codes`: a failed connect or a
+/// refused stream for any method (the backend never processed it); a reset
+/// or disconnect, and a `backendRequest` timeout (its 504), for idempotent
+/// methods only, since the backend may have acted on the request. `attempts`
+/// counts retries (0 disables them); `backoff` is the base of cutover's
+/// jittered exponential backoff.
 fn convert_retry(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -> RetryConfig {
     let mut out = RetryConfig::default();
     let Some(r) = &rule.retry else {
         return out;
     };
+    out.on.push(RetryOn::Reset);
     if let Some(n) = r.attempts {
         out.attempts = n;
     }
@@ -499,11 +549,24 @@ fn convert_retry(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -> R
         out.on.push(RetryOn::RetriableStatusCodes);
         out.retriable_status_codes = r.codes.clone();
     }
-    if r.backoff.is_some() {
-        errors.push(
-            format!("{at}.retry.backoff"),
-            "is not supported by cutover: its backoff is a random wait up to an exponential bound (full jitter, from 25ms), which can be shorter than a minimum; remove it",
-        );
+    for (i, code) in r.codes.iter().enumerate() {
+        if !(400..=599).contains(code) {
+            errors.push(
+                format!("{at}.retry.codes[{i}]"),
+                format!("{code} is not a status code Gateway API retries (400-599)"),
+            );
+        }
+    }
+    if let Some(b) = &r.backoff {
+        match duration::parse(b) {
+            Ok(base) if !base.0.is_zero() => {
+                out.backoff.base = base;
+                // Envoy's cap: ten times the base, and never under cutover's.
+                out.backoff.max = Dur(base.0.saturating_mul(10)).max(out.backoff.max);
+            }
+            Ok(_) => out.backoff.base = Dur::ms(0),
+            Err(e) => errors.push(format!("{at}.retry.backoff"), e),
+        }
     }
     out
 }

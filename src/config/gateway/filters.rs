@@ -8,6 +8,7 @@ use crate::config::error::ConfigErrors;
 use crate::config::filters::{
     PathModifierConfig, PathModifierType, RedirectConfig, UrlRewriteConfig,
 };
+use crate::config::model::HeaderModifierConfig;
 
 /// `HTTPRequestRedirectFilter`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -119,4 +120,30 @@ pub(super) fn given_twice(kind: FilterType, here: &str, errors: &mut ConfigError
         format!("{here}.type"),
         format!("{kind:?} is given twice in this rule (Gateway API allows it once)"),
     );
+}
+
+/// A backendRef's `filters[]`: its header modifiers (applied after the
+/// rule's, only to requests that backend was picked for). A redirect or
+/// rewrite belongs to the rule.
+pub fn backend_filters(
+    list: &[HttpRouteFilter],
+    at: &str,
+    errors: &mut ConfigErrors,
+) -> (Option<HeaderModifierConfig>, Option<HeaderModifierConfig>) {
+    for (f, filter) in list.iter().enumerate() {
+        if matches!(
+            filter.kind,
+            FilterType::RequestRedirect | FilterType::URLRewrite | FilterType::RequestMirror
+        ) {
+            errors.push(
+                format!("{at}.filters[{f}].type"),
+                format!(
+                    "{:?} is not supported on a backendRef; put it in the rule's filters",
+                    filter.kind
+                ),
+            );
+        }
+    }
+    let (request, response, _) = super::convert::convert_filters(list, at, errors);
+    (request, response)
 }

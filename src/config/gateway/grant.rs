@@ -13,6 +13,8 @@ pub enum DocumentKind {
     HttpRoute,
     /// `ReferenceGrant`: allows cross-namespace backendRefs.
     ReferenceGrant,
+    /// `Gateway`: listeners routes attach to.
+    Gateway,
 }
 
 impl<'de> Deserialize<'de> for DocumentKind {
@@ -21,8 +23,9 @@ impl<'de> Deserialize<'de> for DocumentKind {
         match s.as_str() {
             "HTTPRoute" => Ok(DocumentKind::HttpRoute),
             "ReferenceGrant" => Ok(DocumentKind::ReferenceGrant),
+            "Gateway" => Ok(DocumentKind::Gateway),
             _ => Err(serde::de::Error::custom(format!(
-                "{s:?} is not supported; cutover reads Gateway API HTTPRoute and ReferenceGrant documents and its own config"
+                "{s:?} is not supported; cutover reads Gateway API HTTPRoute, Gateway and ReferenceGrant documents and its own config"
             ))),
         }
     }

@@ -7,8 +7,11 @@
 pub mod convert;
 pub mod duration;
 pub mod filters;
+pub mod gateways;
 pub mod generated;
 pub mod grant;
+pub mod hosts;
+pub mod mirror;
 pub mod refs;
 
 use std::collections::BTreeMap;
@@ -87,8 +90,9 @@ pub struct HttpRoute {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpRouteSpec {
-    /// Gateways (and listeners) the route attaches to; recorded, not used:
-    /// cutover's own listeners decide where a route is served.
+    /// Gateways (and listeners) the route attaches to: with Gateway
+    /// documents loaded they decide where it is served (see `gateways`);
+    /// without, every cutover listener serves it.
     #[serde(default)]
     pub parent_refs: Vec<ParentReference>,
     /// Host names; same syntax as cutover's.
@@ -104,9 +108,21 @@ pub struct HttpRouteSpec {
     /// `ReferenceGrant`'s `to`.
     #[serde(default)]
     pub to: Option<Vec<grant::GrantTo>>,
+    /// `Gateway`'s class (set only in a Gateway; recorded).
+    #[serde(default)]
+    pub gateway_class_name: Option<String>,
+    /// `Gateway`'s listeners.
+    #[serde(default)]
+    pub listeners: Option<Vec<gateways::GatewayListener>>,
+    /// `Gateway`'s addresses: cutover binds its own listeners; recorded.
+    #[serde(default)]
+    pub addresses: Option<IgnoredAny>,
+    /// `Gateway`'s infrastructure labels and annotations; recorded.
+    #[serde(default)]
+    pub infrastructure: Option<IgnoredAny>,
 }
 
-/// `ParentReference`: accepted for compatibility, otherwise unused.
+/// `ParentReference`: a Gateway and optionally one of its listeners.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]
@@ -238,7 +254,7 @@ pub struct HttpRouteFilter {
     #[serde(default)]
     pub response_header_modifier: Option<HttpHeaderFilter>,
     #[serde(default)]
-    pub request_mirror: Option<IgnoredAny>,
+    pub request_mirror: Option<mirror::HttpRequestMirror>,
     #[serde(default)]
     pub request_redirect: Option<filters::HttpRequestRedirect>,
     #[serde(default)]
@@ -287,9 +303,9 @@ pub struct HttpBackendRef {
     /// Default 1.
     #[serde(default)]
     pub weight: Option<u32>,
-    /// Per-backend filters: reported.
+    /// Per-backend filters: header modifiers.
     #[serde(default)]
-    pub filters: Option<Vec<IgnoredAny>>,
+    pub filters: Vec<HttpRouteFilter>,
 }
 
 /// `HTTPRouteTimeouts`, in Gateway API duration syntax (`10s`, `1h30m`).

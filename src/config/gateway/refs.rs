@@ -14,7 +14,7 @@ use crate::config::model::BackendConfig;
 pub const NO_BACKEND_REFS: &str = "no-backend-refs";
 
 /// Why `b` cannot be resolved, naming the field; `None` when it can.
-fn unresolvable(
+pub(super) fn unresolvable(
     b: &HttpBackendRef,
     namespace: &str,
     grants: &[ReferenceGrant],
@@ -77,6 +77,8 @@ fn unresolved(group: String, weight: u32, at: &str, groups: &mut Groups<'_>) -> 
         group,
         weight,
         fault: None,
+        request_header_modifier: None,
+        response_header_modifier: None,
         unresolved: true,
     }
 }

@@ -1,6 +1,9 @@
 //! HTTPRoute conversion: the examples of the Gateway API docs, every mapped
 //! field, and the error of every unsupported one.
 
+mod mirror;
+mod retry;
+
 use crate::compile::compile;
 use crate::config::load::parse_text;
 use crate::config::model::{PathMatchType, RetryOn, ValueMatchType};
@@ -186,6 +189,8 @@ spec:
     assert!(rule.retry.on.contains(&RetryOn::RetriableStatusCodes));
     assert!(rule.retry.on.contains(&RetryOn::ConnectFailure));
     assert_eq!(rule.retry.retriable_status_codes, [500, 503]);
+    // A retry stanza retries connection errors too (the retry GEP).
+    assert!(rule.retry.on.contains(&RetryOn::Reset));
     // Only backendRequest, longer than the default request timeout: the
     // request timeout grows so one attempt can use its time.
     let slow = &cfg.routes[0].rules[1];
@@ -228,8 +233,8 @@ fn route_with_rule(rule: &str) -> String {
 fn every_unsupported_filter_is_an_error_naming_its_field() {
     let cases = [
         (
-            "- type: RequestMirror\n      requestMirror: {backendRef: {name: shadow, port: 80}}",
-            "HTTPRoute reviews: spec.rules[0].filters[1].type: RequestMirror is not supported by cutover (no traffic mirroring)",
+            "- type: ExternalAuth\n      externalAuth: {protocol: HTTP}",
+            "HTTPRoute reviews: spec.rules[0].filters[1].type: ExternalAuth is not supported by cutover (no external authorization)",
         ),
         (
             "- type: ExtensionRef\n      extensionRef: {group: example.com, kind: Foo, name: bar}",
@@ -253,7 +258,7 @@ fn unsupported_fields_and_bad_backend_refs_are_errors() {
     let cases = [
         (
             "  - backendRefs: [{name: reviews, port: 80, filters: [{type: RequestHeaderModifier}]}]\n",
-            "HTTPRoute reviews: spec.rules[0].backendRefs[0].filters: per-backend filters are not supported",
+            "HTTPRoute reviews: spec.rules[0].backendRefs[0].filters[0].requestHeaderModifier: required with type RequestHeaderModifier",
         ),
         (
             "  - backendRefs: [{name: reviews}]\n",
@@ -272,8 +277,8 @@ fn unsupported_fields_and_bad_backend_refs_are_errors() {
             "spec.rules[0].sessionPersistence: is not supported by cutover",
         ),
         (
-            "  - retry: {attempts: 2, backoff: 100ms}\n    backendRefs: [{name: reviews, port: 80}]\n",
-            "spec.rules[0].retry.backoff: is not supported by cutover",
+            "  - retry: {attempts: 2, codes: [503, 302]}\n    backendRefs: [{name: reviews, port: 80}]\n",
+            "spec.rules[0].retry.codes[1]: 302 is not a status code Gateway API retries (400-599)",
         ),
         (
             "  - timeouts: {backendRequest: 1.5s}\n    backendRefs: [{name: reviews, port: 80}]\n",

@@ -8,6 +8,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
 use crate::config::error::ConfigErrors;
+use crate::config::gateway::gateways::GatewayDoc;
 use crate::config::gateway::grant::{DocumentKind, ReferenceGrant};
 use crate::config::gateway::{ApiVersion, HttpRoute, HttpRouteSpec, ObjectMeta};
 use crate::config::model::{AccessLogConfig, Config, GroupConfig, ListenerConfig, RouteConfig};
@@ -22,6 +23,8 @@ pub enum Document {
     HttpRoute(HttpRoute),
     /// A Gateway API ReferenceGrant.
     ReferenceGrant(ReferenceGrant),
+    /// A Gateway API Gateway (its listeners; label added by the loader).
+    Gateway(GatewayDoc),
 }
 
 thread_local! {
@@ -164,7 +167,7 @@ fn classify(
         );
     }
     if raw.spec.is_none() {
-        errors.push(format!("{doc}spec"), "required in an HTTPRoute");
+        errors.push(format!("{doc}spec"), "required in a Kubernetes document");
     }
     if errors.0.len() > before {
         return None;
@@ -174,10 +177,20 @@ fn classify(
     if raw.kind == Some(DocumentKind::ReferenceGrant) {
         return reference_grant(raw.metadata.unwrap_or_default(), spec, &doc, errors);
     }
+    if raw.kind == Some(DocumentKind::Gateway) {
+        return gateway(raw.metadata.unwrap_or_default(), spec, &doc, errors);
+    }
     if grant_fields {
         errors.push(
             format!("{doc}spec"),
             "`from` and `to` belong to a ReferenceGrant, not an HTTPRoute",
+        );
+        return None;
+    }
+    if spec.listeners.is_some() || spec.gateway_class_name.is_some() {
+        errors.push(
+            format!("{doc}spec"),
+            "`gatewayClassName` and `listeners` belong to a Gateway, not an HTTPRoute",
         );
         return None;
     }
@@ -186,6 +199,54 @@ fn classify(
         metadata: raw.metadata.unwrap_or_default(),
         spec,
     }))
+}
+
+/// A Gateway: `listeners` required (names unique), no HTTPRoute fields.
+fn gateway(
+    metadata: ObjectMeta,
+    spec: HttpRouteSpec,
+    doc: &str,
+    errors: &mut ConfigErrors,
+) -> Option<Document> {
+    let before = errors.0.len();
+    let route_fields = !spec.rules.is_empty()
+        || !spec.hostnames.is_empty()
+        || !spec.parent_refs.is_empty()
+        || spec.from.is_some()
+        || spec.to.is_some();
+    if route_fields {
+        errors.push(
+            format!("{doc}spec"),
+            "`rules`, `hostnames`, `parentRefs`, `from` and `to` do not belong to a Gateway",
+        );
+    }
+    let Some(name) = metadata.name else {
+        errors.push(format!("{doc}metadata.name"), "required in a Gateway");
+        return None;
+    };
+    let Some(listeners) = spec.listeners.filter(|l| !l.is_empty()) else {
+        errors.push(
+            format!("{doc}spec.listeners"),
+            "a Gateway needs at least one listener",
+        );
+        return None;
+    };
+    for (i, l) in listeners.iter().enumerate() {
+        if listeners[..i].iter().any(|o| o.name == l.name) {
+            errors.push(
+                format!("{doc}spec.listeners[{i}].name"),
+                format!("{:?} is used by another listener of this Gateway", l.name),
+            );
+        }
+    }
+    (errors.0.len() == before).then(|| {
+        Document::Gateway(GatewayDoc {
+            name,
+            namespace: metadata.namespace.unwrap_or_else(|| "default".into()),
+            listeners,
+            label: doc.to_string(),
+        })
+    })
 }
 
 /// A ReferenceGrant: `from` and `to` required, no HTTPRoute fields.
