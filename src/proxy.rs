@@ -129,6 +129,11 @@ async fn forward_request(
     let raw_host = client_host.as_str();
     let matched = match_head(table, conn.listener, conn.peer.ip(), &parts, raw_host)?;
     chosen.rule = Some(matched.entry.rule);
+    if let Some(cors) = &matched.rule.cors {
+        if let Some(headers) = cors.preflight(&parts.method, &parts.headers) {
+            return Ok(rewrite::preflight(headers));
+        }
+    }
     if let Some(r) = &matched.rule.redirect {
         return rewrite::redirect(r, table, conn, &parts, raw_host, matched.entry);
     }
@@ -155,6 +160,10 @@ async fn forward_request(
     if !rule.request_headers.is_empty() {
         rule.request_headers.apply(&mut parts.headers);
     }
+    let origin = rule
+        .cors
+        .as_ref()
+        .and_then(|_| parts.headers.get(header::ORIGIN).cloned());
     let body = prepare_body(table, conn, rule, body).await?;
     if !rule.mirrors.is_empty() {
         mirror::launch(table, rule, &parts, upstream_host, &body);
@@ -190,6 +199,9 @@ async fn forward_request(
     forward::strip_hop_by_hop(&mut rparts.headers, kept_upgrade);
     if !rule.response_headers.is_empty() {
         rule.response_headers.apply(&mut rparts.headers);
+    }
+    if let (Some(cors), Some(origin)) = (&rule.cors, &origin) {
+        cors.decorate(origin, &mut rparts.headers);
     }
     // The backend that answered (a fallback may have changed it).
     let answered = chosen.backend.map_or(decision.slot, |b| b as usize);

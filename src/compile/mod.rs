@@ -3,6 +3,7 @@
 //! Above `config` (the model), `route`, `upstream` and `tls` (what it
 //! builds); `reload` and `app` call it.
 
+mod cors;
 mod fault;
 mod filters;
 mod mirror;

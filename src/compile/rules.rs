@@ -75,6 +75,10 @@ pub fn compile_rule(
     let (redirect, rewrite) = super::filters::compile_filters(rule, path, errors);
     let backend_headers = compile_backend_headers(rule, path, errors);
     let mirrors = super::mirror::compile_mirrors(route, rule, path, groups, inherited, errors);
+    let cors = rule
+        .cors
+        .as_ref()
+        .and_then(|c| super::cors::compile_cors(c, &format!("{path}.cors"), errors));
     if errors.0.len() > before {
         return None;
     }
@@ -102,6 +106,7 @@ pub fn compile_rule(
             faults,
             redirect,
             rewrite,
+            cors,
             mirrors,
             backend_headers,
             unresolved: if rule.backends.iter().any(|b| b.unresolved) {

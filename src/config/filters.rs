@@ -142,3 +142,34 @@ fn default_mirror_timeout() -> Dur {
 fn default_denominator() -> u32 {
     100
 }
+
+/// Cross-origin resource sharing (Gateway API `HTTPCORSFilter`): the proxy
+/// answers preflight requests itself and adds the CORS headers to answers
+/// for allowed origins.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins allowed: `scheme://host[:port]`, a host may start with `*.`;
+    /// `*` alone allows any origin.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    /// Whether credentials (cookies, authorization) may be sent.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// Methods a preflight allows (`*`: the one asked for).
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Request headers a preflight allows (`*`: those asked for).
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    /// Response headers the browser may show to scripts.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Seconds a browser may cache a preflight answer; default 5.
+    #[serde(default = "default_cors_max_age")]
+    pub max_age: u32,
+}
+
+fn default_cors_max_age() -> u32 {
+    5
+}

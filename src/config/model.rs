@@ -377,6 +377,10 @@ pub struct RuleConfig {
     /// Copies of the requests sent to other groups, responses discarded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mirror: Vec<super::filters::MirrorConfig>,
+    /// CORS: preflights answered by the proxy, headers added for allowed
+    /// origins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<super::filters::CorsConfig>,
     /// Timeouts.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,

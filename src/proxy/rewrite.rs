@@ -57,6 +57,16 @@ pub fn redirect(
     Ok(resp)
 }
 
+/// The proxy's own answer to a CORS preflight: 200, no body, `headers`
+/// (none when the origin is not allowed, so the browser refuses).
+pub fn preflight(headers: http::HeaderMap) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::local(bytes::Bytes::new()));
+    *resp.headers_mut() = headers;
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    resp
+}
+
 /// Rewrites the head that will be forwarded: `Host` and the path (the
 /// query is kept). Returns the host to forward, if it changed.
 pub fn rewrite<'r>(

@@ -5,6 +5,7 @@
 //! read it through one `ArcSwap` load and never mutate it.
 
 pub mod budget;
+pub mod cors;
 pub mod fault;
 pub mod inherited;
 pub mod matcher;
@@ -149,6 +150,8 @@ pub struct Rule {
     pub redirect: Option<Box<rewrite::Redirect>>,
     /// Host and path changes before forwarding.
     pub rewrite: Option<Box<rewrite::UrlRewrite>>,
+    /// CORS: preflights answered here, headers added for allowed origins.
+    pub cors: Option<Box<cors::Cors>>,
     /// Copies of its requests to other groups (Gateway API RequestMirror);
     /// empty for most rules.
     pub mirrors: Box<[mirror::Mirror]>,

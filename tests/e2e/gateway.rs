@@ -18,6 +18,7 @@ use http_body_util::Full;
 use crate::support::*;
 
 mod backend_filters;
+mod cors;
 mod gateways;
 mod mirror;
 

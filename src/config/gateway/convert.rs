@@ -232,6 +232,7 @@ fn convert_rule(
         request_redirect,
         url_rewrite,
         mirror,
+        cors: super::filters::convert_cors(&rule.filters, at, errors),
         timeouts: convert_timeouts(rule, at, errors),
         retry: convert_retry(rule, at, errors),
         on_group_unavailable: Default::default(),
@@ -301,9 +302,10 @@ pub(super) fn convert_filters(
                 &mut response_at,
                 &filter.response_header_modifier,
             ),
-            FilterType::RequestRedirect | FilterType::URLRewrite | FilterType::RequestMirror => {
-                continue
-            }
+            FilterType::RequestRedirect
+            | FilterType::URLRewrite
+            | FilterType::RequestMirror
+            | FilterType::CORS => continue,
             other => {
                 errors.push(format!("{here}.type"), unsupported_filter(other));
                 continue;
@@ -384,7 +386,6 @@ fn check_filter_fields(filter: &HttpRouteFilter, at: &str, errors: &mut ConfigEr
 fn unsupported_filter(kind: FilterType) -> String {
     let why = match kind {
         FilterType::ExtensionRef => "(no extension filters); remove the filter",
-        FilterType::CORS => "(no CORS handling); remove the filter and answer CORS in the application",
         FilterType::ExternalAuth => {
             "(no external authorization); remove the filter and authorize in front of cutover or in the application"
         }
@@ -392,7 +393,8 @@ fn unsupported_filter(kind: FilterType) -> String {
         | FilterType::ResponseHeaderModifier
         | FilterType::RequestRedirect
         | FilterType::URLRewrite
-        | FilterType::RequestMirror => "",
+        | FilterType::RequestMirror
+        | FilterType::CORS => "",
     };
     format!("{kind:?} is not supported by cutover {why}")
 }

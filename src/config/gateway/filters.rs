@@ -133,7 +133,10 @@ pub fn backend_filters(
     for (f, filter) in list.iter().enumerate() {
         if matches!(
             filter.kind,
-            FilterType::RequestRedirect | FilterType::URLRewrite | FilterType::RequestMirror
+            FilterType::RequestRedirect
+                | FilterType::URLRewrite
+                | FilterType::RequestMirror
+                | FilterType::CORS
         ) {
             errors.push(
                 format!("{at}.filters[{f}].type"),
@@ -146,4 +149,55 @@ pub fn backend_filters(
     }
     let (request, response, _) = super::convert::convert_filters(list, at, errors);
     (request, response)
+}
+
+/// `HTTPCORSFilter`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct HttpCors {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: Option<bool>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub max_age: Option<u32>,
+}
+
+/// The rule's `CORS` filter (once per rule) as cutover's `cors`.
+pub fn convert_cors(
+    list: &[HttpRouteFilter],
+    at: &str,
+    errors: &mut ConfigErrors,
+) -> Option<crate::config::filters::CorsConfig> {
+    let mut out = None;
+    for (f, filter) in list.iter().enumerate() {
+        if filter.kind != FilterType::CORS {
+            continue;
+        }
+        let here = format!("{at}.filters[{f}]");
+        if out.is_some() {
+            given_twice(filter.kind, &here, errors);
+            continue;
+        }
+        let Some(c) = &filter.cors else {
+            errors.push(format!("{here}.cors"), "required with type CORS");
+            continue;
+        };
+        out = Some(crate::config::filters::CorsConfig {
+            allow_origins: c.allow_origins.clone(),
+            allow_credentials: c.allow_credentials.unwrap_or(false),
+            allow_methods: c.allow_methods.clone(),
+            allow_headers: c.allow_headers.clone(),
+            expose_headers: c.expose_headers.clone(),
+            max_age: c.max_age.unwrap_or(5),
+        });
+    }
+    out
 }

@@ -262,7 +262,7 @@ pub struct HttpRouteFilter {
     #[serde(default)]
     pub extension_ref: Option<IgnoredAny>,
     #[serde(default)]
-    pub cors: Option<IgnoredAny>,
+    pub cors: Option<filters::HttpCors>,
     #[serde(default)]
     pub external_auth: Option<IgnoredAny>,
 }

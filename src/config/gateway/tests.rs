@@ -240,10 +240,6 @@ fn every_unsupported_filter_is_an_error_naming_its_field() {
             "- type: ExtensionRef\n      extensionRef: {group: example.com, kind: Foo, name: bar}",
             "spec.rules[0].filters[1].type: ExtensionRef is not supported by cutover",
         ),
-        (
-            "- type: CORS\n      cors: {allowOrigins: [\"*\"]}",
-            "spec.rules[0].filters[1].type: CORS is not supported by cutover",
-        ),
     ];
     for (filter, want) in cases {
         let rule = format!(
