@@ -42,6 +42,9 @@ pub enum ProxyError {
     BodyTimeout,
     /// A configured `fault.abort` answered with this status.
     FaultInjected(StatusCode),
+    /// The split picked an HTTPRoute backendRef that could not be resolved
+    /// (or the rule has none): Gateway API's 500.
+    UnresolvedBackend,
 }
 
 impl ProxyError {
@@ -63,6 +66,7 @@ impl ProxyError {
             ProxyError::ClientBodyFailed => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::FaultInjected(status) => *status,
+            ProxyError::UnresolvedBackend => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -85,6 +89,7 @@ impl ProxyError {
             ProxyError::ClientBodyFailed => "client_body_failed",
             ProxyError::BodyTimeout => "request_body_timeout",
             ProxyError::FaultInjected(_) => "fault_injected",
+            ProxyError::UnresolvedBackend => "unresolved_backend",
         }
     }
 
@@ -111,6 +116,9 @@ impl ProxyError {
             ProxyError::ClientBodyFailed => "the request body could not be read",
             ProxyError::BodyTimeout => "request body timeout (request_body_timeout) fired",
             ProxyError::FaultInjected(_) => "fault injected (fault.abort)",
+            ProxyError::UnresolvedBackend => {
+                "the chosen backend could not be resolved (`cutover check` names it)"
+            }
         }
     }
 

@@ -263,6 +263,9 @@ fn check(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
         let result = config::load_path(file).and_then(|loaded| {
+            for w in &loaded.origins.warnings.0 {
+                eprintln!("{}: warning: {w}", file.display());
+            }
             let registry = cutover::route::Inherited::default();
             let cfg = &loaded.config;
             cutover::compile::compile(cfg, &registry, 1)
@@ -349,6 +352,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
                 path.display()
             ));
         }
+    }
+    for w in &loaded.origins.warnings.0 {
+        tracing::warn!(warning = %w, "config loaded with a warning");
     }
     let shown = path.display().to_string();
     let token = admin_token(args.admin_token_file.as_deref())?;

@@ -1,11 +1,14 @@
 //! The request pipeline, top to bottom: framing check -> route match -> group
-//! pick -> endpoint pick -> header hygiene -> upstream pool -> response.
+//! pick -> header hygiene and filters -> mirrors (spawned) -> retry loop
+//! (endpoint pick, upstream pool) -> response.
 //! Read [`handle`] first.
 
 pub mod forward;
 pub mod framing;
 pub mod host;
+pub mod mirror;
 pub mod record;
+pub mod rewrite;
 pub mod upgrade;
 
 use std::convert::Infallible;
@@ -42,6 +45,10 @@ pub struct ConnInfo {
     /// The client's IP as the `X-Forwarded-For` entry, formatted once per
     /// connection rather than once per request.
     pub client_ip: HeaderValue,
+    /// The port the connection arrived on (the bound one, also when the
+    /// config said port 0), for redirects that keep the listener's port;
+    /// 0 when unknown.
+    pub local_port: u16,
 }
 
 impl ConnInfo {
@@ -52,6 +59,7 @@ impl ConnInfo {
             listener,
             proto,
             client_ip: forward::client_ip_value(peer.ip()),
+            local_port: 0,
         }
     }
 }
@@ -119,7 +127,18 @@ async fn forward_request(
     let (mut parts, body) = req.into_parts();
     let client_host = clean_head(&mut parts, upgrade.clone())?;
     let raw_host = client_host.as_str();
-    let decision = decide(table, conn, &mut parts, raw_host, chosen)?;
+    let matched = match_head(table, conn.listener, conn.peer.ip(), &parts, raw_host)?;
+    chosen.rule = Some(matched.entry.rule);
+    if let Some(cors) = &matched.rule.cors {
+        if let Some(headers) = cors.preflight(&parts.method, &parts.headers) {
+            return Ok(rewrite::preflight(headers));
+        }
+    }
+    if let Some(r) = &matched.rule.redirect {
+        return rewrite::redirect(r, table, conn, &parts, raw_host, matched.entry);
+    }
+    let entry = matched.entry;
+    let decision = decide(table, matched, &mut parts, chosen)?;
     let rule = decision.rule;
     if let Some(fault) = rule.faults.for_slot(decision.slot) {
         inject(fault, &parts.headers).await?;
@@ -132,10 +151,23 @@ async fn forward_request(
         conn.proto,
         forwarded_host,
     );
+    let mut upstream_host = raw_host;
+    if let Some(r) = &rule.rewrite {
+        if let Some(h) = rewrite::rewrite(r, &mut parts, entry)? {
+            upstream_host = h;
+        }
+    }
     if !rule.request_headers.is_empty() {
         rule.request_headers.apply(&mut parts.headers);
     }
+    let origin = rule
+        .cors
+        .as_ref()
+        .and_then(|_| parts.headers.get(header::ORIGIN).cloned());
     let body = prepare_body(table, conn, rule, body).await?;
+    if !rule.mirrors.is_empty() {
+        mirror::launch(table, rule, &parts, upstream_host, &body);
+    }
     let fault = body.fault();
     let answer = retry::send(retry::Outbound {
         table,
@@ -143,7 +175,7 @@ async fn forward_request(
         key: decision.key,
         first_slot: decision.slot,
         parts,
-        raw_host,
+        raw_host: upstream_host,
         body,
         upgrade: upgrade.is_some(),
         chosen,
@@ -167,6 +199,14 @@ async fn forward_request(
     forward::strip_hop_by_hop(&mut rparts.headers, kept_upgrade);
     if !rule.response_headers.is_empty() {
         rule.response_headers.apply(&mut rparts.headers);
+    }
+    if let (Some(cors), Some(origin)) = (&rule.cors, &origin) {
+        cors.decorate(origin, &mut rparts.headers);
+    }
+    // The backend that answered (a fallback may have changed it).
+    let answered = chosen.backend.map_or(decision.slot, |b| b as usize);
+    if let Some(b) = rule.backend_headers.get(answered) {
+        b.response.apply(&mut rparts.headers);
     }
     Ok(Response::from_parts(
         rparts,
@@ -219,7 +259,9 @@ async fn prepare_body(
         .map_or((u64::MAX, Duration::from_secs(30)), |l| {
             (l.max_request_body, l.request_body_timeout)
         });
-    let replay = rule.policy.retry.replay_buffer.0;
+    // A mirror copies only a kept body: keep bodies up to its limit too.
+    let mirrored = rule.mirrors.iter().map(|m| m.max_body).max();
+    let replay = rule.policy.retry.replay_buffer.0.max(mirrored.unwrap_or(0));
     PreparedBody::prepare(body, replay, max_body, idle)
         .await
         .map_err(body_error)
@@ -271,18 +313,15 @@ pub fn match_head<'t>(
     Ok(Matched { rule, entry, key })
 }
 
-/// Route match and group pick: pure decisions, taken before the first await
-/// (the thread-local RNG never crosses one).
+/// Group pick for a matched request: a pure decision, taken before the
+/// first await (the thread-local RNG never crosses one).
 fn decide<'t>(
     table: &'t RouteTable,
-    conn: &ConnInfo,
+    matched: Matched<'t>,
     parts: &mut Parts,
-    raw_host: &str,
     chosen: &mut Chosen,
 ) -> Result<Decision<'t>, ProxyError> {
-    let Matched { rule, entry, key } =
-        match_head(table, conn.listener, conn.peer.ip(), parts, raw_host)?;
-    chosen.rule = Some(entry.rule);
+    let Matched { rule, key, .. } = matched;
     crate::clock::with_rng(|rng| {
         let point = key.unwrap_or_else(|| rng.random());
         let slot = rule.first_slot(&table.groups, point, crate::clock::now_ms())?;

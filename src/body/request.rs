@@ -239,6 +239,22 @@ impl PreparedBody {
         matches!(self, PreparedBody::Replayable { .. })
     }
 
+    /// A copy for a mirror when the body was kept whole and is at most
+    /// `limit` bytes; `None` for a streamed (larger) body, which cannot be
+    /// copied without slowing the request it belongs to.
+    pub fn copy_within(&self, limit: u64) -> Option<UpstreamBody> {
+        match self {
+            PreparedBody::Replayable { data, trailers } if data.len() as u64 <= limit => {
+                let mut copy = PreparedBody::Replayable {
+                    data: data.clone(),
+                    trailers: trailers.clone(),
+                };
+                Some(copy.attempt())
+            }
+            _ => None,
+        }
+    }
+
     /// The body for one attempt: a cheap copy when replayable; the stream
     /// itself (taken, leaving [`PreparedBody::Spent`]) otherwise.
     pub fn attempt(&mut self) -> UpstreamBody {

@@ -3,7 +3,10 @@
 //! Above `config` (the model), `route`, `upstream` and `tls` (what it
 //! builds); `reload` and `app` call it.
 
+mod cors;
 mod fault;
+mod filters;
+mod mirror;
 mod policy;
 #[cfg(test)]
 mod prop_tests;

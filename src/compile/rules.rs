@@ -14,7 +14,7 @@ use crate::config::model::{
 use crate::proxy::forward::is_hop_by_hop;
 use crate::route::matcher::{Conditions, HeaderMatch, PathMatch, QueryMatch, ValueMatch};
 use crate::route::split::{Split, StickyKey};
-use crate::route::{Faults, HeaderModifier, Inherited, Rule};
+use crate::route::{BackendHeaders, Faults, HeaderModifier, Inherited, Rule};
 
 /// Largest weight; Gateway API's limit.
 pub const MAX_WEIGHT: u32 = 1_000_000;
@@ -72,6 +72,13 @@ pub fn compile_rule(
         crate::config::rollout::check(rollout, rule, path, errors);
     }
     let faults = compile_faults(rule, path, errors);
+    let (redirect, rewrite) = super::filters::compile_filters(rule, path, errors);
+    let backend_headers = compile_backend_headers(rule, path, errors);
+    let mirrors = super::mirror::compile_mirrors(route, rule, path, groups, inherited, errors);
+    let cors = rule
+        .cors
+        .as_ref()
+        .and_then(|c| super::cors::compile_cors(c, &format!("{path}.cors"), errors));
     if errors.0.len() > before {
         return None;
     }
@@ -97,6 +104,16 @@ pub fn compile_rule(
             ),
             rollout: rule.rollout.clone().map(Box::new),
             faults,
+            redirect,
+            rewrite,
+            cors,
+            mirrors,
+            backend_headers,
+            unresolved: if rule.backends.iter().any(|b| b.unresolved) {
+                rule.backends.iter().map(|b| b.unresolved).collect()
+            } else {
+                Box::new([])
+            },
         },
         conditions,
     })
@@ -128,6 +145,39 @@ fn compile_faults(rule: &RuleConfig, path: &str, errors: &mut ConfigErrors) -> F
     }
 }
 
+fn compile_backend_headers(
+    rule: &RuleConfig,
+    path: &str,
+    errors: &mut ConfigErrors,
+) -> Box<[BackendHeaders]> {
+    let any = rule
+        .backends
+        .iter()
+        .any(|b| b.request_header_modifier.is_some() || b.response_header_modifier.is_some());
+    if !any {
+        return Box::new([]);
+    }
+    rule.backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let at = format!("{path}.backends[{i}]");
+            BackendHeaders {
+                request: compile_modifier(
+                    b.request_header_modifier.as_ref(),
+                    &format!("{at}.request_header_modifier"),
+                    errors,
+                ),
+                response: compile_modifier(
+                    b.response_header_modifier.as_ref(),
+                    &format!("{at}.response_header_modifier"),
+                    errors,
+                ),
+            }
+        })
+        .collect()
+}
+
 fn catch_all() -> Conditions {
     Conditions {
         path: PathMatch::Prefix("/".into()),
@@ -144,8 +194,11 @@ fn compile_backends(
     errors: &mut ConfigErrors,
 ) -> Option<Split> {
     if rule.backends.is_empty() {
-        errors.push(format!("{path}.backends"), "needs at least one backend");
-        return None;
+        if rule.request_redirect.is_none() {
+            errors.push(format!("{path}.backends"), "needs at least one backend");
+            return None;
+        }
+        return Some(Split::new(&[]));
     }
     let mut seen = HashSet::new();
     let mut pairs = Vec::with_capacity(rule.backends.len());
@@ -175,7 +228,7 @@ fn compile_backends(
 }
 
 /// `; did you mean "canary"?` when a known name is one or two edits away.
-fn suggest(name: &str, groups: &HashMap<&str, u32>) -> String {
+pub(super) fn suggest(name: &str, groups: &HashMap<&str, u32>) -> String {
     let mut known: Vec<&str> = groups.keys().copied().collect();
     known.sort_unstable();
     known

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod fault;
+pub mod filters;
 pub mod gateway;
 pub mod load;
 pub mod model;

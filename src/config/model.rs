@@ -355,7 +355,9 @@ pub struct RuleConfig {
     /// None means "every request" (path prefix `/`).
     #[serde(default)]
     pub matches: Vec<MatchConfig>,
-    /// Groups with proportional weights.
+    /// Groups with proportional weights; may be empty only in a rule
+    /// that redirects.
+    #[serde(default)]
     pub backends: Vec<BackendConfig>,
     /// Keep one user on one group (and, with `balance: hash`, on one pod).
     #[serde(default)]
@@ -366,6 +368,19 @@ pub struct RuleConfig {
     /// Header edits on the way back to the client.
     #[serde(default)]
     pub response_header_modifier: Option<HeaderModifierConfig>,
+    /// Answer with a redirect instead of forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_redirect: Option<super::filters::RedirectConfig>,
+    /// Rewrite host and path before forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_rewrite: Option<super::filters::UrlRewriteConfig>,
+    /// Copies of the requests sent to other groups, responses discarded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirror: Vec<super::filters::MirrorConfig>,
+    /// CORS: preflights answered by the proxy, headers added for allowed
+    /// origins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<super::filters::CorsConfig>,
     /// Timeouts.
     #[serde(default)]
     pub timeouts: TimeoutsConfig,
@@ -483,6 +498,20 @@ pub struct BackendConfig {
     /// Faults injected into requests this backend was picked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<super::fault::FaultConfig>,
+    /// Header edits towards the upstream, for requests this backend was
+    /// picked for (after the rule's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_header_modifier: Option<HeaderModifierConfig>,
+    /// Header edits towards the client, for responses this backend gave
+    /// (after the rule's): e.g. a session cookie set on canary responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_header_modifier: Option<HeaderModifierConfig>,
+    /// Set only by the HTTPRoute conversion, for a backendRef that cannot be
+    /// resolved (or a rule without any): Gateway API wants its share of the
+    /// requests answered 500 while the other backends serve. Never read
+    /// from YAML: cutover's own format rejects an unknown group instead.
+    #[serde(skip)]
+    pub unresolved: bool,
 }
 
 fn default_weight() -> u32 {

@@ -25,8 +25,8 @@ mod attach;
 mod backends;
 mod certs;
 mod gateways;
-mod hosts;
 mod mesh;
+use crate::config::gateway::hosts;
 mod selector;
 #[cfg(test)]
 mod tests;

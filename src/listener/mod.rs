@@ -106,6 +106,7 @@ pub async fn accept_loop(
     let slots = Slots::new(max_connections);
     let mut refusals = Refusals::new();
     let stopped = |p: &Phase| *p >= Phase::Stopped;
+    let local_port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -135,7 +136,8 @@ pub async fn accept_loop(
             }
             continue;
         };
-        let conn = ConnInfo::new(peer, index, "http");
+        let mut conn = ConnInfo::new(peer, index, "http");
+        conn.local_port = local_port;
         let accepted_in = *phase.borrow();
         let builders = match accepted_in {
             Phase::Serving => Arc::clone(&builders),

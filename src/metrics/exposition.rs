@@ -10,6 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet}
 use prometheus_client::metrics::MetricType;
 
 use super::histogram::Snapshot;
+use super::mirror::MirrorOutcome;
 use super::series::{Live, Series, CODE_CLASSES, OTHER};
 use crate::config::model::Limit;
 
@@ -247,7 +248,36 @@ fn resilience(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
             .filter(|(l, v)| !(*v == 0 && quiet(&[l[0].1])));
         counter(enc, name, help, rows)?;
     }
-    group_counters(enc, live)
+    group_counters(enc, live)?;
+    mirror_counters(enc, live)
+}
+
+/// `cutover_mirror_requests_total{route,group,outcome}`: every outcome of
+/// every live (route, mirror group), zeros included, so a dashboard finds
+/// the series before the first copy.
+fn mirror_counters(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
+    let rows = live.mirrors.iter().flat_map(|((route, group), s)| {
+        MirrorOutcome::ALL
+            .iter()
+            .zip(s.values())
+            .map(move |(o, n)| {
+                (
+                    [
+                        ("route", &**route),
+                        ("group", &**group),
+                        ("outcome", o.label()),
+                    ],
+                    n,
+                )
+            })
+    });
+    let rows = rows.filter(|(l, n)| !(*n == 0 && quiet(&[l[0].1, l[1].1])));
+    counter(
+        enc,
+        "cutover_mirror_requests",
+        "Mirrored copies of requests (Gateway API RequestMirror), by route, mirror group and outcome; never part of the primary's series.",
+        rows,
+    )
 }
 
 fn group_counters(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {

@@ -34,6 +34,7 @@ pub mod chosen;
 pub mod exposition;
 pub mod histogram;
 pub mod log_writer;
+pub mod mirror;
 pub mod resilience;
 pub mod rollout;
 pub mod series;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::arms::ArmCounters;
 use super::histogram::{DurationHistogram, Slots};
+use super::mirror::MirrorSeries;
 pub use super::resilience::{GroupSeries, RouteSeries};
 use super::window::Window;
 
@@ -166,6 +167,7 @@ struct Maps {
     route_groups: Map<RouteGroupKey, RouteGroupSeries>,
     routes: Map<Box<str>, RouteSeries>,
     groups: Map<Box<str>, GroupSeries>,
+    mirrors: Map<RouteGroupKey, MirrorSeries>,
 }
 
 /// Every live series by name. Locked while a table compiles and while
@@ -181,6 +183,7 @@ pub struct Series {
     other: Arc<RuleGroupSeries>,
     other_route: Arc<RouteSeries>,
     other_group: Arc<GroupSeries>,
+    other_mirror: Arc<MirrorSeries>,
     /// Kept alive with the specials above.
     _pinned: Vec<Arc<RouteGroupSeries>>,
 }
@@ -224,7 +227,7 @@ impl Series {
         let other_rg = Arc::new(RouteGroupSeries::default());
         let unmatched = Arc::new(RuleGroupSeries::new(Arc::clone(&unmatched_rg)));
         let other = Arc::new(RuleGroupSeries::new(Arc::clone(&other_rg)));
-        let (other_route, other_group) = Default::default();
+        let (other_route, other_group, other_mirror) = Default::default();
         let mut maps = Maps::default();
         maps.route_groups
             .insert(key2("", ""), Arc::downgrade(&unmatched_rg));
@@ -247,6 +250,7 @@ impl Series {
             other,
             other_route,
             other_group,
+            other_mirror,
             _pinned: vec![unmatched_rg, other_rg],
         }
     }
@@ -312,6 +316,17 @@ impl Series {
         self.fold(got, &self.other_group)
     }
 
+    /// The mirroring series of `route` copying to `group`.
+    pub fn mirror(&self, route: &str, group: &str) -> Arc<MirrorSeries> {
+        let got = get_or_make(
+            &mut self.maps().mirrors,
+            key2(route, group),
+            self.caps.route_groups,
+            Default::default,
+        );
+        self.fold(got, &self.other_mirror)
+    }
+
     /// Every live series, sorted by name, for a scrape.
     pub fn live(&self) -> Live {
         fn up<K: Clone, T>(m: &Map<K, T>) -> Vec<(K, Arc<T>)> {
@@ -325,6 +340,7 @@ impl Series {
             route_groups: up(&maps.route_groups),
             routes: up(&maps.routes),
             groups: up(&maps.groups),
+            mirrors: up(&maps.mirrors),
         }
     }
 }
@@ -340,6 +356,8 @@ pub struct Live {
     pub routes: Vec<(Box<str>, Arc<RouteSeries>)>,
     /// By group.
     pub groups: Vec<(Box<str>, Arc<GroupSeries>)>,
+    /// Mirroring, by (route, mirror group).
+    pub mirrors: Vec<(RouteGroupKey, Arc<MirrorSeries>)>,
 }
 
 #[cfg(test)]

@@ -134,7 +134,7 @@ async fn attempts(mut x: Outbound<'_>) -> Result<Answer, ProxyError> {
         x.chosen.attempt(&x.rule.metrics, slot, index);
         // No retry can follow: this attempt may have the head itself.
         let last = attempt >= retries || !x.body.is_replayable();
-        let result = send_once(&mut x, group, index, last).await;
+        let result = send_once(&mut x, (slot, group), index, last).await;
         let failure = match result {
             Attempt::Done(response) => return Ok(Answer::from(response, group)),
             Attempt::Failed(f) => f,
@@ -174,7 +174,12 @@ async fn attempts(mut x: Outbound<'_>) -> Result<Answer, ProxyError> {
 
 /// One attempt: admission, per-try timeout, send, classify, outlier.
 /// `last`: no retry follows, so the request head is moved, not copied.
-async fn send_once(x: &mut Outbound<'_>, group: &Group, index: usize, last: bool) -> Attempt {
+async fn send_once(
+    x: &mut Outbound<'_>,
+    (slot, group): (usize, &Group),
+    index: usize,
+    last: bool,
+) -> Attempt {
     let (endpoint, pool) = (&group.endpoints[index], &group.pools[index]);
     let admitted = match limits::endpoint_has_room(group, endpoint) {
         Ok(()) => group.admission.admit().await,
@@ -187,7 +192,7 @@ async fn send_once(x: &mut Outbound<'_>, group: &Group, index: usize, last: bool
             return failed(Kind::Overflow(limit));
         }
     };
-    let req = match request_for(x, group, endpoint, last) {
+    let req = match request_for(x, (slot, group), endpoint, last) {
         Ok(r) => r,
         Err(e) => return failed(Kind::Local(e)),
     };
@@ -223,10 +228,12 @@ fn failed(kind: Kind) -> Attempt {
 
 /// The request for one attempt: the head aimed at the endpoint. A copy
 /// while a retry may still need the head; on the `last` attempt the head
-/// itself (its method stays, for the retry decision).
+/// itself (its method stays, for the retry decision). The backend's own
+/// header edits (Gateway API backendRef filters) apply to this attempt only:
+/// a fallback to another backend gets that backend's.
 fn request_for(
     x: &mut Outbound<'_>,
-    group: &Group,
+    (slot, group): (usize, &Group),
     endpoint: &Endpoint,
     last: bool,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
@@ -239,6 +246,9 @@ fn request_for(
     } else {
         parts.uri = x.parts.uri.clone();
         parts.headers = x.parts.headers.clone();
+    }
+    if let Some(b) = x.rule.backend_headers.get(slot) {
+        b.request.apply(&mut parts.headers);
     }
     let tls = group.policy.tls.is_some();
     aim_at(&mut parts, endpoint, group.protocol, tls, x.raw_host)?;

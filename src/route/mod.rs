@@ -5,10 +5,13 @@
 //! read it through one `ArcSwap` load and never mutate it.
 
 pub mod budget;
+pub mod cors;
 pub mod fault;
 pub mod inherited;
 pub mod matcher;
+pub mod mirror;
 pub mod observed;
+pub mod rewrite;
 pub mod split;
 
 use std::collections::HashMap;
@@ -143,6 +146,30 @@ pub struct Rule {
     pub rollout: Option<Box<crate::config::rollout::RolloutConfig>>,
     /// Injected faults: the rule's own, then per backend (split order).
     pub faults: Faults,
+    /// Answer with this redirect instead of forwarding.
+    pub redirect: Option<Box<rewrite::Redirect>>,
+    /// Host and path changes before forwarding.
+    pub rewrite: Option<Box<rewrite::UrlRewrite>>,
+    /// CORS: preflights answered here, headers added for allowed origins.
+    pub cors: Option<Box<cors::Cors>>,
+    /// Copies of its requests to other groups (Gateway API RequestMirror);
+    /// empty for most rules.
+    pub mirrors: Box<[mirror::Mirror]>,
+    /// Per backend (split order): its own header edits. Empty when no
+    /// backend has any (most rules).
+    pub backend_headers: Box<[BackendHeaders]>,
+    /// Per backend (split order): an unresolved HTTPRoute backendRef, whose
+    /// share answers 500. Empty when every backend resolved (most rules).
+    pub unresolved: Box<[bool]>,
+}
+
+/// One backend's header edits (Gateway API backendRef filters).
+#[derive(Debug, Default)]
+pub struct BackendHeaders {
+    /// Towards the upstream, after the rule's.
+    pub request: HeaderModifier,
+    /// Towards the client, after the rule's.
+    pub response: HeaderModifier,
 }
 
 /// A rule's faults; empty for most rules, so the request path checks one

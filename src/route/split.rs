@@ -127,6 +127,9 @@ impl Rule {
         now_ms: u64,
     ) -> Result<usize, ProxyError> {
         let slot = self.split.pick_slot(point).ok_or(ProxyError::NoBackend)?;
+        if self.is_unresolved(slot) {
+            return Err(ProxyError::UnresolvedBackend);
+        }
         let group = &groups[self.split.group_at(slot) as usize];
         if group.has_available(now_ms) {
             return Ok(slot);
@@ -172,7 +175,13 @@ impl Rule {
     }
 
     fn usable(&self, groups: &[Group], slot: usize, now_ms: u64) -> bool {
-        self.group(groups, slot).has_available(now_ms)
+        !self.is_unresolved(slot) && self.group(groups, slot).has_available(now_ms)
+    }
+
+    /// True for the slot of an unresolved HTTPRoute backendRef: never
+    /// forwarded to, not even as a fallback.
+    fn is_unresolved(&self, slot: usize) -> bool {
+        self.unresolved.get(slot).copied().unwrap_or(false)
     }
 }
 

@@ -17,6 +17,11 @@ use http_body_util::Full;
 
 use crate::support::*;
 
+mod backend_filters;
+mod cors;
+mod gateways;
+mod mirror;
+
 /// Replaces a file the way controllers and `kubectl cp` do: write aside
 /// (a name the loader skips), then rename over.
 fn write_atomically(path: &Path, text: &str) {
@@ -167,12 +172,17 @@ fn count(counts: &[(String, usize)], name: &str) -> usize {
 /// Binomial bounds: `n * p` within 5 standard deviations (a false failure
 /// about once in 1.7 million runs).
 fn assert_share(got: usize, n: usize, p: f64, what: &str) {
+    assert_share_within(got, n, p, 5.0, what);
+}
+
+/// `got` of `n` within `sigmas` standard deviations of `n * p`.
+fn assert_share_within(got: usize, n: usize, p: f64, sigmas: f64, what: &str) {
     let mean = n as f64 * p;
     let sd = (n as f64 * p * (1.0 - p)).sqrt();
     assert!(
-        (got as f64 - mean).abs() <= 5.0 * sd,
+        (got as f64 - mean).abs() <= sigmas * sd,
         "{what}: {got} of {n}, expected {mean:.0} +- {:.0}",
-        5.0 * sd
+        sigmas * sd
     );
 }
 
@@ -242,11 +252,11 @@ async fn httproute_canary_split_header_override_and_flagger_style_edits() {
     let counts = p.spread(100, &[]).await;
     assert_eq!(count(&counts, "canary"), 100, "{counts:?}");
 
-    // An edit cutover cannot honour (traffic mirroring) is rejected once,
+    // An edit cutover cannot honour (an extension filter) is rejected once,
     // and traffic stays where it was.
     let g = p.generation();
-    let mirror = "\n    - type: RequestMirror\n      requestMirror:\n        backendRef:\n          name: reviews-shadow\n          port: 9080";
-    write_atomically(&route_file, &reviews_route(100, 0, mirror));
+    let extension = "\n    - type: ExtensionRef\n      extensionRef:\n        group: example.com\n        kind: Shadow\n        name: reviews-shadow";
+    write_atomically(&route_file, &reviews_route(100, 0, extension));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(p.generation(), g, "an unsupported filter must not publish");
     assert_eq!(p.shared.reload_errors.load(Ordering::Relaxed), 1);
@@ -352,8 +362,8 @@ async fn put_config_takes_cutover_and_httproute_documents() {
         async move { send(&http1_client(), req).await }
     };
 
-    let mirror = "\n    - type: RequestMirror\n      requestMirror:\n        backendRef:\n          name: reviews-shadow\n          port: 9080";
-    let bad = format!("{cutover}---\n{}", reviews_route(0, 100, mirror));
+    let extension = "\n    - type: ExtensionRef\n      extensionRef:\n        group: example.com\n        kind: Shadow\n        name: reviews-shadow";
+    let bad = format!("{cutover}---\n{}", reviews_route(0, 100, extension));
     let got = api(Method::POST, "/v1/config/validate", bad.clone()).await;
     assert_eq!(got.status, 400, "{}", got.body);
     assert!(
@@ -419,14 +429,14 @@ fn check_accepts_a_directory_and_names_unsupported_fields() {
         run.stdout
     );
 
-    let mirror = "\n    - type: RequestMirror\n      requestMirror:\n        backendRef:\n          name: reviews-shadow\n          port: 9080";
-    let bad = dir.path("mirror.yaml");
-    std::fs::write(&bad, reviews_route(90, 10, mirror)).unwrap();
+    let extension = "\n    - type: ExtensionRef\n      extensionRef:\n        group: example.com\n        kind: Shadow\n        name: reviews-shadow";
+    let bad = dir.path("extension.yaml");
+    std::fs::write(&bad, reviews_route(90, 10, extension)).unwrap();
     let run = check(&[&bad]);
     assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
     assert!(
         run.stderr.contains(
-            "HTTPRoute reviews: spec.rules[1].filters[1].type: RequestMirror is not supported by cutover (no traffic mirroring)"
+            "HTTPRoute reviews: spec.rules[1].filters[1].type: ExtensionRef is not supported by cutover (no extension filters)"
         ),
         "{}",
         run.stderr
@@ -436,7 +446,7 @@ fn check_accepts_a_directory_and_names_unsupported_fields() {
     assert_eq!(run.code, Some(1));
     assert!(
         run.stderr
-            .contains("mirror.yaml: HTTPRoute reviews: spec.rules[1].filters[1].type"),
+            .contains("extension.yaml: HTTPRoute reviews: spec.rules[1].filters[1].type"),
         "{}",
         run.stderr
     );
@@ -477,4 +487,124 @@ fn every_example_passes_check() {
     let run = check(&refs);
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     assert_eq!(run.stdout.lines().count(), paths.len(), "{}", run.stdout);
+}
+
+/// RequestRedirect and URLRewrite in an HTTPRoute as the Gateway API docs
+/// write them (a rule without backendRefs that only redirects; a prefix
+/// rewrite with a new Host), served from a config directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_redirect_and_rewrite_filters() {
+    let shop = upstream("shop").await;
+    let dir = TempDir::new("redirects");
+    std::fs::write(dir.path("00-cutover.yaml"), base(&[("shop-blue", &shop)])).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/examples/gateway/httproute-redirects.yaml");
+    std::fs::copy(example, dir.path("httproute.yaml")).unwrap();
+    let p = Running::start(&dir.0).await;
+    let c = http1_client();
+    let host = [("host", "www.example.com")];
+
+    let got = get(
+        &c,
+        &format!("http://{}/account/orders?page=2", p.public),
+        &host,
+    )
+    .await;
+    assert_eq!(got.status, 301);
+    assert_eq!(
+        got.headers["location"],
+        "https://www.example.com/account/orders?page=2"
+    );
+
+    let got = get(&c, &format!("http://{}/catalog/42", p.public), &host).await;
+    assert_eq!((got.status.as_u16(), got.body.as_str()), (200, "shop"));
+    let seen = shop.requests();
+    assert_eq!(seen.len(), 1, "only the rewritten request reached the shop");
+    assert_eq!(seen[0].uri.path(), "/products/42");
+    assert_eq!(seen[0].headers["host"], "shop.internal");
+    assert_eq!(seen[0].headers["x-forwarded-host"], "www.example.com");
+    p.stop().await;
+
+    // A value compile refuses is named by its HTTPRoute field.
+    let bad = dir.path("httproute.yaml");
+    let text = std::fs::read_to_string(&bad)
+        .unwrap()
+        .replace("statusCode: 301", "statusCode: 200");
+    std::fs::write(&bad, text).unwrap();
+    let run = check(&[&dir.0]);
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "HTTPRoute www: spec.rules[0].filters[].requestRedirect.statusCode: 200 is not a redirect status"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Gateway API's partial validity: a backendRef cutover cannot resolve (a
+/// `ServiceImport`) takes its share of the weight as 500s while the other
+/// backend serves; a rule without backendRefs answers 500; `cutover check`
+/// accepts the directory and warns naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unresolvable_backend_refs_answer_500_for_their_share() {
+    let app = upstream("reviews").await;
+    let dir = TempDir::new("unresolved");
+    std::fs::write(dir.path("00-cutover.yaml"), base(&[("reviews-v1", &app)])).unwrap();
+    let route = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: reviews
+  namespace: bookinfo
+spec:
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /nothing}
+  - backendRefs:
+    - name: reviews-v1
+      port: 9080
+      weight: 3
+    - group: multicluster.x-k8s.io
+      kind: ServiceImport
+      name: reviews-v2
+      port: 9080
+      weight: 1
+"#;
+    std::fs::write(dir.path("httproute.yaml"), route).unwrap();
+
+    let run = check(&[&dir.0]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "warning: httproute.yaml: HTTPRoute reviews: spec.rules[1].backendRefs[1].group: \"multicluster.x-k8s.io\" is not supported"
+        ),
+        "{}",
+        run.stderr
+    );
+
+    let p = Running::start(&dir.0).await;
+    let c = http1_client();
+    let got = get(&c, &format!("http://{}/nothing/here", p.public), &[]).await;
+    assert_eq!(got.status, 500, "a rule without backendRefs: {}", got.body);
+
+    let n = 600;
+    let url = format!("http://{}/reviews", p.public);
+    let (mut ok, mut failed) = (0, 0);
+    for _ in 0..n {
+        let got = get(&c, &url, &[]).await;
+        match got.status.as_u16() {
+            200 => ok += 1,
+            500 => failed += 1,
+            other => panic!("unexpected {other}: {}", got.body),
+        }
+    }
+    assert_eq!(ok + failed, n);
+    assert_share(
+        failed,
+        n,
+        0.25,
+        "the unresolved backendRef's share (weight 1 of 4)",
+    );
+    assert_eq!(app.count(), ok, "every 200 came from the resolved backend");
+    p.stop().await;
 }

@@ -540,9 +540,9 @@ async fn an_invalid_route_is_refused_with_its_reason_while_traffic_stays() {
         "metadata": {"name": "mirror", "namespace": "shop"},
         "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["mirror.example.com"],
                  "rules": [{"backendRefs": [{"name": "reviews", "port": 80}],
-                            "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "reviews", "port": 80}}}]}]}
+                            "filters": [{"type": "ExtensionRef", "extensionRef": {"group": "example.com", "kind": "Shadow", "name": "reviews"}}]}]}
     }));
-    eventually("mirror refused", Duration::from_secs(2), || {
+    eventually("extension filter refused", Duration::from_secs(2), || {
         route_conditions(&k.api, "mirror")
             .first()
             .is_some_and(|c| c.1 == "False" && c.2 == "UnsupportedValue")

@@ -12,6 +12,7 @@ mod budget;
 mod config;
 mod fallback;
 mod health;
+mod httproute;
 mod kit;
 mod limits;
 mod outlier;

@@ -9,6 +9,7 @@ mod explain;
 mod filters;
 mod precedence;
 mod publish;
+mod rewrites;
 mod splits;
 mod validation;
 

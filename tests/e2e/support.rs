@@ -30,6 +30,8 @@ pub struct Seen {
     pub version: http::Version,
     pub headers: HeaderMap,
     pub body_len: usize,
+    /// The first 64 KiB of the body.
+    pub body: Bytes,
 }
 
 /// A running upstream that answers `<name>` and records requests.
@@ -83,12 +85,13 @@ pub async fn upstream_at(
                 let seen = Arc::clone(&seen);
                 async move {
                     let (parts, mut body) = req.into_parts();
-                    let mut body_len = 0;
+                    let (mut body_len, mut head) = (0, Vec::new());
                     while let Some(frame) = body.frame().await {
-                        match frame {
-                            Ok(f) => body_len += f.data_ref().map_or(0, |d| d.len()),
-                            Err(_) => break,
-                        }
+                        let Ok(f) = frame else { break };
+                        let data = f.data_ref().map_or(&[][..], |d| &d[..]);
+                        body_len += data.len();
+                        let room = (64 * 1024usize).saturating_sub(head.len());
+                        head.extend_from_slice(&data[..data.len().min(room)]);
                     }
                     let linger = parts.uri.path() == "/linger";
                     seen.lock().unwrap().push(Seen {
@@ -97,6 +100,7 @@ pub async fn upstream_at(
                         version: parts.version,
                         headers: parts.headers,
                         body_len,
+                        body: Bytes::from(head),
                     });
                     if linger {
                         tokio::time::sleep(std::time::Duration::from_millis(800)).await;

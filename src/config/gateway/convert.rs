@@ -8,7 +8,7 @@ use super::{duration, FilterType, HttpBackendRef, HttpRoute, HttpRouteFilter, Ht
 use super::{GatewayValueMatchType, HttpHeaderFilter, HttpValueMatch};
 use crate::config::error::ConfigErrors;
 use crate::config::model::{
-    BackendConfig, GroupConfig, HeaderMatchConfig, HeaderModifierConfig, MatchConfig,
+    BackendConfig, Dur, GroupConfig, HeaderMatchConfig, HeaderModifierConfig, MatchConfig,
     PathMatchConfig, QueryMatchConfig, RetryOn, RouteConfig, RuleConfig, TimeoutsConfig,
     ValueMatchType,
 };
@@ -35,6 +35,14 @@ pub struct Groups<'a> {
     defined: &'a BTreeMap<String, GroupConfig>,
     /// Made from Services: name -> (endpoint, where it was first referenced).
     pub generated: BTreeMap<String, (String, String)>,
+    /// Groups without endpoints standing for unresolved backendRefs (see
+    /// `refs`): name -> where first referenced.
+    pub unresolved: BTreeMap<String, String>,
+    /// What the conversion accepted but `cutover check` should point out
+    /// (unresolved backendRefs).
+    pub warnings: ConfigErrors,
+    /// The ReferenceGrant documents, for cross-namespace backendRefs.
+    pub grants: Vec<super::grant::ReferenceGrant>,
 }
 
 impl<'a> Groups<'a> {
@@ -43,6 +51,9 @@ impl<'a> Groups<'a> {
         Groups {
             defined,
             generated: BTreeMap::new(),
+            unresolved: BTreeMap::new(),
+            warnings: ConfigErrors::default(),
+            grants: Vec::new(),
         }
     }
 }
@@ -60,9 +71,34 @@ pub trait ResolveBackend {
         namespace: &str,
         errors: &mut ConfigErrors,
     ) -> Option<BackendConfig>;
+
+    /// What stands for a rule without backendRefs (at `at`): Gateway API
+    /// answers its requests 500. `None`: the rule is left without backends
+    /// (and refused when compiled).
+    fn no_backend_refs(&mut self, at: &str) -> Option<BackendConfig> {
+        let _ = at;
+        None
+    }
+
+    /// The group a RequestMirror's backendRef names; `None` when it cannot
+    /// be resolved (the mirror is then left out, as Gateway API asks).
+    fn resolve_mirror(
+        &mut self,
+        b: &HttpBackendRef,
+        at: &str,
+        namespace: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<String> {
+        self.resolve(b, at, namespace, errors)
+            .filter(|c| !c.unresolved && c.fault.is_none())
+            .map(|c| c.group)
+    }
 }
 
 impl ResolveBackend for Groups<'_> {
+    /// An unresolvable backendRef (kind, group, a cross-namespace ref
+    /// without ReferenceGrant) keeps its weight and answers 500, with a
+    /// warning; otherwise the cutover group or the Service's group.
     fn resolve(
         &mut self,
         b: &HttpBackendRef,
@@ -70,12 +106,39 @@ impl ResolveBackend for Groups<'_> {
         namespace: &str,
         errors: &mut ConfigErrors,
     ) -> Option<BackendConfig> {
+        if let Some(backend) = super::refs::unresolved_backend(b, at, namespace, self) {
+            return Some(backend);
+        }
         let group = resolve_backend(b, at, namespace, self, errors)?;
         Some(BackendConfig {
             group,
             weight: b.weight.unwrap_or(1),
             fault: None,
+            request_header_modifier: None,
+            response_header_modifier: None,
+            unresolved: false,
         })
+    }
+
+    fn no_backend_refs(&mut self, at: &str) -> Option<BackendConfig> {
+        Some(super::refs::no_backend_refs(at, self))
+    }
+
+    fn resolve_mirror(
+        &mut self,
+        b: &HttpBackendRef,
+        at: &str,
+        namespace: &str,
+        errors: &mut ConfigErrors,
+    ) -> Option<String> {
+        if let Some((field, why)) = super::refs::unresolvable(b, namespace, &self.grants) {
+            self.warnings.push(
+                format!("{at}.{field}"),
+                format!("{why}; this mirror is left out"),
+            );
+            return None;
+        }
+        resolve_backend(b, at, namespace, self, errors)
     }
 }
 
@@ -133,20 +196,26 @@ fn convert_rule(
 ) -> (RuleConfig, (Option<usize>, Option<usize>)) {
     let (request_header_modifier, response_header_modifier, filter_index) =
         convert_filters(&rule.filters, at, errors);
-    if rule.backend_refs.is_empty() {
-        errors.push(
-            format!("{at}.backendRefs"),
-            "needs at least one backendRef (a rule without backends would only answer errors)",
-        );
-    }
-    let backends = rule
+    let (request_redirect, url_rewrite) =
+        super::filters::convert_path_filters(&rule.filters, at, errors);
+    let mirror = super::mirror::convert_mirrors(&rule.filters, at, namespace, groups, errors);
+    let mut backends: Vec<_> = rule
         .backend_refs
         .iter()
         .enumerate()
         .filter_map(|(k, b)| {
-            groups.resolve(b, &format!("{at}.backendRefs[{k}]"), namespace, errors)
+            let here = format!("{at}.backendRefs[{k}]");
+            let (request_header_modifier, response_header_modifier) =
+                super::filters::backend_filters(&b.filters, &here, errors);
+            let mut backend = groups.resolve(b, &here, namespace, errors)?;
+            backend.request_header_modifier = request_header_modifier;
+            backend.response_header_modifier = response_header_modifier;
+            Some(backend)
         })
         .collect();
+    if rule.backend_refs.is_empty() && request_redirect.is_none() {
+        backends.extend(groups.no_backend_refs(&format!("{at}.backendRefs")));
+    }
     if rule.session_persistence.is_some() {
         errors.push(
             format!("{at}.sessionPersistence"),
@@ -160,6 +229,10 @@ fn convert_rule(
         sticky: None,
         request_header_modifier,
         response_header_modifier,
+        request_redirect,
+        url_rewrite,
+        mirror,
+        cors: super::filters::convert_cors(&rule.filters, at, errors),
         timeouts: convert_timeouts(rule, at, errors),
         retry: convert_retry(rule, at, errors),
         on_group_unavailable: Default::default(),
@@ -201,13 +274,18 @@ fn convert_match(m: &super::HttpRouteMatch) -> MatchConfig {
     }
 }
 
-type Modifiers = (
+/// A rule's request and response header modifiers and their `filters[]` indexes.
+pub(super) type Modifiers = (
     Option<HeaderModifierConfig>,
     Option<HeaderModifierConfig>,
     (Option<usize>, Option<usize>),
 );
 
-fn convert_filters(list: &[HttpRouteFilter], at: &str, errors: &mut ConfigErrors) -> Modifiers {
+pub(super) fn convert_filters(
+    list: &[HttpRouteFilter],
+    at: &str,
+    errors: &mut ConfigErrors,
+) -> Modifiers {
     let (mut request, mut response) = (None, None);
     let (mut request_at, mut response_at) = (None, None);
     for (f, filter) in list.iter().enumerate() {
@@ -224,19 +302,17 @@ fn convert_filters(list: &[HttpRouteFilter], at: &str, errors: &mut ConfigErrors
                 &mut response_at,
                 &filter.response_header_modifier,
             ),
+            FilterType::RequestRedirect
+            | FilterType::URLRewrite
+            | FilterType::RequestMirror
+            | FilterType::CORS => continue,
             other => {
                 errors.push(format!("{here}.type"), unsupported_filter(other));
                 continue;
             }
         };
         if index.is_some() {
-            errors.push(
-                format!("{here}.type"),
-                format!(
-                    "{:?} is given twice in this rule (Gateway API allows it once)",
-                    filter.kind
-                ),
-            );
+            super::filters::given_twice(filter.kind, &here, errors);
             continue;
         }
         *index = Some(f);
@@ -309,19 +385,16 @@ fn check_filter_fields(filter: &HttpRouteFilter, at: &str, errors: &mut ConfigEr
 
 fn unsupported_filter(kind: FilterType) -> String {
     let why = match kind {
-        FilterType::RequestMirror => "(no traffic mirroring); remove the filter",
-        FilterType::RequestRedirect => {
-            "(it forwards requests, it does not redirect them); remove the filter or redirect in the application"
-        }
-        FilterType::URLRewrite => {
-            "(paths and hosts are forwarded unchanged); remove the filter or rewrite in the application"
-        }
         FilterType::ExtensionRef => "(no extension filters); remove the filter",
-        FilterType::CORS => "(no CORS handling); remove the filter and answer CORS in the application",
         FilterType::ExternalAuth => {
             "(no external authorization); remove the filter and authorize in front of cutover or in the application"
         }
-        FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier => "",
+        FilterType::RequestHeaderModifier
+        | FilterType::ResponseHeaderModifier
+        | FilterType::RequestRedirect
+        | FilterType::URLRewrite
+        | FilterType::RequestMirror
+        | FilterType::CORS => "",
     };
     format!("{kind:?} is not supported by cutover {why}")
 }
@@ -334,16 +407,10 @@ fn to_modifier(h: &HttpHeaderFilter) -> HeaderModifierConfig {
     }
 }
 
-/// The checks every backendRef passes whatever resolves it: no per-backend
-/// filters, core group, kind `Service`. False (with errors) otherwise.
+/// The checks every backendRef passes whatever resolves it: core group,
+/// kind `Service`. False (with errors) otherwise.
 pub fn supported_backend(b: &HttpBackendRef, at: &str, errors: &mut ConfigErrors) -> bool {
     let before = errors.0.len();
-    if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
-        errors.push(
-            format!("{at}.filters"),
-            "per-backend filters are not supported by cutover; put header modifiers in the rule's filters",
-        );
-    }
     if let Some(g) = b.group.as_deref().filter(|g| !g.is_empty()) {
         errors.push(
             format!("{at}.group"),
@@ -431,6 +498,11 @@ pub fn dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// What HTTPRoute's `"0s"` (no timeout) becomes for `timeouts.request`:
+/// a bound no request reaches (about a century), which still reads back as
+/// a duration.
+pub const NO_TIMEOUT: Dur = Dur(std::time::Duration::from_secs(100 * 365 * 24 * 3600));
+
 fn convert_timeouts(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -> TimeoutsConfig {
     let mut out = TimeoutsConfig::default();
     let Some(t) = &rule.timeouts else {
@@ -439,13 +511,6 @@ fn convert_timeouts(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -
     let mut parse = |value: &Option<String>, field: &str| {
         let v = value.as_deref()?;
         match duration::parse(v) {
-            Ok(d) if d.0.is_zero() => {
-                errors.push(
-                    format!("{at}.timeouts.{field}"),
-                    format!("{v:?} (no timeout) is not supported: cutover always bounds a request; give a duration"),
-                );
-                None
-            }
             Ok(d) => Some(d),
             Err(e) => {
                 errors.push(format!("{at}.timeouts.{field}"), e);
@@ -454,22 +519,31 @@ fn convert_timeouts(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -
         }
     };
     let request = parse(&t.request, "request");
-    let backend = parse(&t.backend_request, "backendRequest");
-    if let Some(r) = request {
-        out.request = r;
-    } else if let Some(b) = backend {
+    // "0s" is no timeout: no per-try limit, and a request bound never reached.
+    let backend = parse(&t.backend_request, "backendRequest").filter(|d| !d.0.is_zero());
+    match request {
+        Some(r) if r.0.is_zero() => out.request = NO_TIMEOUT,
+        Some(r) => out.request = r,
         // Without a request timeout, one attempt may use its whole time.
-        out.request = out.request.max(b);
+        None => out.request = backend.map_or(out.request, |b| out.request.max(b)),
     }
     out.per_try = backend;
     out
 }
 
+/// HTTPRoute `retry` (the retry GEP): with a `retry` stanza, connection
+/// errors are retried as well as the listed `codes`: a failed connect or a
+/// refused stream for any method (the backend never processed it); a reset
+/// or disconnect, and a `backendRequest` timeout (its 504), for idempotent
+/// methods only, since the backend may have acted on the request. `attempts`
+/// counts retries (0 disables them); `backoff` is the base of cutover's
+/// jittered exponential backoff.
 fn convert_retry(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -> RetryConfig {
     let mut out = RetryConfig::default();
     let Some(r) = &rule.retry else {
         return out;
     };
+    out.on.push(RetryOn::Reset);
     if let Some(n) = r.attempts {
         out.attempts = n;
     }
@@ -477,11 +551,24 @@ fn convert_retry(rule: &HttpRouteRule, at: &str, errors: &mut ConfigErrors) -> R
         out.on.push(RetryOn::RetriableStatusCodes);
         out.retriable_status_codes = r.codes.clone();
     }
-    if r.backoff.is_some() {
-        errors.push(
-            format!("{at}.retry.backoff"),
-            "is not supported by cutover: its backoff is a random wait up to an exponential bound (full jitter, from 25ms), which can be shorter than a minimum; remove it",
-        );
+    for (i, code) in r.codes.iter().enumerate() {
+        if !(400..=599).contains(code) {
+            errors.push(
+                format!("{at}.retry.codes[{i}]"),
+                format!("{code} is not a status code Gateway API retries (400-599)"),
+            );
+        }
+    }
+    if let Some(b) = &r.backoff {
+        match duration::parse(b) {
+            Ok(base) if !base.0.is_zero() => {
+                out.backoff.base = base;
+                // Envoy's cap: ten times the base, and never under cutover's.
+                out.backoff.max = Dur(base.0.saturating_mul(10)).max(out.backoff.max);
+            }
+            Ok(_) => out.backoff.base = Dur::ms(0),
+            Err(e) => errors.push(format!("{at}.retry.backoff"), e),
+        }
     }
     out
 }

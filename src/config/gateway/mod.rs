@@ -6,12 +6,18 @@
 
 pub mod convert;
 pub mod duration;
+pub mod filters;
+pub mod gateways;
 pub mod generated;
+pub mod grant;
+pub mod hosts;
+pub mod mirror;
+pub mod refs;
 
 use std::collections::BTreeMap;
 
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 pub use convert::{convert, Converted, ResolveBackend};
 pub use generated::Generated;
@@ -27,23 +33,6 @@ pub enum ApiVersion {
     V1,
     /// `gateway.networking.k8s.io/v1beta1`
     V1beta1,
-}
-
-/// `kind` of an accepted document: only `HTTPRoute`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpRouteKind;
-
-impl<'de> Deserialize<'de> for HttpRouteKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s == "HTTPRoute" {
-            Ok(HttpRouteKind)
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "{s:?} is not supported; cutover reads Gateway API HTTPRoute documents and its own config"
-            )))
-        }
-    }
 }
 
 /// Kubernetes `ObjectMeta`: only `name` and `namespace` are used; the rest
@@ -101,8 +90,9 @@ pub struct HttpRoute {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpRouteSpec {
-    /// Gateways (and listeners) the route attaches to; recorded, not used:
-    /// cutover's own listeners decide where a route is served.
+    /// Gateways (and listeners) the route attaches to: with Gateway
+    /// documents loaded they decide where it is served (see `gateways`);
+    /// without, every cutover listener serves it.
     #[serde(default)]
     pub parent_refs: Vec<ParentReference>,
     /// Host names; same syntax as cutover's.
@@ -111,9 +101,28 @@ pub struct HttpRouteSpec {
     /// The rules.
     #[serde(default)]
     pub rules: Vec<HttpRouteRule>,
+    /// `ReferenceGrant`'s `from` (the document's `spec` is read before its
+    /// kind is known; set only in a ReferenceGrant).
+    #[serde(default)]
+    pub from: Option<Vec<grant::GrantFrom>>,
+    /// `ReferenceGrant`'s `to`.
+    #[serde(default)]
+    pub to: Option<Vec<grant::GrantTo>>,
+    /// `Gateway`'s class (set only in a Gateway; recorded).
+    #[serde(default)]
+    pub gateway_class_name: Option<String>,
+    /// `Gateway`'s listeners.
+    #[serde(default)]
+    pub listeners: Option<Vec<gateways::GatewayListener>>,
+    /// `Gateway`'s addresses: cutover binds its own listeners; recorded.
+    #[serde(default)]
+    pub addresses: Option<IgnoredAny>,
+    /// `Gateway`'s infrastructure labels and annotations; recorded.
+    #[serde(default)]
+    pub infrastructure: Option<IgnoredAny>,
 }
 
-/// `ParentReference`: accepted for compatibility, otherwise unused.
+/// `ParentReference`: a Gateway and optionally one of its listeners.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]
@@ -245,15 +254,15 @@ pub struct HttpRouteFilter {
     #[serde(default)]
     pub response_header_modifier: Option<HttpHeaderFilter>,
     #[serde(default)]
-    pub request_mirror: Option<IgnoredAny>,
+    pub request_mirror: Option<mirror::HttpRequestMirror>,
     #[serde(default)]
-    pub request_redirect: Option<IgnoredAny>,
+    pub request_redirect: Option<filters::HttpRequestRedirect>,
     #[serde(default)]
-    pub url_rewrite: Option<IgnoredAny>,
+    pub url_rewrite: Option<filters::HttpUrlRewrite>,
     #[serde(default)]
     pub extension_ref: Option<IgnoredAny>,
     #[serde(default)]
-    pub cors: Option<IgnoredAny>,
+    pub cors: Option<filters::HttpCors>,
     #[serde(default)]
     pub external_auth: Option<IgnoredAny>,
 }
@@ -294,9 +303,9 @@ pub struct HttpBackendRef {
     /// Default 1.
     #[serde(default)]
     pub weight: Option<u32>,
-    /// Per-backend filters: reported.
+    /// Per-backend filters: header modifiers.
     #[serde(default)]
-    pub filters: Option<Vec<IgnoredAny>>,
+    pub filters: Vec<HttpRouteFilter>,
 }
 
 /// `HTTPRouteTimeouts`, in Gateway API duration syntax (`10s`, `1h30m`).

@@ -1,6 +1,9 @@
 //! HTTPRoute conversion: the examples of the Gateway API docs, every mapped
 //! field, and the error of every unsupported one.
 
+mod mirror;
+mod retry;
+
 use crate::compile::compile;
 use crate::config::load::parse_text;
 use crate::config::model::{PathMatchType, RetryOn, ValueMatchType};
@@ -186,6 +189,8 @@ spec:
     assert!(rule.retry.on.contains(&RetryOn::RetriableStatusCodes));
     assert!(rule.retry.on.contains(&RetryOn::ConnectFailure));
     assert_eq!(rule.retry.retriable_status_codes, [500, 503]);
+    // A retry stanza retries connection errors too (the retry GEP).
+    assert!(rule.retry.on.contains(&RetryOn::Reset));
     // Only backendRequest, longer than the default request timeout: the
     // request timeout grows so one attempt can use its time.
     let slow = &cfg.routes[0].rules[1];
@@ -228,24 +233,12 @@ fn route_with_rule(rule: &str) -> String {
 fn every_unsupported_filter_is_an_error_naming_its_field() {
     let cases = [
         (
-            "- type: RequestMirror\n      requestMirror: {backendRef: {name: shadow, port: 80}}",
-            "HTTPRoute reviews: spec.rules[0].filters[1].type: RequestMirror is not supported by cutover (no traffic mirroring)",
-        ),
-        (
-            "- type: RequestRedirect\n      requestRedirect: {scheme: https, statusCode: 301}",
-            "spec.rules[0].filters[1].type: RequestRedirect is not supported by cutover",
-        ),
-        (
-            "- type: URLRewrite\n      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}",
-            "spec.rules[0].filters[1].type: URLRewrite is not supported by cutover",
+            "- type: ExternalAuth\n      externalAuth: {protocol: HTTP}",
+            "HTTPRoute reviews: spec.rules[0].filters[1].type: ExternalAuth is not supported by cutover (no external authorization)",
         ),
         (
             "- type: ExtensionRef\n      extensionRef: {group: example.com, kind: Foo, name: bar}",
             "spec.rules[0].filters[1].type: ExtensionRef is not supported by cutover",
-        ),
-        (
-            "- type: CORS\n      cors: {allowOrigins: [\"*\"]}",
-            "spec.rules[0].filters[1].type: CORS is not supported by cutover",
         ),
     ];
     for (filter, want) in cases {
@@ -261,19 +254,15 @@ fn unsupported_fields_and_bad_backend_refs_are_errors() {
     let cases = [
         (
             "  - backendRefs: [{name: reviews, port: 80, filters: [{type: RequestHeaderModifier}]}]\n",
-            "HTTPRoute reviews: spec.rules[0].backendRefs[0].filters: per-backend filters are not supported",
-        ),
-        (
-            "  - backendRefs: [{name: reviews, port: 80, kind: ServiceImport, group: multicluster.x-k8s.io}]\n",
-            "spec.rules[0].backendRefs[0].kind: \"ServiceImport\" is not supported",
+            "HTTPRoute reviews: spec.rules[0].backendRefs[0].filters[0].requestHeaderModifier: required with type RequestHeaderModifier",
         ),
         (
             "  - backendRefs: [{name: reviews}]\n",
             "spec.rules[0].backendRefs[0].port: required: no cutover group is named \"reviews\"",
         ),
         (
-            "  - backendRefs: [{name: reviews, port: 80}, {name: reviews, namespace: other, port: 80}]\n",
-            "spec.rules[0].backendRefs[1]: Service \"reviews\" resolves to reviews.other.svc.cluster.local:80",
+            "  - backendRefs: [{name: reviews, port: 80}, {name: reviews, port: 81}]\n",
+            "spec.rules[0].backendRefs[1]: Service \"reviews\" resolves to reviews.default.svc.cluster.local:81",
         ),
         (
             "  - backendRefs: [{name: Reviews_v1, port: 80}]\n",
@@ -284,20 +273,12 @@ fn unsupported_fields_and_bad_backend_refs_are_errors() {
             "spec.rules[0].sessionPersistence: is not supported by cutover",
         ),
         (
-            "  - retry: {attempts: 2, backoff: 100ms}\n    backendRefs: [{name: reviews, port: 80}]\n",
-            "spec.rules[0].retry.backoff: is not supported by cutover",
-        ),
-        (
-            "  - timeouts: {request: 0s}\n    backendRefs: [{name: reviews, port: 80}]\n",
-            "spec.rules[0].timeouts.request: \"0s\" (no timeout) is not supported",
+            "  - retry: {attempts: 2, codes: [503, 302]}\n    backendRefs: [{name: reviews, port: 80}]\n",
+            "spec.rules[0].retry.codes[1]: 302 is not a status code Gateway API retries (400-599)",
         ),
         (
             "  - timeouts: {backendRequest: 1.5s}\n    backendRefs: [{name: reviews, port: 80}]\n",
             "spec.rules[0].timeouts.backendRequest: \"1.5s\" is not a Gateway API duration",
-        ),
-        (
-            "  - matches: [{path: {value: /}}]\n",
-            "spec.rules[0].backendRefs: needs at least one backendRef",
         ),
         (
             "  - filters: [{type: RequestHeaderModifier}]\n    backendRefs: [{name: reviews, port: 80}]\n",
@@ -494,4 +475,97 @@ status:
         .map(|b| b.weight)
         .collect();
     assert_eq!(weights, [75, 25]);
+}
+
+#[test]
+fn zero_timeouts_mean_no_timeout() {
+    use super::convert::NO_TIMEOUT;
+    let timeouts = |t: &str| {
+        let yaml = route_with_rule(&format!(
+            "  - timeouts: {t}\n    backendRefs: [{{name: reviews, port: 80}}]\n"
+        ));
+        let config = compiled(&yaml).unwrap_or_else(|e| panic!("{e}"));
+        config.routes[0].rules[0].timeouts.clone()
+    };
+    let t = timeouts("{request: 0s, backendRequest: 0s}");
+    assert_eq!((t.request, t.per_try), (NO_TIMEOUT, None));
+    let t = timeouts("{request: 0s, backendRequest: 2s}");
+    assert_eq!((t.request, t.per_try), (NO_TIMEOUT, Some(Dur::secs(2))));
+    // backendRequest 0s alone: no per-try limit, the default request bound.
+    let t = timeouts("{backendRequest: 0s}");
+    assert_eq!((t.request, t.per_try), (Dur::secs(15), None));
+}
+
+/// Gateway API's partial validity: unresolvable backendRefs and rules
+/// without any load, as empty groups marked unresolved, with a warning
+/// naming the field.
+#[test]
+fn unresolvable_backend_refs_load_with_warnings() {
+    let yaml = route_with_rule(
+        "  - backendRefs:\n    - {name: reviews, port: 80, weight: 3}\n    - {name: reviews, port: 80, kind: ServiceImport, group: multicluster.x-k8s.io, weight: 1}\n  - matches: [{path: {value: /empty}}]\n",
+    );
+    let (config, origins) =
+        parse_text(&format!("{BASE}---\n{yaml}")).unwrap_or_else(|e| panic!("{e}"));
+    compile(&config, &Inherited::default(), 1).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = origins.warnings.0.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with("HTTPRoute reviews: spec.rules[0].backendRefs[1].group: \"multicluster.x-k8s.io\" is not supported")
+            && warnings[0].ends_with("its share of the requests (weight 1) answers 500"),
+        "{}",
+        warnings[0]
+    );
+    let rules = &config.routes[0].rules;
+    let marks: Vec<(&str, u32, bool)> = rules[0]
+        .backends
+        .iter()
+        .map(|b| (b.group.as_str(), b.weight, b.unresolved))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            ("reviews", 3, false),
+            ("unresolved.serviceimport.default.reviews", 1, true)
+        ]
+    );
+    assert!(
+        rules[1].backends[0].unresolved,
+        "a rule without backendRefs"
+    );
+    assert!(config.groups["unresolved.serviceimport.default.reviews"]
+        .endpoints
+        .is_empty());
+}
+
+/// A backendRef into another namespace resolves only with a ReferenceGrant
+/// of that namespace; without one its share answers 500, with a warning.
+#[test]
+fn cross_namespace_backend_refs_need_a_reference_grant() {
+    let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web, namespace: web}\nspec:\n  rules:\n  - backendRefs: [{name: api, namespace: backends, port: 80}]\n";
+    let grant = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: web-to-api, namespace: backends}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: web}]\n  to: [{group: \"\", kind: Service, name: api}]\n";
+    let load = |text: String| parse_text(&text).unwrap_or_else(|e| panic!("{e}"));
+
+    let (config, origins) = load(format!("{BASE}---\n{route}"));
+    let b = &config.routes[0].rules[0].backends[0];
+    assert!(b.unresolved, "{b:?}");
+    let w = origins.warnings.0[0].to_string();
+    assert!(
+        w.starts_with("HTTPRoute web: spec.rules[0].backendRefs[0].namespace: \"backends\" is another namespace, and no ReferenceGrant"),
+        "{w}"
+    );
+
+    let (config, origins) = load(format!("{BASE}---\n{route}---\n{grant}"));
+    let b = &config.routes[0].rules[0].backends[0];
+    assert!(!b.unresolved && b.group == "api", "{b:?}");
+    assert!(origins.warnings.0.is_empty());
+    assert_eq!(
+        config.groups["api"].endpoints,
+        ["api.backends.svc.cluster.local:80"]
+    );
+
+    // A grant's fields in an HTTPRoute, and a grant without `to`: errors.
+    let mixed = route.replace("  rules:", "  to: [{group: \"\", kind: Service}]\n  rules:");
+    assert_error(&mixed, "spec: `from` and `to` belong to a ReferenceGrant");
+    let half = grant.replace("  to: [{group: \"\", kind: Service, name: api}]\n", "");
+    assert_error(&half, "spec: a ReferenceGrant needs `from` and `to`");
 }

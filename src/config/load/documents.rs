@@ -8,7 +8,9 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
 use crate::config::error::ConfigErrors;
-use crate::config::gateway::{ApiVersion, HttpRoute, HttpRouteKind, HttpRouteSpec, ObjectMeta};
+use crate::config::gateway::gateways::GatewayDoc;
+use crate::config::gateway::grant::{DocumentKind, ReferenceGrant};
+use crate::config::gateway::{ApiVersion, HttpRoute, HttpRouteSpec, ObjectMeta};
 use crate::config::model::{AccessLogConfig, Config, GroupConfig, ListenerConfig, RouteConfig};
 use crate::config::rollout::RolloutBinding;
 
@@ -19,6 +21,10 @@ pub enum Document {
     Cutover(Config),
     /// A Gateway API HTTPRoute.
     HttpRoute(HttpRoute),
+    /// A Gateway API ReferenceGrant.
+    ReferenceGrant(ReferenceGrant),
+    /// A Gateway API Gateway (its listeners; label added by the loader).
+    Gateway(GatewayDoc),
 }
 
 thread_local! {
@@ -59,7 +65,7 @@ struct RawDocument {
     #[serde(rename = "apiVersion", default)]
     api_version: Option<String>,
     #[serde(default)]
-    kind: Option<HttpRouteKind>,
+    kind: Option<DocumentKind>,
     #[serde(default)]
     metadata: Option<ObjectMeta>,
     #[serde(default)]
@@ -161,14 +167,115 @@ fn classify(
         );
     }
     if raw.spec.is_none() {
-        errors.push(format!("{doc}spec"), "required in an HTTPRoute");
+        errors.push(format!("{doc}spec"), "required in a Kubernetes document");
     }
     if errors.0.len() > before {
+        return None;
+    }
+    let spec = raw.spec.unwrap_or_default();
+    let grant_fields = spec.from.is_some() || spec.to.is_some();
+    if raw.kind == Some(DocumentKind::ReferenceGrant) {
+        return reference_grant(raw.metadata.unwrap_or_default(), spec, &doc, errors);
+    }
+    if raw.kind == Some(DocumentKind::Gateway) {
+        return gateway(raw.metadata.unwrap_or_default(), spec, &doc, errors);
+    }
+    if grant_fields {
+        errors.push(
+            format!("{doc}spec"),
+            "`from` and `to` belong to a ReferenceGrant, not an HTTPRoute",
+        );
+        return None;
+    }
+    if spec.listeners.is_some() || spec.gateway_class_name.is_some() {
+        errors.push(
+            format!("{doc}spec"),
+            "`gatewayClassName` and `listeners` belong to a Gateway, not an HTTPRoute",
+        );
         return None;
     }
     Some(Document::HttpRoute(HttpRoute {
         api_version: api_version?,
         metadata: raw.metadata.unwrap_or_default(),
-        spec: raw.spec.unwrap_or_default(),
+        spec,
     }))
+}
+
+/// A Gateway: `listeners` required (names unique), no HTTPRoute fields.
+fn gateway(
+    metadata: ObjectMeta,
+    spec: HttpRouteSpec,
+    doc: &str,
+    errors: &mut ConfigErrors,
+) -> Option<Document> {
+    let before = errors.0.len();
+    let route_fields = !spec.rules.is_empty()
+        || !spec.hostnames.is_empty()
+        || !spec.parent_refs.is_empty()
+        || spec.from.is_some()
+        || spec.to.is_some();
+    if route_fields {
+        errors.push(
+            format!("{doc}spec"),
+            "`rules`, `hostnames`, `parentRefs`, `from` and `to` do not belong to a Gateway",
+        );
+    }
+    let Some(name) = metadata.name else {
+        errors.push(format!("{doc}metadata.name"), "required in a Gateway");
+        return None;
+    };
+    let Some(listeners) = spec.listeners.filter(|l| !l.is_empty()) else {
+        errors.push(
+            format!("{doc}spec.listeners"),
+            "a Gateway needs at least one listener",
+        );
+        return None;
+    };
+    for (i, l) in listeners.iter().enumerate() {
+        if listeners[..i].iter().any(|o| o.name == l.name) {
+            errors.push(
+                format!("{doc}spec.listeners[{i}].name"),
+                format!("{:?} is used by another listener of this Gateway", l.name),
+            );
+        }
+    }
+    (errors.0.len() == before).then(|| {
+        Document::Gateway(GatewayDoc {
+            name,
+            namespace: metadata.namespace.unwrap_or_else(|| "default".into()),
+            listeners,
+            label: doc.to_string(),
+        })
+    })
+}
+
+/// A ReferenceGrant: `from` and `to` required, no HTTPRoute fields.
+fn reference_grant(
+    metadata: ObjectMeta,
+    spec: HttpRouteSpec,
+    doc: &str,
+    errors: &mut ConfigErrors,
+) -> Option<Document> {
+    let route_fields =
+        !spec.rules.is_empty() || !spec.hostnames.is_empty() || !spec.parent_refs.is_empty();
+    if route_fields {
+        errors.push(
+            format!("{doc}spec"),
+            "`rules`, `hostnames` and `parentRefs` belong to an HTTPRoute, not a ReferenceGrant",
+        );
+    }
+    let (Some(from), Some(to)) = (spec.from, spec.to) else {
+        errors.push(
+            format!("{doc}spec"),
+            "a ReferenceGrant needs `from` and `to`",
+        );
+        return None;
+    };
+    (!route_fields).then(|| {
+        Document::ReferenceGrant(ReferenceGrant {
+            namespace: metadata.namespace.unwrap_or_else(|| "default".into()),
+            from,
+            to,
+        })
+    })
 }

@@ -174,13 +174,32 @@ fn parse_sources(sources: &[(String, String)]) -> Result<(Config, Origins), Conf
     }
     let defined = merged.config.groups.clone();
     let mut groups = gateway::convert::Groups::new(&defined);
+    for (_, doc) in &docs {
+        if let Document::ReferenceGrant(g) = doc {
+            groups.grants.push(g.clone());
+        }
+    }
+    let (mut gateways, mut attachments, mut own) = (Vec::new(), Vec::new(), Vec::new());
     for (label, doc) in &docs {
         match doc {
-            Document::Cutover(c) => merged.listeners_and_routes(label, c),
+            Document::Cutover(c) => {
+                own.extend(c.routes.iter().map(|r| r.name.clone()));
+                merged.listeners_and_routes(label, c);
+            }
             Document::HttpRoute(route) => {
                 let shown = route.metadata.name.as_deref().unwrap_or("(unnamed)");
                 let route_label = format!("{label}HTTPRoute {shown}: ");
                 if let Some(c) = gateway::convert(route, &route_label, &mut groups, &mut errors) {
+                    attachments.push(gateway::gateways::RouteAttachment {
+                        route: merged.config.routes.len(),
+                        namespace: route
+                            .metadata
+                            .namespace
+                            .clone()
+                            .unwrap_or_else(|| "default".into()),
+                        parent_refs: route.spec.parent_refs.clone(),
+                        label: route_label.clone(),
+                    });
                     merged.origins.routes.push(RouteOrigin::Gateway {
                         label: route_label,
                         filters: c.filters,
@@ -188,6 +207,11 @@ fn parse_sources(sources: &[(String, String)]) -> Result<(Config, Origins), Conf
                     merged.config.routes.push(c.route);
                 }
             }
+            Document::Gateway(g) => gateways.push(gateway::gateways::GatewayDoc {
+                label: format!("{label}{}Gateway {}: ", g.label, g.name),
+                ..g.clone()
+            }),
+            Document::ReferenceGrant(_) => {}
         }
     }
     let Merged {
@@ -195,6 +219,18 @@ fn parse_sources(sources: &[(String, String)]) -> Result<(Config, Origins), Conf
         mut origins,
         ..
     } = merged;
+    gateway::gateways::attach_all(
+        &gateways,
+        &attachments,
+        &own,
+        &mut config,
+        &mut origins.warnings,
+    );
+    for (name, at) in groups.unresolved {
+        origins.groups.insert(name.clone(), at);
+        config.groups.insert(name, GroupConfig::new(Vec::new()));
+    }
+    origins.warnings.0.append(&mut groups.warnings.0);
     for (name, (endpoint, at)) in groups.generated {
         origins.groups.insert(name.clone(), at);
         config.groups.insert(name, GroupConfig::new(vec![endpoint]));

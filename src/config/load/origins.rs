@@ -14,6 +14,9 @@ pub struct Origins {
     pub(super) routes: Vec<RouteOrigin>,
     pub(super) groups: BTreeMap<String, String>,
     pub(super) rollouts: Vec<String>,
+    /// What loaded but deserves a look (unresolved HTTPRoute backendRefs),
+    /// with the field paths the user wrote; `cutover check` prints them.
+    pub warnings: ConfigErrors,
 }
 
 #[derive(Debug, Clone)]
@@ -96,7 +99,11 @@ fn gateway_field(rest: &str, filters: &[(Option<usize>, Option<usize>)]) -> Stri
     let Some((rule, tail)) = indexed(rest.trim_start_matches('.'), "rules[") else {
         return format!("spec{rest}");
     };
-    let (req, resp) = filters.get(rule).copied().unwrap_or((None, None));
+    // A backend's own modifiers are not the rule's filters.
+    let (req, resp) = match tail.starts_with(".backends[") {
+        true => (None, None),
+        false => filters.get(rule).copied().unwrap_or((None, None)),
+    };
     let filter = |i: Option<usize>, field: &str| match i {
         Some(i) => format!(".filters[{i}].{field}"),
         None => format!(".filters[].{field}"),
@@ -111,8 +118,16 @@ fn gateway_field(rest: &str, filters: &[(Option<usize>, Option<usize>)]) -> Stri
             ".response_header_modifier",
             &filter(resp, "responseHeaderModifier"),
         )
+        .replace(".request_redirect", ".filters[].requestRedirect")
+        .replace(".url_rewrite", ".filters[].urlRewrite")
+        .replace(".status_code", ".statusCode")
+        .replace(".replace_full_path", ".replaceFullPath")
+        .replace(".replace_prefix_match", ".replacePrefixMatch")
         .replace(".timeouts.per_try", ".timeouts.backendRequest")
         .replace(".retry.retriable_status_codes", ".retry.codes");
+    if let Some((_, rest)) = indexed(tail.trim_start_matches('.'), "mirror[") {
+        tail = format!(".filters[].requestMirror{rest}");
+    }
     if tail.starts_with(".backends[") {
         tail = tail.replacen(".backends[", ".backendRefs[", 1);
         if tail.ends_with("].group") {

@@ -13,6 +13,7 @@ use super::gateways::GatewayState;
 use super::hosts::{intersect, union, Hostnames};
 use super::{mesh_route_name, route_name, Condition, ObjectKey, ObjectStatus, Output, Settings};
 use crate::config::error::ConfigErrors;
+use crate::config::gateway::gateways::{kinds_admit_httproute, namespaces_admit};
 use crate::config::gateway::{self, ApiVersion, HttpRouteSpec, ObjectMeta, API_GROUP};
 use crate::kubernetes::resources::{HttpRoute, Listener};
 use k8s_openapi::api::core::v1::Service;
@@ -354,27 +355,28 @@ fn attach(
 }
 
 /// Whether listener `l` of a Gateway in `gateway_ns` accepts HTTPRoutes of
-/// `route_ns`.
+/// `route_ns` (the rules shared with file mode, `config::gateway::gateways`).
 fn allows(l: &Listener, gateway_ns: &str, route_ns: &str, namespaces: &NamespaceLabels) -> bool {
     let allowed = l.allowed_routes.as_ref();
-    let kinds_ok = allowed.and_then(|a| a.kinds.as_ref()).is_none_or(|kinds| {
-        kinds.is_empty()
-            || kinds
-                .iter()
-                .any(|k| k.kind == "HTTPRoute" && k.group.as_deref().is_none_or(|g| g == API_GROUP))
+    let kinds = allowed.and_then(|a| a.kinds.as_ref()).map(|kinds| {
+        kinds
+            .iter()
+            .map(|k| (k.group.as_deref(), k.kind.as_str()))
+            .collect::<Vec<_>>()
     });
     let from = allowed.and_then(|a| a.namespaces.as_ref());
-    let ns_ok = match from.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
-        "All" => true,
-        "Same" => gateway_ns == route_ns,
-        "Selector" => {
-            let selector = from.and_then(|n| n.selector.as_ref());
-            match (selector, namespaces.get(route_ns)) {
-                (Some(s), Some(l)) => super::selector::matches(s, l),
-                _ => false,
-            }
+    let selected = || {
+        let selector = from.and_then(|n| n.selector.as_ref());
+        match (selector, namespaces.get(route_ns)) {
+            (Some(s), Some(l)) => super::selector::matches(s, l),
+            _ => false,
         }
-        _ => false,
     };
-    kinds_ok && ns_ok
+    kinds_admit_httproute(kinds.as_deref())
+        && namespaces_admit(
+            from.and_then(|n| n.from.as_deref()),
+            gateway_ns,
+            route_ns,
+            selected,
+        )
 }

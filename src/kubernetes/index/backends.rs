@@ -215,17 +215,10 @@ impl ResolveBackend for RouteBackends<'_, '_> {
     fn resolve(
         &mut self,
         b: &HttpBackendRef,
-        at: &str,
+        _at: &str,
         _namespace: &str,
-        errors: &mut ConfigErrors,
+        _errors: &mut ConfigErrors,
     ) -> Option<BackendConfig> {
-        if b.filters.as_ref().is_some_and(|f| !f.is_empty()) {
-            errors.push(
-                format!("{at}.filters"),
-                "per-backend filters are not supported by cutover; put header modifiers in the rule's filters",
-            );
-            return None;
-        }
         let weight = b.weight.unwrap_or(1);
         match self.resolve_service(b) {
             Ok((group, pods)) => {
@@ -237,6 +230,9 @@ impl ResolveBackend for RouteBackends<'_, '_> {
                     group,
                     weight,
                     fault: None,
+                    request_header_modifier: None,
+                    response_header_modifier: None,
+                    unresolved: false,
                 })
             }
             Err(why) => {
@@ -249,6 +245,9 @@ impl ResolveBackend for RouteBackends<'_, '_> {
                     group: UNRESOLVED_GROUP.into(),
                     weight,
                     fault: Some(answer_500()),
+                    request_header_modifier: None,
+                    response_header_modifier: None,
+                    unresolved: false,
                 })
             }
         }

@@ -1,5 +1,6 @@
 //! Hostname intersection of a listener and a route, as Gateway API defines
-//! it (`*.example.com` covers one or more labels in front).
+//! it (`*.example.com` covers one or more labels in front): one function for
+//! file mode (`gateways`) and controller mode (`kubernetes::index`).
 
 /// Hostnames a route serves on one listener: `None` is every host.
 pub type Hostnames = Option<Vec<String>>;
