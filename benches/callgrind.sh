@@ -9,11 +9,14 @@
 #   bash benches/callgrind.sh                 # builds the release binary, N1=2000, N2=12000
 #   CUTOVER_BIN=path/to/cutover N1=200 N2=400 bash benches/callgrind.sh   # smoke
 #   KEEP=1 ...                                # keep the work dir (callgrind.out.* for callgrind_annotate)
+#   PROTO=h2c ...                             # h2c with prior knowledge (h2load -c10 -m10) instead of HTTP/1.1
 #
 # What it does: one nginx upstream (stable 90 / canary 10 server blocks,
 # `return 200`), cutover with the weighted rule of benches/load.sh and one
 # worker, run twice under callgrind: once for N1 and once for N2 HTTP/1.1
-# keep-alive requests from h2load --h1 (10 connections, bounded by count).
+# keep-alive requests from h2load --h1 (10 connections, bounded by count);
+# with PROTO=h2c, h2c requests (prior knowledge, 10 connections of 10
+# concurrent streams each, as in benches/load.sh).
 # Instructions per request = (Ir(N2) - Ir(N1)) / (N2 - N1): start-up, config
 # compile and shutdown cancel out. Everything stays on 127.0.0.1.
 
@@ -23,10 +26,18 @@ N1=${N1:-2000}
 N2=${N2:-12000}
 BASE_PORT=${BASE_PORT:-27280}
 KEEP=${KEEP:-0}
+PROTO=${PROTO:-h1}
+case $PROTO in
+    h1) H2LOAD_MODE=(--h1) ;;
+    h2c) H2LOAD_MODE=(-m 10) ;;
+    *) echo "PROTO must be h1 or h2c, not '$PROTO'" >&2; exit 2 ;;
+esac
 STABLE_PORT=$((BASE_PORT + 1))
 CANARY_PORT=$((BASE_PORT + 2))
 PROXY_PORT=$((BASE_PORT + 11))
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/split_fixture.sh
+. "$ROOT/benches/split_fixture.sh"
 WORK=$(mktemp -d /tmp/cutover-callgrind.XXXXXX)
 NGINX_PID=""
 
@@ -56,42 +67,7 @@ else
 fi
 [[ -x $BIN ]] || die "no cutover binary at $BIN"
 
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    default_type text/plain;
-    server { listen 127.0.0.1:$STABLE_PORT; location / { return 200 "stable\n"; } }
-    server { listen 127.0.0.1:$CANARY_PORT; location / { return 200 "canary\n"; } }
-}
-EOF
-cat >"$WORK/cutover.yaml" <<EOF
-listeners:
-  - name: public
-    address: "127.0.0.1:$PROXY_PORT"
-groups:
-  stable:
-    endpoints: ["127.0.0.1:$STABLE_PORT"]
-  canary:
-    endpoints: ["127.0.0.1:$CANARY_PORT"]
-routes:
-  - name: web
-    rules:
-      - name: split
-        backends:
-          - { group: stable, weight: 90 }
-          - { group: canary, weight: 10 }
-EOF
+split_fixture "$WORK" "$STABLE_PORT" "$CANARY_PORT" "$PROXY_PORT"
 
 nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
 NGINX_PID=$!
@@ -113,7 +89,7 @@ instructions() { # requests -> Ir of a whole proxy run serving them
         >"$WORK/cutover.$n.log" 2>&1 &
     pid=$!
     up "$PROXY_PORT"
-    timeout 600 h2load --h1 -n "$n" -c 10 "http://127.0.0.1:$PROXY_PORT/" >"$WORK/h2load.$n.log" 2>&1 ||
+    timeout 600 h2load "${H2LOAD_MODE[@]}" -n "$n" -c 10 "http://127.0.0.1:$PROXY_PORT/" >"$WORK/h2load.$n.log" 2>&1 ||
         die "h2load failed (see $WORK/h2load.$n.log)"
     grep -q "succeeded, 0 failed, 0 errored" "$WORK/h2load.$n.log" ||
         log "warning: some requests failed: $(grep '^requests:' "$WORK/h2load.$n.log")"
@@ -122,11 +98,11 @@ instructions() { # requests -> Ir of a whole proxy run serving them
     awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }
 
-log "cutover $BIN under callgrind: $N1 requests"
+log "cutover $BIN under callgrind: $N1 $PROTO requests"
 I1=$(instructions "$N1")
-log "cutover $BIN under callgrind: $N2 requests"
+log "cutover $BIN under callgrind: $N2 $PROTO requests"
 I2=$(instructions "$N2")
 # The readiness probe (one curl request per run) cancels out too.
-awk -v a="$I1" -v b="$I2" -v n1="$N1" -v n2="$N2" 'BEGIN {
+awk -v proto="$PROTO" -v a="$I1" -v b="$I2" -v n1="$N1" -v n2="$N2" 'BEGIN {
     printf "instructions (user space): %s for %d requests, %s for %d\n", a, n1, b, n2
-    printf "instructions per proxied request: %.0f\n", (b - a) / (n2 - n1) }'
+    printf "instructions per proxied %s request: %.0f\n", proto, (b - a) / (n2 - n1) }'

@@ -5,13 +5,17 @@
 //! slow log reader.
 
 use std::io::{self, BufWriter, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Lines queued at most (about 20 MiB of typical lines).
+/// Lines queued at most (about 20 MiB of typical lines). Counted, not
+/// preallocated: `sync_channel(QUEUE)` wrote 2 MiB of slots at start-up,
+/// 2 MiB of every idle process's RSS; the unbounded channel allocates as
+/// lines come and frees as they go.
 const QUEUE: usize = 65_536;
 
 /// How long lines gather before a write.
@@ -29,7 +33,9 @@ enum Msg {
 /// The `tracing` writer side: cheap to call from any thread.
 #[derive(Debug, Clone)]
 pub struct NonBlocking {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
+    /// Lines sent and not yet taken by the writer thread.
+    queued: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -41,7 +47,7 @@ impl std::fmt::Debug for Msg {
 /// Flushes the queue when dropped (at exit), waiting up to a second.
 #[derive(Debug)]
 pub struct FlushGuard {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
 }
 
 impl Drop for FlushGuard {
@@ -56,12 +62,14 @@ impl Drop for FlushGuard {
 impl NonBlocking {
     /// Starts the writer thread over `out` (stdout in the binary).
     pub fn new(out: impl Write + Send + 'static) -> io::Result<(NonBlocking, FlushGuard)> {
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = Arc::clone(&queued);
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(&rx, BufWriter::with_capacity(64 * 1024, out)))?;
+            .spawn(move || write_lines(&rx, &taken, BufWriter::with_capacity(64 * 1024, out)))?;
         let guard = FlushGuard { tx: tx.clone() };
-        Ok((NonBlocking { tx }, guard))
+        Ok((NonBlocking { tx, queued }, guard))
     }
 }
 
@@ -69,9 +77,10 @@ impl NonBlocking {
 /// rounds: sleep a moment so lines gather, write them all, flush. Request
 /// threads then never wake it (it is asleep, not waiting on the queue), and
 /// one `write(2)` carries many lines. A line waits at most one round.
-fn write_lines(rx: &Receiver<Msg>, mut out: BufWriter<impl Write>) {
+fn write_lines(rx: &Receiver<Msg>, queued: &AtomicUsize, mut out: BufWriter<impl Write>) {
     let write = |msg: Msg, out: &mut BufWriter<_>| match msg {
         Msg::Line(line) => {
+            queued.fetch_sub(1, Ordering::Relaxed);
             let _ = out.write_all(&line);
         }
         Msg::Flush(ack) => {
@@ -99,15 +108,17 @@ fn write_lines(rx: &Receiver<Msg>, mut out: BufWriter<impl Write>) {
 /// One event's writer: `tracing`'s fmt layer writes each formatted line
 /// with a single `write_all`.
 #[derive(Debug)]
-pub struct LineSender<'a>(&'a SyncSender<Msg>);
+pub struct LineSender<'a>(&'a NonBlocking);
 
 impl Write for LineSender<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.0.try_send(Msg::Line(buf.to_vec())) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
+        let sender = self.0;
+        // Counted before the send, so the writer never takes a line that
+        // is not counted yet.
+        let queued = sender.queued.fetch_add(1, Ordering::Relaxed);
+        if queued >= QUEUE || sender.tx.send(Msg::Line(buf.to_vec())).is_err() {
+            sender.queued.fetch_sub(1, Ordering::Relaxed);
+            DROPPED.fetch_add(1, Ordering::Relaxed);
         }
         Ok(buf.len())
     }
@@ -121,7 +132,7 @@ impl<'a> MakeWriter<'a> for NonBlocking {
     type Writer = LineSender<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineSender(&self.tx)
+        LineSender(self)
     }
 }
 
@@ -156,5 +167,53 @@ mod tests {
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 1000);
         assert_eq!(lines[999], "{\"n\":999}");
+    }
+
+    /// Stdout that blocks its first write until the test lets it go.
+    struct Stuck {
+        gate: Arc<Mutex<()>>,
+        out: Shared,
+    }
+
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            drop(self.gate.lock().unwrap());
+            self.out.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_reader_costs_lines_over_the_bound_not_a_blocked_request() {
+        let gate = Arc::new(Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let out = Shared::default();
+        let stuck = Stuck {
+            gate: Arc::clone(&gate),
+            out: out.clone(),
+        };
+        // Lines go to a 64 KiB buffer first: the stuck write comes once
+        // the writer flushes, after the first round.
+        let (writer, guard) = NonBlocking::new(stuck).unwrap();
+        writer.make_writer().write_all(b"first\n").unwrap();
+        std::thread::sleep(ROUND * 3);
+        let dropped_before = DROPPED.load(Ordering::Relaxed);
+        let sent = QUEUE + 10;
+        for _ in 0..sent {
+            writer.make_writer().write_all(b"x\n").unwrap();
+        }
+        let dropped = DROPPED.load(Ordering::Relaxed) - dropped_before;
+        // Other tests may drop lines too; this one drops at least its 10.
+        assert!(dropped >= 10, "dropped {dropped}");
+        drop(held);
+        drop(guard);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            1 + QUEUE,
+            "the first line and a full queue"
+        );
     }
 }

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# benches/rss.sh: cutover's resident memory (VmRSS, split into anonymous and
+# file-backed pages) idle, with N idle keep-alive connections open (each
+# after one proxied request), and then after they closed, until RSS is back
+# within 20% of its idle value or 60 s passed (issue #11 item 7). Memory
+# figures do not depend on what else the machine runs.
+#
+# Usage (needs nginx and python3):
+#   bash benches/rss.sh                          # builds the release binary, N=1000 HTTP/1.1
+#   PROTO=h2c N=200 bash benches/rss.sh          # h2c connections (prior knowledge)
+#   CUTOVER_BIN=path/to/cutover bash benches/rss.sh
+# Everything stays on 127.0.0.1.
+
+set -euo pipefail
+
+N=${N:-1000}
+PROTO=${PROTO:-h1}
+BASE_PORT=${BASE_PORT:-27480}
+STABLE_PORT=$((BASE_PORT + 1))
+CANARY_PORT=$((BASE_PORT + 2))
+PROXY_PORT=$((BASE_PORT + 11))
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/split_fixture.sh
+. "$ROOT/benches/split_fixture.sh"
+WORK=$(mktemp -d /tmp/cutover-rss.XXXXXX)
+NGINX_PID=""
+CUTOVER_PID=""
+
+log() { printf '[rss.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $CUTOVER_PID ]]; then kill -TERM "$CUTOVER_PID" 2>/dev/null || true; fi
+    if [[ -n $NGINX_PID ]]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; fi
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+case $PROTO in h1 | h2c) ;; *) die "PROTO must be h1 or h2c, not '$PROTO'" ;; esac
+for tool in nginx python3 curl; do
+    command -v "$tool" >/dev/null || die "$tool is missing"
+done
+if [[ -n ${CUTOVER_BIN:-} ]]; then
+    BIN=$CUTOVER_BIN
+else
+    log "cargo build --release --bin cutover"
+    (cd "$ROOT" && cargo build --release --bin cutover --quiet)
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/cutover
+fi
+[[ -x $BIN ]] || die "no cutover binary at $BIN"
+ulimit -n $((2 * N + 1024)) 2>/dev/null || log "warning: cannot raise the open file limit for $N connections"
+
+split_fixture "$WORK" "$STABLE_PORT" "$CANARY_PORT" "$PROXY_PORT" $((N + 512))
+
+nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+NGINX_PID=$!
+"$BIN" run -c "$WORK/cutover.yaml" --workers 1 --no-admin >"$WORK/cutover.log" 2>&1 &
+CUTOVER_PID=$!
+
+up() { # port: wait until it answers
+    local i
+    for ((i = 0; i < 100; i++)); do
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
+        sleep 0.1
+    done
+    die "nothing answers on 127.0.0.1:$1 (logs in $WORK)"
+}
+up "$STABLE_PORT"
+up "$PROXY_PORT"
+sleep 1
+
+python3 - "$PROXY_PORT" "$N" "$CUTOVER_PID" "$PROTO" <<'EOF'
+import socket, sys, time
+
+port, n, pid, proto = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+def mem():
+    d = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, v = line.split(":", 1)
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                d[k] = int(v.split()[0])
+    return d
+
+def show(what, d):
+    print(f"{what:<34} VmRSS {d['VmRSS'] / 1024:6.1f} MiB  (anon {d['RssAnon'] / 1024:5.1f}, "
+          f"file {d['RssFile'] / 1024:5.1f})  VmHWM {d['VmHWM'] / 1024:6.1f} MiB")
+
+if proto == "h1":
+    first = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+else:
+    # Preface, empty SETTINGS, then HEADERS (END_STREAM | END_HEADERS) on
+    # stream 1: GET http://x/ in HPACK (static indices and one literal).
+    block = bytes([0x82, 0x86, 0x84, 0x41, 0x01]) + b"x"
+    first = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+             + len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block)
+
+idle = mem()
+show("idle", idle)
+conns = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(first)
+    conns.append(s)
+for s in conns:
+    s.settimeout(10)
+    if not s.recv(65536):
+        sys.exit("a connection closed before its answer")
+time.sleep(1)
+show(f"{n} idle {proto} connections", mem())
+for s in conns:
+    s.close()
+start = time.monotonic()
+for _ in range(60):
+    time.sleep(1)
+    now = mem()
+    if now["VmRSS"] <= idle["VmRSS"] * 1.2:
+        break
+show(f"closed, after {time.monotonic() - start:.0f} s", now)
+back = "yes" if now["VmRSS"] <= idle["VmRSS"] * 1.2 else "no"
+print(f"back within 20% of idle: {back}")
+EOF
