@@ -185,8 +185,7 @@ fn target_uri(authority: &Authority, tls: bool) -> Uri {
     parts.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
     parts.authority = Some(authority.clone());
     parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    // ok: scheme, a parsed authority and "/" always make a URI
-    Uri::from_parts(parts).expect("scheme, authority and path")
+    Uri::from_parts(parts).expect("scheme, authority and path") // ok: a scheme, a parsed authority and "/" always make a URI
 }
 
 impl UpstreamState {
