@@ -104,7 +104,7 @@ fn cutover_mirror_fields_are_checked() {
         .contains("routes[0].rules[0].mirror[0].max_in_flight: must be at least 1"));
     assert!(err("{group: shadow, timeout: 0s}")
         .contains("routes[0].rules[0].mirror[0].timeout: must be more than 0"));
-    let ok = crate::config::parse_yaml(&yaml("{group: shadow, percent: 0}")).unwrap();
+    let ok = crate::config::parse_yaml(&yaml("{group: shadow, percent: 0}")).unwrap(); // ok: a test of a literal config
     let table = compile(&ok, &Inherited::default(), 1).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(table.rules[0].mirrors[0].numerator, 0);
 }
