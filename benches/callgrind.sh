@@ -32,17 +32,11 @@ case $PROTO in
     h2c) H2LOAD_MODE=(-m 10) ;;
     *) echo "PROTO must be h1 or h2c, not '$PROTO'" >&2; exit 2 ;;
 esac
-STABLE_PORT=$((BASE_PORT + 1))
-CANARY_PORT=$((BASE_PORT + 2))
-PROXY_PORT=$((BASE_PORT + 11))
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=benches/split_fixture.sh
 . "$ROOT/benches/split_fixture.sh"
 WORK=$(mktemp -d /tmp/cutover-callgrind.XXXXXX)
 NGINX_PID=""
-
-log() { printf '[callgrind.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 cleanup() {
     local rc=$?

@@ -16,18 +16,12 @@ set -euo pipefail
 N=${N:-1000}
 PROTO=${PROTO:-h1}
 BASE_PORT=${BASE_PORT:-27480}
-STABLE_PORT=$((BASE_PORT + 1))
-CANARY_PORT=$((BASE_PORT + 2))
-PROXY_PORT=$((BASE_PORT + 11))
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=benches/split_fixture.sh
 . "$ROOT/benches/split_fixture.sh"
 WORK=$(mktemp -d /tmp/cutover-rss.XXXXXX)
 NGINX_PID=""
 CUTOVER_PID=""
-
-log() { printf '[rss.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 cleanup() {
     local rc=$?

@@ -1,4 +1,11 @@
 # Shared by benches/callgrind.sh and benches/rss.sh; sourced, not run.
+# Sourced after BASE_PORT is set: the ports both scripts use, and their log lines.
+STABLE_PORT=$((BASE_PORT + 1))
+CANARY_PORT=$((BASE_PORT + 2))
+PROXY_PORT=$((BASE_PORT + 11))
+log() { printf '[%s %s] %s\n' "${0##*/}" "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
 # split_fixture WORK STABLE_PORT CANARY_PORT PROXY_PORT [WORKER_CONNECTIONS]
 # writes WORK/nginx/nginx.conf (one worker: a stable and a canary server
 # block, `return 200`, on 127.0.0.1) and WORK/cutover.yaml (the weighted
