@@ -82,20 +82,11 @@ impl Running {
 }
 
 fn yaml(stable: &Upstream, canary: &Upstream, ws: u32, wc: u32) -> String {
-    format!(
-        r#"listeners:
-  - name: public
-    address: "127.0.0.1:0"
-groups:
-  stable: {{ endpoints: ["{}"] }}
-  canary: {{ endpoints: ["{}"] }}
-routes:
-  - name: web
-    rules:
-      - name: split
-        backends: [{{ group: stable, weight: {ws} }}, {{ group: canary, weight: {wc} }}]
-"#,
-        stable.addr, canary.addr
+    crate::support::config(
+        &[("stable", stable), ("canary", canary)],
+        &format!(
+            "      - name: split\n        backends: [{{ group: stable, weight: {ws} }}, {{ group: canary, weight: {wc} }}]\n"
+        ),
     )
 }
 

@@ -80,21 +80,14 @@ async fn version(name: &'static str, fail_every: u64, delay_ms: u64) -> Version 
 /// A rule `web/split` between `stable` and `canary` with `rollout` (YAML
 /// lines indented under `rollout:`).
 fn config(stable: &Version, canary: &Version, rollout: &str) -> String {
-    format!(
-        r#"listeners:
-  - name: public
-    address: "127.0.0.1:0"
-groups:
-  stable: {{ endpoints: ["{}"] }}
-  canary: {{ endpoints: ["{}"] }}
-routes:
-  - name: web
-    rules:
-      - name: split
+    crate::support::config_at(
+        &[("stable", stable.addr), ("canary", canary.addr)],
+        &format!(
+            r#"      - name: split
         backends: [{{ group: stable, weight: 100 }}, {{ group: canary, weight: 0 }}]
         rollout:
-{rollout}"#,
-        stable.addr, canary.addr
+{rollout}"#
+        ),
     )
 }
 

@@ -284,10 +284,17 @@ pub fn free_port() -> u16 {
 /// A one-route config: `rules_yaml` is the YAML list under `rules:`, indented
 /// by 6 spaces; groups are `(name, upstream)` pairs, one endpoint each.
 pub fn config(groups: &[(&str, &Upstream)], rules_yaml: &str) -> String {
+    let at: Vec<(&str, SocketAddr)> = groups.iter().map(|(n, up)| (*n, up.addr)).collect();
+    config_at(&at, rules_yaml)
+}
+
+/// [`config`] for upstreams of the tests' own kinds: groups are `(name,
+/// address)` pairs.
+pub fn config_at(groups: &[(&str, SocketAddr)], rules_yaml: &str) -> String {
     let mut y =
         String::from("listeners:\n  - name: public\n    address: \"127.0.0.1:0\"\ngroups:\n");
-    for (name, up) in groups {
-        y.push_str(&format!("  {name}:\n    endpoints: [\"{}\"]\n", up.addr));
+    for (name, addr) in groups {
+        y.push_str(&format!("  {name}:\n    endpoints: [\"{addr}\"]\n"));
     }
     y.push_str("routes:\n  - name: web\n    rules:\n");
     y.push_str(rules_yaml);

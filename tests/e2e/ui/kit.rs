@@ -66,27 +66,18 @@ pub async fn version(name: &'static str) -> Version {
 /// Route `web`: rule `testers` (header `x-canary: always` -> canary) and
 /// rule `split` (stable 90, canary 10, with a rollout plan).
 pub fn config(stable: &Version, canary: &Version) -> String {
-    format!(
-        r#"listeners:
-  - name: public
-    address: "127.0.0.1:0"
-groups:
-  stable: {{ endpoints: ["{}"] }}
-  canary: {{ endpoints: ["{}"] }}
-routes:
-  - name: web
-    rules:
-      - name: testers
-        matches: [{{ headers: [{{ name: x-canary, value: always }}] }}]
-        backends: [{{ group: canary }}]
+    crate::support::config_at(
+        &[("stable", stable.addr), ("canary", canary.addr)],
+        r#"      - name: testers
+        matches: [{ headers: [{ name: x-canary, value: always }] }]
+        backends: [{ group: canary }]
       - name: split
-        backends: [{{ group: stable, weight: 90 }}, {{ group: canary, weight: 10 }}]
+        backends: [{ group: stable, weight: 90 }, { group: canary, weight: 10 }]
         rollout:
           canary: canary
           steps: [10, 50, 100]
           hold: 1h
 "#,
-        stable.addr, canary.addr
     )
 }
 
