@@ -383,6 +383,14 @@ spec:
         assert_eq!((r.http, r.status.as_deref()), (200, Some("14")), "{r:?}");
         assert!(r.headers.contains_key("grpc-message"));
     }
+    // Sent as HTTP 200, counted as the 500 they stand for: error rates see them.
+    let metrics = get(&http1_client(), &format!("http://{}/metrics", p.admin), &[]).await;
+    let counted = metrics.body.lines().any(|l| {
+        l.starts_with("cutover_requests_total")
+            && l.contains("code_class=\"5xx\"")
+            && l.contains("reason=\"unresolved_backend\"")
+    });
+    assert!(counted, "{}", metrics.body);
 }
 
 /// `cutover check` names the fields a GRPCRoute cannot have and the gRPC
