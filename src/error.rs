@@ -43,7 +43,7 @@ pub enum ProxyError {
     /// A configured `fault.abort` answered with this status.
     FaultInjected(StatusCode),
     /// The split picked an HTTPRoute backendRef that could not be resolved
-    /// (or the rule has none): Gateway API's 500.
+    /// (or the rule has none): Gateway API's 500 (gRPC: UNAVAILABLE).
     UnresolvedBackend,
 }
 
@@ -120,6 +120,56 @@ impl ProxyError {
                 "the chosen backend could not be resolved (`cutover check` names it)"
             }
         }
+    }
+
+    /// The gRPC status code a gRPC client gets instead of [`Self::status`]:
+    /// gRPC's own HTTP-to-gRPC mapping, except that no route is UNIMPLEMENTED
+    /// (what a server without the method answers, and what Gateway API's
+    /// conformance tests expect) and an unresolved backend UNAVAILABLE (as
+    /// GRPCRoute asks).
+    pub fn grpc_status(&self) -> u8 {
+        const UNKNOWN: u8 = 2;
+        const PERMISSION_DENIED: u8 = 7;
+        const UNIMPLEMENTED: u8 = 12;
+        const INTERNAL: u8 = 13;
+        const UNAVAILABLE: u8 = 14;
+        const UNAUTHENTICATED: u8 = 16;
+        match self {
+            ProxyError::NoRoute => UNIMPLEMENTED,
+            ProxyError::UnresolvedBackend => UNAVAILABLE,
+            other => match other.status().as_u16() {
+                400 => INTERNAL,
+                401 => UNAUTHENTICATED,
+                403 => PERMISSION_DENIED,
+                404 => UNIMPLEMENTED,
+                429 | 502 | 503 | 504 => UNAVAILABLE,
+                _ => UNKNOWN,
+            },
+        }
+    }
+
+    /// The local reply: plain text, or for a gRPC request (`grpc`) a
+    /// trailers-only gRPC answer (HTTP 200, `grpc-status`, `grpc-message`),
+    /// which every gRPC client reads as the call's status.
+    pub fn reply(self, grpc: bool) -> Response<ProxyBody> {
+        if !grpc {
+            return self.into_response();
+        }
+        let mut resp = Response::new(ProxyBody::local(Bytes::new()));
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(self.grpc_status())),
+        );
+        // Printable ASCII needs no percent-encoding in `grpc-message`.
+        if let Ok(message) = HeaderValue::from_str(self.message()) {
+            h.insert("grpc-message", message);
+        }
+        resp
     }
 
     /// The plain-text local reply. Bad framing also closes the connection:

@@ -77,6 +77,7 @@ pub async fn handle(
     let method = req.method().clone();
     let uri = req.uri().clone();
     let http1 = req.version() <= Version::HTTP_11;
+    let grpc = is_grpc(req.headers());
     let result = forward_request(&ex.table, &conn, req, &mut ex.chosen).await;
     let mut resp = result.unwrap_or_else(|e| {
         tracing::warn!(
@@ -89,12 +90,22 @@ pub async fn handle(
             "local reply"
         );
         ex.local_reply(&e);
-        e.into_response()
+        e.reply(grpc)
     });
     if http1 && shared.draining.load(Ordering::Relaxed) {
         ask_to_reconnect(&mut resp);
     }
     Ok(ex.finish(resp))
+}
+
+/// A gRPC call (`content-type: application/grpc`, `+proto` and the like):
+/// its local replies are gRPC statuses.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(..16))
+        .is_some_and(|v| v.eq_ignore_ascii_case("application/grpc"))
 }
 
 /// While draining, an HTTP/1.1 client is told to close after this answer:

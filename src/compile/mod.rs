@@ -6,6 +6,7 @@
 mod cors;
 mod fault;
 mod filters;
+mod grpc;
 mod mirror;
 mod policy;
 #[cfg(test)]

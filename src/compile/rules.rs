@@ -184,6 +184,7 @@ fn catch_all() -> Conditions {
         method: None,
         headers: Box::new([]),
         query: Box::new([]),
+        grpc: None,
     }
 }
 
@@ -279,9 +280,26 @@ fn compile_sticky(s: &StickyConfig, path: &str, errors: &mut ConfigErrors) -> Op
 
 fn compile_match(m: &MatchConfig, path: &str, errors: &mut ConfigErrors) -> Option<Conditions> {
     let before = errors.0.len();
-    let path_match = match &m.path {
-        None => PathMatch::Prefix("/".into()),
-        Some(p) => compile_path(p.kind, &p.value, &format!("{path}.path.value"), errors)?,
+    let (path_match, grpc) = match (&m.path, &m.grpc) {
+        (None, None) => (PathMatch::Prefix("/".into()), None),
+        (Some(p), None) => (
+            compile_path(p.kind, &p.value, &format!("{path}.path.value"), errors)?,
+            None,
+        ),
+        (None, Some(g)) => {
+            let at = format!("{path}.grpc");
+            let (p, rank) = super::grpc::compile(g, &at, errors, |kind, value, errors| {
+                compile_path(kind, value, &at, errors)
+            })?;
+            (p, Some(rank))
+        }
+        (Some(_), Some(_)) => {
+            errors.push(
+                format!("{path}.grpc"),
+                "`grpc` and `path` are exclusive (a gRPC method is a path)",
+            );
+            return None;
+        }
     };
     let method = m.method.as_deref().and_then(|s| {
         let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase());
@@ -324,6 +342,7 @@ fn compile_match(m: &MatchConfig, path: &str, errors: &mut ConfigErrors) -> Opti
         method,
         headers: headers.into(),
         query: query.into(),
+        grpc,
     })
 }
 

@@ -415,6 +415,41 @@ pub struct MatchConfig {
     /// HTTP method, e.g. `GET`.
     #[serde(default)]
     pub method: Option<String>,
+    /// gRPC service and method (a GRPCRoute `method` match): becomes the
+    /// path condition, and ranks by GRPCRoute precedence. Exclusive with
+    /// `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcMatchConfig>,
+}
+
+/// A gRPC service/method condition: the request path `/<service>/<method>`.
+/// Neither given matches every gRPC request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcMatchConfig {
+    /// `Exact` (default) or `RegularExpression` (both names).
+    #[serde(rename = "type", default = "default_grpc_type")]
+    pub kind: GrpcMatchType,
+    /// e.g. `helloworld.Greeter`; absent: any service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// e.g. `SayHello`; absent: any method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+/// How a gRPC service and method are compared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum GrpcMatchType {
+    /// Equal, case-sensitive.
+    #[default]
+    Exact,
+    /// Whole-name regular expressions.
+    RegularExpression,
+}
+
+fn default_grpc_type() -> GrpcMatchType {
+    GrpcMatchType::Exact
 }
 
 /// Path condition kinds.

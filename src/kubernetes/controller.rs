@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 
 use super::index::{self, FileListener, ListenerKey, ObjectKey, Objects, Output, Settings};
 use super::lease::{self, LeaseOptions};
-use super::resources::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use super::resources::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
 use super::secrets::{self, Secrets};
 use super::writer::Writer;
 use crate::config::gateway::Generated;
@@ -91,6 +91,7 @@ struct Stores {
     classes: Store<GatewayClass>,
     gateways: Store<Gateway>,
     routes: Store<HttpRoute>,
+    grpc_routes: Store<GrpcRoute>,
     grants: Store<ReferenceGrant>,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
@@ -103,6 +104,7 @@ impl Stores {
             classes: self.classes.state(),
             gateways: self.gateways.state(),
             routes: self.routes.state(),
+            grpc_routes: self.grpc_routes.state(),
             grants: self.grants.state(),
             services: self.services.state(),
             slices: self.slices.state(),
@@ -121,6 +123,7 @@ pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerO
         classes: watch_all(Api::all(client.clone()), &changed, &mut tasks),
         gateways: watch_all(Api::all(client.clone()), &changed, &mut tasks),
         routes: watch_all(Api::all(client.clone()), &changed, &mut tasks),
+        grpc_routes: watch_all(Api::all(client.clone()), &changed, &mut tasks),
         grants: watch_all(Api::all(client.clone()), &changed, &mut tasks),
         services: watch_all(Api::all(client.clone()), &changed, &mut tasks),
         slices: watch_all(Api::all(client.clone()), &changed, &mut tasks),
@@ -226,13 +229,14 @@ async fn wait_ready(s: &Stores) -> bool {
         s.classes.wait_until_ready(),
         s.gateways.wait_until_ready(),
         s.routes.wait_until_ready(),
+        s.grpc_routes.wait_until_ready(),
         s.grants.wait_until_ready(),
         s.services.wait_until_ready(),
         s.slices.wait_until_ready(),
         s.namespaces.wait_until_ready(),
     );
     let all = [
-        ready.0, ready.1, ready.2, ready.3, ready.4, ready.5, ready.6,
+        ready.0, ready.1, ready.2, ready.3, ready.4, ready.5, ready.6, ready.7,
     ];
     all.iter().all(Result::is_ok)
 }

@@ -8,7 +8,8 @@
 //!   same port.
 //! - An HTTPRoute attaches through `parentRefs` (name, `sectionName`,
 //!   `port`) to the listeners that allow its namespace, with the hostnames
-//!   both accept; it is converted as in file mode.
+//!   both accept; it is converted as in file mode. A GRPCRoute likewise
+//!   (route `<namespace>.<name>_grpc`, groups speaking h2).
 //! - An HTTPS listener's `certificateRefs` name Secrets; their certificates
 //!   are served on the cutover listener by SNI (the Gateway listener's
 //!   hostname), a wrong Secret keeps the last good certificate and says so.
@@ -19,7 +20,7 @@
 //!   pod addresses of its EndpointSlices (Service port -> the slice port of
 //!   the same name, which carries the resolved targetPort). A backendRef that
 //!   cannot be resolved (no Service, no ReferenceGrant across namespaces,
-//!   another kind) keeps its weight and answers 500.
+//!   another kind) keeps its weight and answers 500 (gRPC: UNAVAILABLE).
 
 mod attach;
 mod backends;
@@ -38,7 +39,8 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rustls::sign::CertifiedKey;
 
-use super::resources::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use super::resources::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
+use crate::config::gateway::grpc::RouteKind;
 use crate::config::gateway::Generated;
 pub use attach::ParentKey;
 use backends::Backends;
@@ -79,6 +81,8 @@ pub struct Objects {
     pub gateways: Vec<Arc<Gateway>>,
     /// HTTPRoutes.
     pub routes: Vec<Arc<HttpRoute>>,
+    /// GRPCRoutes.
+    pub grpc_routes: Vec<Arc<GrpcRoute>>,
     /// ReferenceGrants.
     pub grants: Vec<Arc<ReferenceGrant>>,
     /// Services.
@@ -214,6 +218,8 @@ pub struct Statuses {
     pub gateways: BTreeMap<ObjectKey, ObjectStatus<GatewayStatus>>,
     /// HTTPRoutes with at least one parent of cutover's.
     pub routes: BTreeMap<ObjectKey, ObjectStatus<RouteStatus>>,
+    /// GRPCRoutes with at least one parent of cutover's.
+    pub grpc_routes: BTreeMap<ObjectKey, ObjectStatus<RouteStatus>>,
 }
 
 /// The index's answer.
@@ -253,24 +259,47 @@ pub fn build(objects: &Objects, settings: &Settings) -> Output {
             ))
         })
         .collect();
-    let mut routes: Vec<&Arc<HttpRoute>> = objects.routes.iter().collect();
+    // GRPCRoutes are read as HTTPRoutes of another kind (`config::gateway::grpc`).
+    let grpc: Vec<HttpRoute> = objects
+        .grpc_routes
+        .iter()
+        .map(|g| HttpRoute {
+            metadata: g.metadata.clone(),
+            spec: g.spec.clone(),
+            status: None,
+        })
+        .collect();
+    let mut routes: Vec<(RouteKind, &HttpRoute)> = objects
+        .routes
+        .iter()
+        .map(|r| (RouteKind::Http, &**r))
+        .chain(grpc.iter().map(|r| (RouteKind::Grpc, r)))
+        .collect();
     // Oldest first, then by name: the order the spec gives conflicting routes.
-    routes.sort_by(|a, b| {
-        let key = |r: &HttpRoute| {
+    routes.sort_by(|(ka, a), (kb, b)| {
+        let key = |r: &HttpRoute, k: &RouteKind| {
             (
                 r.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 ObjectKey::of(&r.metadata),
+                *k == RouteKind::Grpc,
             )
         };
-        key(a).cmp(&key(b))
+        key(a, ka).cmp(&key(b, kb))
     });
     let context = attach::Context {
         namespaces: &namespaces,
         services: &objects.services,
         settings,
     };
-    for route in routes {
-        attach::route(route, &mut gateways, &mut backends, &context, &mut out);
+    for (kind, route) in routes {
+        attach::route(
+            route,
+            kind,
+            &mut gateways,
+            &mut backends,
+            &context,
+            &mut out,
+        );
     }
     out.generated.groups = backends.into_groups();
     for g in gateways.values() {
@@ -297,6 +326,19 @@ pub fn build(objects: &Objects, settings: &Settings) -> Output {
 /// namespace has no dots, so it cannot collide).
 pub fn route_name(key: &ObjectKey) -> String {
     format!("{}.{}", key.namespace, key.name)
+}
+
+/// A route's key in the maps shared by both kinds (refused, fallback,
+/// specs, route names): a GRPCRoute's name gets `_grpc` (no Kubernetes name
+/// holds `_`), so it never collides with an HTTPRoute of the same name.
+pub fn route_key(kind: RouteKind, key: &ObjectKey) -> ObjectKey {
+    match kind {
+        RouteKind::Http => key.clone(),
+        RouteKind::Grpc => ObjectKey {
+            namespace: key.namespace.clone(),
+            name: format!("{}_grpc", key.name),
+        },
+    }
 }
 
 /// The cutover route name of an HTTPRoute's mesh part (its Service

@@ -1,6 +1,6 @@
 //! Controller mode (`cutover run --kubernetes`): cutover as a Gateway API
 //! implementation. It watches GatewayClasses, Gateways, HTTPRoutes,
-//! ReferenceGrants, Services, EndpointSlices, Namespaces and (metadata
+//! GRPCRoutes, ReferenceGrants, Services, EndpointSlices, Namespaces and (metadata
 //! only, data of the referenced ones) Secrets; the pure
 //! [`index`] turns them into routes and groups of ready pod addresses, which
 //! are layered on the file's config and published through
@@ -43,6 +43,11 @@ pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ),
     (
         crate::config::gateway::API_GROUP,
+        "grpcroutes",
+        &["list", "watch"],
+    ),
+    (
+        crate::config::gateway::API_GROUP,
         "referencegrants",
         &["list", "watch"],
     ),
@@ -59,6 +64,11 @@ pub const PERMISSIONS: &[(&str, &str, &[&str])] = &[
     (
         crate::config::gateway::API_GROUP,
         "httproutes/status",
+        &["patch"],
+    ),
+    (
+        crate::config::gateway::API_GROUP,
+        "grpcroutes/status",
         &["patch"],
     ),
     ("", "services", &["list", "watch"]),

@@ -211,6 +211,28 @@ gateway_resource!(
     NamespaceResourceScope
 );
 
+/// `GRPCRoute` (v1, Standard channel), its spec raw like [`HttpRoute`]'s:
+/// the index reads it with the same types, the match `method` being a gRPC
+/// service/method.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct GrpcRoute {
+    /// Name, namespace, generation.
+    pub metadata: ObjectMeta,
+    /// The spec as sent.
+    #[serde(default)]
+    pub spec: serde_json::Value,
+    /// As written by every controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+gateway_resource!(
+    GrpcRoute,
+    "GRPCRoute",
+    "grpcroutes",
+    VERSION,
+    NamespaceResourceScope
+);
+
 /// `ReferenceGrant` (v1beta1): lets routes of other namespaces reference
 /// Services of this one.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

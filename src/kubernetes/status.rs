@@ -128,7 +128,10 @@ pub fn gateway(
                 .and_then(|ls| ls.iter().find(|x| x["name"] == l.name.as_str()));
             json!({
                 "name": l.name,
-                "supportedKinds": [{"group": API_GROUP, "kind": "HTTPRoute"}],
+                "supportedKinds": [
+                    {"group": API_GROUP, "kind": "HTTPRoute"},
+                    {"group": API_GROUP, "kind": "GRPCRoute"},
+                ],
                 "attachedRoutes": l.attached_routes,
                 "conditions": conditions(&l.conditions, g, was.map(|w| &w["conditions"]), now),
             })
@@ -184,9 +187,10 @@ fn addresses(list: &[String]) -> Value {
     Value::Array(entries)
 }
 
-/// An HTTPRoute's status: the other controllers' parents as they are, ours
-/// as the index decided.
+/// An HTTPRoute's (or, `kind`, GRPCRoute's) status: the other
+/// controllers' parents as they are, ours as the index decided.
 pub fn route(
+    kind: &str,
     namespace: &str,
     name: &str,
     controller: &str,
@@ -218,7 +222,7 @@ pub fn route(
     let status = json!({ "parents": parents });
     Patch {
         ours: route_current(Some(&status), controller),
-        body: document("HTTPRoute", Some(namespace), name, status),
+        body: document(kind, Some(namespace), name, status),
     }
 }
 

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::index::{self, ObjectKey, Objects, Output};
-use super::resources::{Gateway, GatewayClass, HttpRoute};
+use super::resources::{Gateway, GatewayClass, GrpcRoute, HttpRoute};
 use super::status;
 
 /// The field manager of every status cutover applies.
@@ -47,7 +47,6 @@ impl Writer {
     /// Applies the statuses of `out` that the objects do not show yet.
     pub async fn write(&mut self, out: &Output, objects: &Objects) {
         let now = status::now();
-        let controller = self.controller_name.clone();
         let versions = Versions::of(objects);
         for (name, wanted) in &out.statuses.classes {
             let key = ObjectKey {
@@ -82,59 +81,63 @@ impl Writer {
             )
             .await;
         }
-        // Routes that left cutover's Gateways lose cutover's entries.
+        let routes = (&out.statuses.routes, &versions.routes);
+        self.routes::<HttpRoute>("HTTPRoute", routes, generations(&objects.routes), &now)
+            .await;
+        let grpc = (&out.statuses.grpc_routes, &versions.grpc_routes);
+        self.routes::<GrpcRoute>("GRPCRoute", grpc, generations(&objects.grpc_routes), &now)
+            .await;
+    }
+
+    /// The statuses of one route kind `K`: as the index decided, and
+    /// routes that left cutover's Gateways lose cutover's entries.
+    async fn routes<K>(
+        &mut self,
+        kind: &'static str,
+        (wanted, versions): (&RouteStatuses, &VersionMap<'_>),
+        generations: HashMap<ObjectKey, i64>,
+        now: &str,
+    ) where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        let controller = self.controller_name.clone();
         let detached: Vec<(ObjectKey, index::ObjectStatus<index::RouteStatus>)> = versions
-            .routes
             .iter()
             .filter(|(key, (_, current))| {
-                !out.statuses.routes.contains_key(*key)
+                !wanted.contains_key(*key)
                     && status::route_current(*current, &controller)
                         .as_array()
                         .is_some_and(|a| !a.is_empty())
             })
             .map(|(key, _)| {
-                let generation = objects
-                    .routes
-                    .iter()
-                    .find(|r| ObjectKey::of(&r.metadata) == *key)
-                    .and_then(|r| r.metadata.generation)
-                    .unwrap_or(0);
                 let empty = index::ObjectStatus {
-                    generation,
+                    generation: generations.get(key).copied().unwrap_or(0),
                     status: Vec::new(),
                 };
                 (key.clone(), empty)
             })
             .collect();
-        for (key, wanted) in out
-            .statuses
-            .routes
-            .iter()
-            .chain(detached.iter().map(|(k, w)| (k, w)))
-        {
-            let current = versions.routes.get(key);
+        for (key, wanted) in wanted.iter().chain(detached.iter().map(|(k, w)| (k, w))) {
+            let current = versions.get(key);
             let patch = status::route(
+                kind,
                 &key.namespace,
                 &key.name,
                 &controller,
                 wanted,
                 current.and_then(|c| c.1),
-                &now,
+                now,
             );
             let same = patch.unchanged(&status::route_current(
                 current.and_then(|c| c.1),
                 &controller,
             ));
-            let api: Api<HttpRoute> = Api::namespaced(self.client.clone(), &key.namespace);
-            self.apply(
-                api,
-                "HTTPRoute",
-                key.clone(),
-                patch,
-                same,
-                current.map(|c| c.0),
-            )
-            .await;
+            let api: Api<K> = Api::namespaced(self.client.clone(), &key.namespace);
+            self.apply(api, kind, key.clone(), patch, same, current.map(|c| c.0))
+                .await;
         }
     }
 
@@ -177,11 +180,25 @@ impl Writer {
     }
 }
 
+/// Statuses of one route kind, as the index decided them.
+type RouteStatuses = std::collections::BTreeMap<ObjectKey, index::ObjectStatus<index::RouteStatus>>;
+
+/// Per object: its resourceVersion and raw status.
+type VersionMap<'a> = HashMap<ObjectKey, (&'a str, Option<&'a Value>)>;
+
+/// Each object's `metadata.generation`.
+fn generations<K: Resource>(list: &[Arc<K>]) -> HashMap<ObjectKey, i64> {
+    list.iter()
+        .map(|k| (ObjectKey::of(k.meta()), k.meta().generation.unwrap_or(0)))
+        .collect()
+}
+
 /// Each object's resourceVersion and raw status, by kind.
 struct Versions<'a> {
-    classes: HashMap<ObjectKey, (&'a str, Option<&'a Value>)>,
-    gateways: HashMap<ObjectKey, (&'a str, Option<&'a Value>)>,
-    routes: HashMap<ObjectKey, (&'a str, Option<&'a Value>)>,
+    classes: VersionMap<'a>,
+    gateways: VersionMap<'a>,
+    routes: VersionMap<'a>,
+    grpc_routes: VersionMap<'a>,
 }
 
 impl<'a> Versions<'a> {
@@ -202,6 +219,7 @@ impl<'a> Versions<'a> {
             classes: index(&o.classes, |c| c.status.as_ref()),
             gateways: index(&o.gateways, |g| g.status.as_ref()),
             routes: index(&o.routes, |r| r.status.as_ref()),
+            grpc_routes: index(&o.grpc_routes, |r| r.status.as_ref()),
         }
     }
 }

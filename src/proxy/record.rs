@@ -90,11 +90,16 @@ impl RequestRecord {
     /// Notes that the proxy answers itself, and why.
     pub fn local_reply(&mut self, e: &ProxyError) {
         self.reason = Some(e.label());
+        // A gRPC call gets this as HTTP 200 with a `grpc-status`; metrics and
+        // the log count it under the status it stands for, as any other.
+        self.status = e.status().as_u16();
     }
 
     /// Attaches the record to the response; it completes with the body.
     pub fn finish(mut self, resp: Response<ProxyBody>) -> Response<Observed> {
-        self.status = resp.status().as_u16();
+        if self.reason.is_none() {
+            self.status = resp.status().as_u16();
+        }
         let (parts, body) = resp.into_parts();
         Response::from_parts(parts, Observed { body, ex: self })
     }

@@ -83,11 +83,17 @@ pub struct Conditions {
     pub headers: Box<[HeaderMatch]>,
     /// Query conditions.
     pub query: Box<[QueryMatch]>,
+    /// For a gRPC service/method condition (the path above): the characters
+    /// of its service and method, which rank it (GRPCRoute precedence).
+    pub grpc: Option<(usize, usize)>,
 }
 
 /// Sort key: smaller sorts first and wins. Gateway API order: exact path, then
 /// (cutover's choice for the implementation-specific case) regex, then the
 /// longest prefix; then method, most headers, most query params, config order.
+/// gRPC conditions rank after every HTTP one (Gateway API does not merge
+/// GRPCRoutes with HTTPRoutes), among themselves by the characters of the
+/// service, then of the method, then most headers.
 pub type PrecedenceKey = (
     u8,
     Reverse<usize>,
@@ -231,10 +237,11 @@ impl Conditions {
 
     /// Gateway API precedence; `order` breaks ties by position in the config.
     pub fn precedence(&self, order: usize) -> PrecedenceKey {
-        let (class, len) = match &self.path {
-            PathMatch::Exact(p) => (0, p.len()),
-            PathMatch::Regex { source, .. } => (1, source.len()),
-            PathMatch::Prefix(p) => (2, p.len()),
+        let (class, len) = match (&self.path, self.grpc) {
+            (_, Some((service, method))) => (3, grpc_rank(service, method)),
+            (PathMatch::Exact(p), None) => (0, p.len()),
+            (PathMatch::Regex { source, .. }, None) => (1, source.len()),
+            (PathMatch::Prefix(p), None) => (2, p.len()),
         };
         (
             class,
@@ -288,6 +295,13 @@ impl Conditions {
         }
         s
     }
+}
+
+/// One number ordering gRPC conditions by service characters, then method
+/// characters (each capped at 2^20; Gateway API allows 1,024).
+fn grpc_rank(service: usize, method: usize) -> usize {
+    const CAP: usize = 1 << 20;
+    service.min(CAP - 1) * CAP + method.min(CAP - 1)
 }
 
 #[cfg(test)]

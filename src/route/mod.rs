@@ -107,6 +107,9 @@ pub struct VirtualHost {
     /// regex rules there are. `None` without regex paths, or if the set
     /// would exceed its size limit (then each is tried in turn).
     regex_set: Option<RegexSet>,
+    /// Holds gRPC entries: their rank is not the path kind's, so the
+    /// entries are tried in order instead of through the path index.
+    in_order: bool,
 }
 
 /// One `matches` alternative of one rule.
@@ -387,12 +390,14 @@ impl VirtualHost {
                 .collect()
         };
         let regex_set = regex_set(&entries, &regex);
+        let in_order = entries.iter().any(|e| e.conditions.grpc.is_some());
         VirtualHost {
             entries: entries.into(),
             exact: boxed(exact),
             prefix: boxed(prefix),
             regex: regex.into(),
             regex_set,
+            in_order,
         }
     }
 
@@ -430,6 +435,9 @@ impl VirtualHost {
     /// Walks candidates in precedence order: exact path, regex, then each
     /// whole-segment prefix of the path from longest to `/`.
     fn find(&self, req: &RequestView<'_>) -> Option<&Entry> {
+        if self.in_order {
+            return self.entries.iter().find(|e| e.conditions.matches(req));
+        }
         let hit = |ids: &[u32]| {
             ids.iter()
                 .map(|&i| &self.entries[i as usize])

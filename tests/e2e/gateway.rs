@@ -20,6 +20,7 @@ use crate::support::*;
 mod backend_filters;
 mod cors;
 mod gateways;
+pub(crate) mod grpc;
 mod mirror;
 
 /// Replaces a file the way controllers and `kubectl cp` do: write aside

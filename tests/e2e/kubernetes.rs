@@ -6,6 +6,7 @@
 mod api;
 mod cli;
 mod gateway_tls;
+mod grpc;
 mod mesh;
 mod scale;
 
@@ -205,7 +206,12 @@ async fn eventually(what: &str, within: Duration, mut ok: impl FnMut() -> bool) 
 /// The conditions cutover wrote for `(kind, ns, name)`'s first parent (or
 /// the object's own for a Gateway), as (type, status, reason, observedGeneration).
 fn route_conditions(api: &ApiServer, name: &str) -> Vec<(String, String, String, i64)> {
-    let Some(r) = api.get(HTTP_ROUTE, "shop", name) else {
+    conditions_of(api, HTTP_ROUTE, name)
+}
+
+/// [`route_conditions`] of a route of `kind` (HTTPRoute, GRPCRoute).
+fn conditions_of(api: &ApiServer, kind: Kind, name: &str) -> Vec<(String, String, String, i64)> {
+    let Some(r) = api.get(kind, "shop", name) else {
         return vec![];
     };
     let parents = r["status"]["parents"]

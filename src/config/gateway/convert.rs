@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::grpc::{MethodField, RouteKind};
 use super::{duration, FilterType, HttpBackendRef, HttpRoute, HttpRouteFilter, HttpRouteRule};
 use super::{GatewayValueMatchType, HttpHeaderFilter, HttpValueMatch};
 use crate::config::error::ConfigErrors;
@@ -43,9 +44,18 @@ pub struct Groups<'a> {
     pub warnings: ConfigErrors,
     /// The ReferenceGrant documents, for cross-namespace backendRefs.
     pub grants: Vec<super::grant::ReferenceGrant>,
+    /// Generated groups a GRPCRoute refers to: they speak h2.
+    pub h2: std::collections::BTreeSet<String>,
+    /// The kind of the route being converted.
+    kind: RouteKind,
 }
 
 impl<'a> Groups<'a> {
+    /// The kind of the route being converted.
+    pub fn kind(&self) -> RouteKind {
+        self.kind
+    }
+
     /// Resolution against the groups of the cutover documents.
     pub fn new(defined: &'a BTreeMap<String, GroupConfig>) -> Self {
         Groups {
@@ -54,6 +64,8 @@ impl<'a> Groups<'a> {
             unresolved: BTreeMap::new(),
             warnings: ConfigErrors::default(),
             grants: Vec::new(),
+            h2: Default::default(),
+            kind: RouteKind::Http,
         }
     }
 }
@@ -78,6 +90,12 @@ pub trait ResolveBackend {
     fn no_backend_refs(&mut self, at: &str) -> Option<BackendConfig> {
         let _ = at;
         None
+    }
+
+    /// Called before the backendRefs of a route of `kind` are resolved
+    /// (ReferenceGrants name the referring kind; gRPC backends speak h2).
+    fn route_kind(&mut self, kind: RouteKind) {
+        let _ = kind;
     }
 
     /// The group a RequestMirror's backendRef names; `None` when it cannot
@@ -124,6 +142,10 @@ impl ResolveBackend for Groups<'_> {
         Some(super::refs::no_backend_refs(at, self))
     }
 
+    fn route_kind(&mut self, kind: RouteKind) {
+        self.kind = kind;
+    }
+
     fn resolve_mirror(
         &mut self,
         b: &HttpBackendRef,
@@ -131,7 +153,8 @@ impl ResolveBackend for Groups<'_> {
         namespace: &str,
         errors: &mut ConfigErrors,
     ) -> Option<String> {
-        if let Some((field, why)) = super::refs::unresolvable(b, namespace, &self.grants) {
+        if let Some((field, why)) = super::refs::unresolvable(b, namespace, self.kind, &self.grants)
+        {
             self.warnings.push(
                 format!("{at}.{field}"),
                 format!("{why}; this mirror is left out"),
@@ -151,6 +174,7 @@ pub fn convert(
     errors: &mut ConfigErrors,
 ) -> Option<Converted> {
     let before = errors.0.len();
+    groups.route_kind(route.kind);
     let name = match route.metadata.name.as_deref() {
         Some(n) if !n.is_empty() => n.to_string(),
         _ => {
@@ -169,7 +193,7 @@ pub fn convert(
     let mut filters = Vec::with_capacity(route.spec.rules.len());
     for (i, rule) in route.spec.rules.iter().enumerate() {
         let at = format!("{label}spec.rules[{i}]");
-        let (r, f) = convert_rule(rule, i, &at, namespace, groups, errors);
+        let (r, f) = convert_rule(route.kind, rule, i, &at, namespace, groups, errors);
         rules.push(r);
         filters.push(f);
     }
@@ -187,6 +211,7 @@ pub fn convert(
 }
 
 fn convert_rule(
+    kind: RouteKind,
     rule: &HttpRouteRule,
     index: usize,
     at: &str,
@@ -194,6 +219,18 @@ fn convert_rule(
     groups: &mut dyn ResolveBackend,
     errors: &mut ConfigErrors,
 ) -> (RuleConfig, (Option<usize>, Option<usize>)) {
+    let matches = match kind {
+        RouteKind::Http => rule
+            .matches
+            .iter()
+            .enumerate()
+            .map(|(j, m)| convert_match(m, &format!("{at}.matches[{j}]"), errors))
+            .collect(),
+        RouteKind::Grpc => {
+            super::grpc::check_rule(rule, at, errors);
+            super::grpc::convert_matches(&rule.matches, at, errors)
+        }
+    };
     let (request_header_modifier, response_header_modifier, filter_index) =
         convert_filters(&rule.filters, at, errors);
     let (request_redirect, url_rewrite) =
@@ -224,7 +261,7 @@ fn convert_rule(
     }
     let rule_config = RuleConfig {
         name: rule.name.clone().unwrap_or_else(|| format!("rule-{index}")),
-        matches: rule.matches.iter().map(convert_match).collect(),
+        matches,
         backends,
         sticky: None,
         request_header_modifier,
@@ -242,25 +279,31 @@ fn convert_rule(
     (rule_config, filter_index)
 }
 
-fn convert_match(m: &super::HttpRouteMatch) -> MatchConfig {
-    let kind = |k: GatewayValueMatchType| match k {
+fn kind(k: GatewayValueMatchType) -> ValueMatchType {
+    match k {
         GatewayValueMatchType::Exact => ValueMatchType::Exact,
         GatewayValueMatchType::RegularExpression => ValueMatchType::RegularExpression,
+    }
+}
+
+fn convert_match(m: &super::HttpRouteMatch, at: &str, errors: &mut ConfigErrors) -> MatchConfig {
+    let method = match &m.method {
+        None => None,
+        Some(MethodField::Http(name)) => Some(name.clone()),
+        Some(MethodField::Grpc(_)) => {
+            errors.push(
+                format!("{at}.method"),
+                "an HTTPRoute method is an HTTP method name such as GET ({service, method} belongs to a GRPCRoute)",
+            );
+            None
+        }
     };
     MatchConfig {
         path: m.path.as_ref().map(|p| PathMatchConfig {
             kind: p.kind,
             value: p.value.clone(),
         }),
-        headers: m
-            .headers
-            .iter()
-            .map(|h: &HttpValueMatch| HeaderMatchConfig {
-                kind: kind(h.kind),
-                name: h.name.clone(),
-                value: Some(h.value.clone()),
-            })
-            .collect(),
+        headers: header_matches(m),
         query_params: m
             .query_params
             .iter()
@@ -270,8 +313,21 @@ fn convert_match(m: &super::HttpRouteMatch) -> MatchConfig {
                 value: Some(q.value.clone()),
             })
             .collect(),
-        method: m.method.clone(),
+        method,
+        grpc: None,
     }
+}
+
+/// A match's header conditions (HTTPRoute and GRPCRoute alike).
+pub(super) fn header_matches(m: &super::HttpRouteMatch) -> Vec<HeaderMatchConfig> {
+    m.headers
+        .iter()
+        .map(|h: &HttpValueMatch| HeaderMatchConfig {
+            kind: kind(h.kind),
+            name: h.name.clone(),
+            value: Some(h.value.clone()),
+        })
+        .collect()
 }
 
 /// A rule's request and response header modifiers and their `filters[]` indexes.
@@ -467,6 +523,9 @@ fn resolve_backend(
         return None;
     }
     let endpoint = format!("{}.{ns}.{SERVICE_DOMAIN}:{port}", b.name);
+    if groups.kind == RouteKind::Grpc {
+        groups.h2.insert(b.name.clone());
+    }
     match groups.generated.get(&b.name) {
         Some((existing, first)) if *existing != endpoint => {
             errors.push(

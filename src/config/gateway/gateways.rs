@@ -97,6 +97,8 @@ pub struct RouteAttachment {
     pub namespace: String,
     /// `spec.parentRefs`.
     pub parent_refs: Vec<ParentReference>,
+    /// `HTTPRoute` or `GRPCRoute`, for `allowedRoutes.kinds`.
+    pub kind: super::grpc::RouteKind,
     /// Prefix of the route's warnings (`file: HTTPRoute name: `).
     pub label: String,
 }
@@ -261,8 +263,15 @@ fn attach<'s>(
         if !selected {
             continue;
         }
-        if !allows(l, &g.namespace, &r.namespace) {
-            why = "no selected listener allows HTTPRoutes from the route's namespace";
+        if !allows(l, &g.namespace, r) {
+            why = match r.kind {
+                super::grpc::RouteKind::Http => {
+                    "no selected listener allows HTTPRoutes from the route's namespace"
+                }
+                super::grpc::RouteKind::Grpc => {
+                    "no selected listener allows GRPCRoutes from the route's namespace"
+                }
+            };
             continue;
         }
         let Some(h) = intersect(l.hostname.as_deref(), route_hosts) else {
@@ -286,9 +295,9 @@ fn attach<'s>(
     Some((listeners, hostnames))
 }
 
-/// Whether listener `l` of a Gateway in `gateway_ns` admits HTTPRoutes of
-/// `route_ns` (`Selector` admits none: file mode knows no labels).
-fn allows(l: &GatewayListener, gateway_ns: &str, route_ns: &str) -> bool {
+/// Whether listener `l` of a Gateway in `gateway_ns` admits route `r` (its
+/// kind and namespace; `Selector` admits none: file mode knows no labels).
+fn allows(l: &GatewayListener, gateway_ns: &str, r: &RouteAttachment) -> bool {
     let allowed = l.allowed_routes.as_ref();
     let kinds = allowed.and_then(|a| a.kinds.as_ref()).map(|kinds| {
         kinds
@@ -299,19 +308,20 @@ fn allows(l: &GatewayListener, gateway_ns: &str, route_ns: &str) -> bool {
     let from = allowed
         .and_then(|a| a.namespaces.as_ref())
         .and_then(|n| n.from.as_deref());
-    kinds_admit_httproute(kinds.as_deref())
-        && namespaces_admit(from, gateway_ns, route_ns, || false)
+    kinds_admit(kinds.as_deref(), r.kind.name())
+        && namespaces_admit(from, gateway_ns, &r.namespace, || false)
 }
 
-/// Whether an `allowedRoutes.kinds` list of `(group, kind)` admits
-/// HTTPRoutes: absent or empty (the protocol's defaults) does. Shared by
-/// file mode and controller mode.
-pub fn kinds_admit_httproute(kinds: Option<&[(Option<&str>, &str)]>) -> bool {
+/// Whether an `allowedRoutes.kinds` list of `(group, kind)` admits routes
+/// of `route_kind`: absent or empty (the protocol's defaults: an HTTP or
+/// HTTPS listener takes HTTPRoutes and GRPCRoutes) does. Shared by file
+/// mode and controller mode.
+pub fn kinds_admit(kinds: Option<&[(Option<&str>, &str)]>, route_kind: &str) -> bool {
     kinds.is_none_or(|kinds| {
         kinds.is_empty()
             || kinds
                 .iter()
-                .any(|(group, kind)| *kind == "HTTPRoute" && group.is_none_or(|g| g == API_GROUP))
+                .any(|(group, kind)| *kind == route_kind && group.is_none_or(|g| g == API_GROUP))
     })
 }
 

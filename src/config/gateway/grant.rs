@@ -15,6 +15,8 @@ pub enum DocumentKind {
     ReferenceGrant,
     /// `Gateway`: listeners routes attach to.
     Gateway,
+    /// `GRPCRoute`: becomes a cutover route with gRPC matches.
+    GrpcRoute,
 }
 
 impl<'de> Deserialize<'de> for DocumentKind {
@@ -24,8 +26,9 @@ impl<'de> Deserialize<'de> for DocumentKind {
             "HTTPRoute" => Ok(DocumentKind::HttpRoute),
             "ReferenceGrant" => Ok(DocumentKind::ReferenceGrant),
             "Gateway" => Ok(DocumentKind::Gateway),
+            "GRPCRoute" => Ok(DocumentKind::GrpcRoute),
             _ => Err(serde::de::Error::custom(format!(
-                "{s:?} is not supported; cutover reads Gateway API HTTPRoute, Gateway and ReferenceGrant documents and its own config"
+                "{s:?} is not supported; cutover reads Gateway API HTTPRoute, GRPCRoute, Gateway and ReferenceGrant documents and its own config"
             ))),
         }
     }
@@ -68,10 +71,12 @@ pub struct ReferenceGrant {
     pub to: Vec<GrantTo>,
 }
 
-/// Whether an HTTPRoute in `route_ns` may refer to the Service `name` in
-/// `target_ns`: always within one namespace, else only with a grant.
+/// Whether a route of `kind` (`HTTPRoute`, `GRPCRoute`) in `route_ns` may
+/// refer to the Service `name` in `target_ns`: always within one namespace,
+/// else only with a grant.
 pub fn service_allowed(
     grants: &[ReferenceGrant],
+    kind: &str,
     route_ns: &str,
     target_ns: &str,
     name: &str,
@@ -79,9 +84,9 @@ pub fn service_allowed(
     route_ns == target_ns
         || grants.iter().any(|g| {
             g.namespace == target_ns
-                && g.from.iter().any(|f| {
-                    f.group == API_GROUP && f.kind == "HTTPRoute" && f.namespace == route_ns
-                })
+                && g.from
+                    .iter()
+                    .any(|f| f.group == API_GROUP && f.kind == kind && f.namespace == route_ns)
                 && g.to.iter().any(|t| {
                     t.group.is_empty()
                         && t.kind == "Service"
@@ -112,22 +117,28 @@ mod tests {
 
     #[test]
     fn cross_namespace_needs_a_matching_grant() {
-        assert!(service_allowed(&[], "web", "web", "a"), "same namespace");
-        assert!(!service_allowed(&[], "web", "backends", "a"), "no grant");
-        let any = [grant("web", None)];
-        assert!(service_allowed(&any, "web", "backends", "a"));
         assert!(
-            !service_allowed(&any, "other", "backends", "a"),
+            service_allowed(&[], "HTTPRoute", "web", "web", "a"),
+            "same namespace"
+        );
+        assert!(
+            !service_allowed(&[], "HTTPRoute", "web", "backends", "a"),
+            "no grant"
+        );
+        let any = [grant("web", None)];
+        assert!(service_allowed(&any, "HTTPRoute", "web", "backends", "a"));
+        assert!(
+            !service_allowed(&any, "HTTPRoute", "other", "backends", "a"),
             "from another namespace"
         );
         assert!(
-            !service_allowed(&any, "web", "elsewhere", "a"),
+            !service_allowed(&any, "HTTPRoute", "web", "elsewhere", "a"),
             "granted elsewhere"
         );
         let one = [grant("web", Some("a"))];
-        assert!(service_allowed(&one, "web", "backends", "a"));
+        assert!(service_allowed(&one, "HTTPRoute", "web", "backends", "a"));
         assert!(
-            !service_allowed(&one, "web", "backends", "b"),
+            !service_allowed(&one, "HTTPRoute", "web", "backends", "b"),
             "another name"
         );
     }

@@ -1,5 +1,6 @@
-//! Kubernetes Gateway API `HTTPRoute` input: the serde shape of the subset
-//! cutover reads ([`HttpRoute`]) and its translation into cutover's own
+//! Kubernetes Gateway API `HTTPRoute` (and `GRPCRoute`, see [`grpc`]) input:
+//! the serde shape of the subset cutover reads ([`HttpRoute`]) and its
+//! translation into cutover's own
 //! routes and groups ([`convert`]). Every field Gateway API defines is
 //! listed, so one cutover cannot honour is reported with its path instead of
 //! being dropped by serde.
@@ -10,6 +11,7 @@ pub mod filters;
 pub mod gateways;
 pub mod generated;
 pub mod grant;
+pub mod grpc;
 pub mod hosts;
 pub mod mirror;
 pub mod refs;
@@ -75,9 +77,11 @@ pub struct ObjectMeta {
     pub self_link: Option<IgnoredAny>,
 }
 
-/// One `HTTPRoute` document.
+/// One `HTTPRoute` or `GRPCRoute` document (the same shape, see `grpc`).
 #[derive(Debug, Clone)]
 pub struct HttpRoute {
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub kind: grpc::RouteKind,
     /// The document's `apiVersion`.
     pub api_version: ApiVersion,
     /// Name and namespace.
@@ -180,9 +184,9 @@ pub struct HttpRouteMatch {
     /// Query parameter conditions.
     #[serde(default)]
     pub query_params: Vec<HttpValueMatch>,
-    /// e.g. `GET`.
+    /// e.g. `GET`; in a GRPCRoute, the gRPC service and method.
     #[serde(default)]
-    pub method: Option<String>,
+    pub method: Option<grpc::MethodField>,
 }
 
 /// `HTTPPathMatch`.

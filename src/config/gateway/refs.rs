@@ -2,10 +2,12 @@
 //! cannot resolve (a kind or API group other than core `Service`) does not
 //! refuse the route; its share of the weight answers 500 while the other
 //! backends serve, and `cutover check` warns naming the field. A rule
-//! without backendRefs is valid too and answers 500.
+//! without backendRefs is valid too and answers 500. (For gRPC requests the
+//! 500 is the gRPC status UNAVAILABLE, as GRPCRoute asks: `error`.)
 
 use super::convert::Groups;
 use super::grant::{service_allowed, ReferenceGrant};
+use super::grpc::RouteKind;
 use super::HttpBackendRef;
 use crate::config::model::BackendConfig;
 
@@ -17,6 +19,7 @@ pub const NO_BACKEND_REFS: &str = "no-backend-refs";
 pub(super) fn unresolvable(
     b: &HttpBackendRef,
     namespace: &str,
+    kind: RouteKind,
     grants: &[ReferenceGrant],
 ) -> Option<(&'static str, String)> {
     if let Some(g) = b.group.as_deref().filter(|g| !g.is_empty()) {
@@ -32,10 +35,10 @@ pub(super) fn unresolvable(
         ));
     }
     let target = b.namespace.as_deref().unwrap_or(namespace);
-    if !service_allowed(grants, namespace, target, &b.name) {
+    if !service_allowed(grants, kind.name(), namespace, target, &b.name) {
         return Some((
             "namespace",
-            format!("{target:?} is another namespace, and no ReferenceGrant there lets HTTPRoutes of {namespace:?} refer to Service {:?}", b.name),
+            format!("{target:?} is another namespace, and no ReferenceGrant there lets {}s of {namespace:?} refer to Service {:?}", kind.name(), b.name),
         ));
     }
     None
@@ -49,11 +52,15 @@ pub fn unresolved_backend(
     namespace: &str,
     groups: &mut Groups<'_>,
 ) -> Option<BackendConfig> {
-    let (field, why) = unresolvable(b, namespace, &groups.grants)?;
+    let (field, why) = unresolvable(b, namespace, groups.kind(), &groups.grants)?;
+    let answer = match groups.kind() {
+        RouteKind::Http => "answers 500",
+        RouteKind::Grpc => "gets gRPC status UNAVAILABLE",
+    };
     groups.warnings.push(
         format!("{at}.{field}"),
         format!(
-            "{why}; its share of the requests (weight {}) answers 500",
+            "{why}; its share of the requests (weight {}) {answer}",
             b.weight.unwrap_or(1)
         ),
     );
@@ -73,6 +80,12 @@ fn unresolved(group: String, weight: u32, at: &str, groups: &mut Groups<'_>) -> 
         .unresolved
         .entry(group.clone())
         .or_insert_with(|| at.to_string());
+    marked_unresolved(group, weight)
+}
+
+/// A backend of `group` marked unresolved: its share answers 500 (gRPC:
+/// UNAVAILABLE) and is never a fallback. File and controller mode alike.
+pub fn marked_unresolved(group: String, weight: u32) -> BackendConfig {
     BackendConfig {
         group,
         weight,

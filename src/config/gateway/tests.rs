@@ -1,6 +1,7 @@
 //! HTTPRoute conversion: the examples of the Gateway API docs, every mapped
 //! field, and the error of every unsupported one.
 
+mod grpc;
 mod mirror;
 mod retry;
 

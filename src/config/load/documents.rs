@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 use crate::config::error::ConfigErrors;
 use crate::config::gateway::gateways::GatewayDoc;
 use crate::config::gateway::grant::{DocumentKind, ReferenceGrant};
+use crate::config::gateway::grpc::RouteKind;
 use crate::config::gateway::{ApiVersion, HttpRoute, HttpRouteSpec, ObjectMeta};
 use crate::config::model::{AccessLogConfig, Config, GroupConfig, ListenerConfig, RouteConfig};
 use crate::config::rollout::RolloutBinding;
@@ -19,7 +20,7 @@ use crate::config::rollout::RolloutBinding;
 pub enum Document {
     /// A cutover config (no `apiVersion`/`kind`).
     Cutover(Config),
-    /// A Gateway API HTTPRoute.
+    /// A Gateway API HTTPRoute or GRPCRoute.
     HttpRoute(HttpRoute),
     /// A Gateway API ReferenceGrant.
     ReferenceGrant(ReferenceGrant),
@@ -163,7 +164,7 @@ fn classify(
     if raw.kind.is_none() {
         errors.push(
             format!("{doc}kind"),
-            "required in a Kubernetes document (HTTPRoute)",
+            "required in a Kubernetes document (HTTPRoute, GRPCRoute, Gateway, ReferenceGrant)",
         );
     }
     if raw.spec.is_none() {
@@ -183,18 +184,30 @@ fn classify(
     if grant_fields {
         errors.push(
             format!("{doc}spec"),
-            "`from` and `to` belong to a ReferenceGrant, not an HTTPRoute",
+            "`from` and `to` belong to a ReferenceGrant, not a route",
         );
         return None;
     }
     if spec.listeners.is_some() || spec.gateway_class_name.is_some() {
         errors.push(
             format!("{doc}spec"),
-            "`gatewayClassName` and `listeners` belong to a Gateway, not an HTTPRoute",
+            "`gatewayClassName` and `listeners` belong to a Gateway, not a route",
+        );
+        return None;
+    }
+    let kind = match raw.kind {
+        Some(DocumentKind::GrpcRoute) => RouteKind::Grpc,
+        _ => RouteKind::Http,
+    };
+    if kind == RouteKind::Grpc && api_version == Some(ApiVersion::V1beta1) {
+        errors.push(
+            format!("{doc}apiVersion"),
+            "GRPCRoute is read from gateway.networking.k8s.io/v1",
         );
         return None;
     }
     Some(Document::HttpRoute(HttpRoute {
+        kind,
         api_version: api_version?,
         metadata: raw.metadata.unwrap_or_default(),
         spec,

@@ -188,7 +188,7 @@ fn parse_sources(sources: &[(String, String)]) -> Result<(Config, Origins), Conf
             }
             Document::HttpRoute(route) => {
                 let shown = route.metadata.name.as_deref().unwrap_or("(unnamed)");
-                let route_label = format!("{label}HTTPRoute {shown}: ");
+                let route_label = format!("{label}{} {shown}: ", route.kind.name());
                 if let Some(c) = gateway::convert(route, &route_label, &mut groups, &mut errors) {
                     attachments.push(gateway::gateways::RouteAttachment {
                         route: merged.config.routes.len(),
@@ -198,6 +198,7 @@ fn parse_sources(sources: &[(String, String)]) -> Result<(Config, Origins), Conf
                             .clone()
                             .unwrap_or_else(|| "default".into()),
                         parent_refs: route.spec.parent_refs.clone(),
+                        kind: route.kind,
                         label: route_label.clone(),
                     });
                     merged.origins.routes.push(RouteOrigin::Gateway {
@@ -233,7 +234,11 @@ fn parse_sources(sources: &[(String, String)]) -> Result<(Config, Origins), Conf
     origins.warnings.0.append(&mut groups.warnings.0);
     for (name, (endpoint, at)) in groups.generated {
         origins.groups.insert(name.clone(), at);
-        config.groups.insert(name, GroupConfig::new(vec![endpoint]));
+        let mut group = GroupConfig::new(vec![endpoint]);
+        if groups.h2.contains(&name) {
+            group.protocol = super::model::UpstreamProtocol::H2;
+        }
+        config.groups.insert(name, group);
     }
     errors.into_result((config, origins))
 }

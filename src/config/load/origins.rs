@@ -110,6 +110,7 @@ fn gateway_field(rest: &str, filters: &[(Option<usize>, Option<usize>)]) -> Stri
     };
     let mut tail = tail
         .replace(".query_params[", ".queryParams[")
+        .replace(".grpc", ".method")
         .replace(
             ".request_header_modifier",
             &filter(req, "requestHeaderModifier"),

@@ -11,9 +11,11 @@ use serde::Serialize;
 use super::backends::Backends;
 use super::gateways::GatewayState;
 use super::hosts::{intersect, union, Hostnames};
-use super::{mesh_route_name, route_name, Condition, ObjectKey, ObjectStatus, Output, Settings};
+use super::{mesh_route_name, route_key, route_name};
+use super::{Condition, ObjectKey, ObjectStatus, Output, Settings};
 use crate::config::error::ConfigErrors;
-use crate::config::gateway::gateways::{kinds_admit_httproute, namespaces_admit};
+use crate::config::gateway::gateways::{kinds_admit, namespaces_admit};
+use crate::config::gateway::grpc::RouteKind;
 use crate::config::gateway::{self, ApiVersion, HttpRouteSpec, ObjectMeta, API_GROUP};
 use crate::kubernetes::resources::{HttpRoute, Listener};
 use k8s_openapi::api::core::v1::Service;
@@ -68,21 +70,25 @@ pub struct Context<'a> {
 /// entries.
 pub fn route(
     route: &HttpRoute,
+    kind: RouteKind,
     gateways: &mut BTreeMap<ObjectKey, GatewayState>,
     backends: &mut Backends<'_>,
     cx: &Context<'_>,
     out: &mut Output,
 ) {
     let settings = cx.settings;
-    let key = ObjectKey::of(&route.metadata);
+    let object = ObjectKey::of(&route.metadata);
     let spec = read_spec(&route.spec);
-    let attachments = attachments(route, &key, spec.as_ref().ok(), gateways, cx);
+    let attachments = attachments(route, kind, &object, spec.as_ref().ok(), gateways, cx);
     if attachments.is_empty() {
         return;
     }
+    // The key of the shared maps; `object` names the status.
+    let key = route_key(kind, &object);
     let name = route_name(&key);
-    let mut backends = backends.for_route(&key);
-    let (refused, served) = convert_or_fallback(route, spec, &name, &key, &mut backends, settings);
+    let mut backends = backends.for_route(&object);
+    let (refused, served) =
+        convert_or_fallback(route, kind, spec, &name, &key, &mut backends, settings);
     let resolved = match &backends.unresolved {
         Some((reason, message)) => Condition::new("ResolvedRefs", false, reason, message.clone()),
         None => Condition::new("ResolvedRefs", true, "ResolvedRefs", ""),
@@ -119,7 +125,10 @@ pub fn route(
         generation,
         status: parents,
     };
-    out.statuses.routes.insert(key.clone(), status);
+    match kind {
+        RouteKind::Http => out.statuses.routes.insert(object, status),
+        RouteKind::Grpc => out.statuses.grpc_routes.insert(object, status),
+    };
     let Some((spec, c)) = served else {
         return;
     };
@@ -154,6 +163,7 @@ pub fn route(
 /// listener, to Services), each with its attachment.
 fn attachments(
     route: &HttpRoute,
+    kind: RouteKind,
     key: &ObjectKey,
     spec: Option<&HttpRouteSpec>,
     gateways: &BTreeMap<ObjectKey, GatewayState>,
@@ -196,8 +206,15 @@ fn attachments(
         let Some(gateway) = gateways.get(&gateway_key) else {
             continue; // another controller's parent
         };
-        let attachment = attach(gateway, &parent, &key.namespace, hostnames, cx.namespaces)
-            .map(|(listeners, h)| Target::Gateway(gateway_key, listeners, h));
+        let attachment = attach(
+            gateway,
+            &parent,
+            kind,
+            &key.namespace,
+            hostnames,
+            cx.namespaces,
+        )
+        .map(|(listeners, h)| Target::Gateway(gateway_key, listeners, h));
         out.push((parent, attachment));
     }
     out
@@ -209,6 +226,7 @@ fn attachments(
 /// conversion.
 fn convert_or_fallback(
     route: &HttpRoute,
+    kind: RouteKind,
     spec: Result<HttpRouteSpec, String>,
     name: &str,
     key: &ObjectKey,
@@ -218,7 +236,7 @@ fn convert_or_fallback(
     Option<String>,
     Option<(Arc<serde_json::Value>, gateway::Converted)>,
 ) {
-    let converted = spec.and_then(|spec| convert(spec, name, key, backends));
+    let converted = spec.and_then(|spec| convert(kind, spec, name, key, backends));
     let refused = match (&converted, settings.refused.get(key)) {
         (Err(e), _) => Some(e.trim().to_string()),
         (Ok(_), Some(why)) => Some(why.clone()),
@@ -227,7 +245,7 @@ fn convert_or_fallback(
     match (refused, converted, settings.fallback.get(key)) {
         (None, Ok(c), _) => (None, Some((Arc::new(route.spec.clone()), c))),
         (Some(why), _, Some(old)) => {
-            let c = read_spec(old).and_then(|s| convert(s, name, key, backends));
+            let c = read_spec(old).and_then(|s| convert(kind, s, name, key, backends));
             let why = format!("{why} (the last accepted spec is still served)");
             (Some(why), c.ok().map(|c| (Arc::clone(old), c)))
         }
@@ -268,12 +286,14 @@ fn serve_on(
 
 /// Converts `spec` as file mode does, backendRefs resolved to pods.
 fn convert(
+    kind: RouteKind,
     spec: HttpRouteSpec,
     name: &str,
     key: &ObjectKey,
     backends: &mut dyn gateway::ResolveBackend,
 ) -> Result<gateway::Converted, String> {
     let doc = gateway::HttpRoute {
+        kind,
         api_version: ApiVersion::V1,
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -296,6 +316,7 @@ fn read_spec(spec: &serde_json::Value) -> Result<HttpRouteSpec, String> {
 fn attach(
     gateway: &GatewayState,
     parent: &ParentKey,
+    kind: RouteKind,
     namespace: &str,
     hostnames: &[String],
     namespaces: &NamespaceLabels,
@@ -324,14 +345,25 @@ fn attach(
                 .first()
                 .is_some_and(|c| c.status)
         })
-        .filter(|&i| allows(&spec[i], &gateway.key.namespace, namespace, namespaces))
+        .filter(|&i| {
+            allows(
+                &spec[i],
+                kind,
+                &gateway.key.namespace,
+                namespace,
+                namespaces,
+            )
+        })
         .collect();
     if allowed.is_empty() {
         return Err(Condition::new(
             "Accepted",
             false,
             "NotAllowedByListeners",
-            format!("no selected listener allows HTTPRoutes from namespace {namespace}"),
+            format!(
+                "no selected listener allows {}s from namespace {namespace}",
+                kind.name()
+            ),
         ));
     }
     let mut listeners = Vec::new();
@@ -356,7 +388,13 @@ fn attach(
 
 /// Whether listener `l` of a Gateway in `gateway_ns` accepts HTTPRoutes of
 /// `route_ns` (the rules shared with file mode, `config::gateway::gateways`).
-fn allows(l: &Listener, gateway_ns: &str, route_ns: &str, namespaces: &NamespaceLabels) -> bool {
+fn allows(
+    l: &Listener,
+    kind: RouteKind,
+    gateway_ns: &str,
+    route_ns: &str,
+    namespaces: &NamespaceLabels,
+) -> bool {
     let allowed = l.allowed_routes.as_ref();
     let kinds = allowed.and_then(|a| a.kinds.as_ref()).map(|kinds| {
         kinds
@@ -372,7 +410,7 @@ fn allows(l: &Listener, gateway_ns: &str, route_ns: &str, namespaces: &Namespace
             _ => false,
         }
     };
-    kinds_admit_httproute(kinds.as_deref())
+    kinds_admit(kinds.as_deref(), kind.name())
         && namespaces_admit(
             from.and_then(|n| n.from.as_deref()),
             gateway_ns,

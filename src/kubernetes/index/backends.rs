@@ -10,9 +10,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::{ObjectKey, Objects};
 use crate::config::error::ConfigErrors;
-use crate::config::fault::{AbortConfig, FaultConfig};
+use crate::config::gateway::grpc::RouteKind;
+use crate::config::gateway::refs::marked_unresolved;
 use crate::config::gateway::{HttpBackendRef, ResolveBackend, API_GROUP};
-use crate::config::model::{BackendConfig, GroupConfig};
+use crate::config::model::{BackendConfig, GroupConfig, UpstreamProtocol};
 use crate::kubernetes::resources::ReferenceGrant;
 
 /// Whether grant `g` (in the target's namespace) lets `from_kind` objects of
@@ -35,15 +36,11 @@ pub fn grant_allows(
     from && to
 }
 
-/// The group behind every unresolvable backendRef: the backend's fault
-/// answers 500 before an endpoint is picked.
+/// The group behind every unresolvable backendRef (and rules without
+/// any): no endpoints, and the backend marked unresolved, as file mode
+/// does (`config::gateway::refs`): its share answers 500 (gRPC:
+/// UNAVAILABLE) and never spills over to the other backends.
 pub const UNRESOLVED_GROUP: &str = "cutover.unresolved";
-
-/// The unresolved group's one endpoint, never connected to (the abort comes
-/// first): an empty group would count as unavailable, and its share would
-/// spill over to the other backends or answer 503 instead of the 500 the
-/// spec asks for. TEST-NET-1 (RFC 5737): routed nowhere.
-const NOWHERE: &str = "192.0.2.1:9";
 
 /// The label EndpointSlices carry with their Service's name.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -107,14 +104,15 @@ impl<'a> Backends<'a> {
             backends: self,
             route,
             unresolved: None,
+            kind: RouteKind::Http,
         }
     }
 
-    fn granted(&self, from_ns: &str, to_ns: &str, service: &str) -> bool {
+    fn granted(&self, kind: RouteKind, from_ns: &str, to_ns: &str, service: &str) -> bool {
         self.grants.get(to_ns).is_some_and(|grants| {
             grants
                 .iter()
-                .any(|g| grant_allows(g, "HTTPRoute", from_ns, "Service", service))
+                .any(|g| grant_allows(g, kind.name(), from_ns, "Service", service))
         })
     }
 
@@ -177,6 +175,7 @@ pub struct RouteBackends<'a, 'b> {
     route: &'b ObjectKey,
     /// The first reference that did not resolve.
     pub unresolved: Option<Unresolved>,
+    kind: RouteKind,
 }
 
 impl RouteBackends<'_, '_> {
@@ -190,13 +189,14 @@ impl RouteBackends<'_, '_> {
             ));
         }
         let ns = b.namespace.as_deref().unwrap_or(&self.route.namespace);
-        if ns != self.route.namespace && !self.backends.granted(&self.route.namespace, ns, &b.name)
-        {
+        let from = &self.route.namespace;
+        if ns != from && !self.backends.granted(self.kind, from, ns, &b.name) {
             return Err((
                 "RefNotPermitted",
                 format!(
-                    "no ReferenceGrant in namespace {ns} lets HTTPRoutes of {} reference Service {}",
-                    self.route.namespace, b.name
+                    "no ReferenceGrant in namespace {ns} lets {}s of {from} reference Service {}",
+                    self.kind.name(),
+                    b.name
                 ),
             ));
         }
@@ -222,47 +222,39 @@ impl ResolveBackend for RouteBackends<'_, '_> {
         let weight = b.weight.unwrap_or(1);
         match self.resolve_service(b) {
             Ok((group, pods)) => {
-                self.backends
-                    .groups
-                    .entry(group.clone())
-                    .or_insert_with(|| GroupConfig::new(pods));
+                let kind = self.kind;
+                let made = self.backends.groups.entry(group.clone());
+                let made = made.or_insert_with(|| GroupConfig::new(pods));
+                if kind == RouteKind::Grpc {
+                    made.protocol = UpstreamProtocol::H2;
+                }
                 Some(BackendConfig {
-                    group,
-                    weight,
-                    fault: None,
-                    request_header_modifier: None,
-                    response_header_modifier: None,
                     unresolved: false,
+                    ..marked_unresolved(group, weight)
                 })
             }
             Err(why) => {
                 self.unresolved.get_or_insert(why);
-                self.backends
-                    .groups
-                    .entry(UNRESOLVED_GROUP.into())
-                    .or_insert_with(|| GroupConfig::new(vec![NOWHERE.into()]));
-                Some(BackendConfig {
-                    group: UNRESOLVED_GROUP.into(),
-                    weight,
-                    fault: Some(answer_500()),
-                    request_header_modifier: None,
-                    response_header_modifier: None,
-                    unresolved: false,
-                })
+                Some(self.unresolved_backend(weight))
             }
         }
     }
+
+    fn no_backend_refs(&mut self, _at: &str) -> Option<BackendConfig> {
+        Some(self.unresolved_backend(1))
+    }
+
+    fn route_kind(&mut self, kind: RouteKind) {
+        self.kind = kind;
+    }
 }
 
-/// Gateway API: requests for an invalid backendRef's share get 500.
-fn answer_500() -> FaultConfig {
-    FaultConfig {
-        abort: Some(AbortConfig {
-            status: 500,
-            fraction: 1.0,
-        }),
-        delay: None,
-        header: None,
-        max_active: u32::MAX,
+impl RouteBackends<'_, '_> {
+    fn unresolved_backend(&mut self, weight: u32) -> BackendConfig {
+        self.backends
+            .groups
+            .entry(UNRESOLVED_GROUP.into())
+            .or_insert_with(|| GroupConfig::new(Vec::new()));
+        marked_unresolved(UNRESOLVED_GROUP.into(), weight)
     }
 }

@@ -79,6 +79,7 @@ fn objects(routes: Vec<Arc<HttpRoute>>) -> Objects {
         ],
         gateways: vec![gateway(json!({"namespaces": {"from": "All"}}))],
         routes,
+        grpc_routes: vec![],
         grants: vec![],
         services: vec![service("shop", "reviews"), service("books", "reviews")],
         slices: vec![slice("shop", "reviews", 1), slice("books", "reviews", 20)],
@@ -324,7 +325,7 @@ fn listener_hostnames_narrow_the_route() {
 }
 
 #[test]
-fn backend_refs_resolve_to_pods_or_answer_500_with_a_reason() {
+fn backend_refs_resolve_to_pods_or_are_marked_unresolved_with_a_reason() {
     let grant: Arc<ReferenceGrant> = obj(json!({
         "metadata": {"name": "shop-to-books", "namespace": "books"},
         "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "shop"}],
@@ -384,16 +385,8 @@ fn backend_refs_resolve_to_pods_or_answer_500_with_a_reason() {
         assert_eq!(conditions[1].2, reason, "case {i}");
         let b = &out.generated.routes[0].rules[0].backends[0];
         assert_eq!(b.group, group, "case {i}");
-        let aborts = b
-            .fault
-            .as_ref()
-            .and_then(|f| f.abort.as_ref())
-            .map(|a| a.status);
-        assert_eq!(
-            aborts,
-            (group == UNRESOLVED_GROUP).then_some(500),
-            "case {i}"
-        );
+        assert_eq!(b.unresolved, group == UNRESOLVED_GROUP, "case {i}");
+        assert!(b.fault.is_none(), "case {i}: no placeholder fault");
         assert!(out.generated.groups.contains_key(group), "case {i}");
     }
 }
@@ -698,5 +691,70 @@ fn passthrough_is_not_served_and_a_listener_without_hostname_covers_every_name()
         ),
         (false, "UnsupportedValue"),
         "Passthrough"
+    );
+}
+
+#[test]
+fn a_grpc_route_is_served_beside_an_http_route_of_the_same_name() {
+    let http = backend_route("shop", json!({"name": "reviews", "port": 80}));
+    let grpc: Arc<crate::kubernetes::resources::GrpcRoute> = obj(json!({
+        "metadata": {"name": "reviews", "namespace": "shop", "generation": 2},
+        "spec": {
+            "parentRefs": [{"name": "web", "namespace": "shop"}],
+            "hostnames": ["grpc.example.com"],
+            "rules": [
+                {"matches": [{"method": {"service": "shop.Reviews", "method": "Get"}}],
+                 "backendRefs": [{"name": "reviews", "port": 80}]},
+                {"backendRefs": [{"name": "reviews", "namespace": "books", "port": 80}]},
+            ]
+        }
+    }));
+    let mut o = objects(vec![http]);
+    o.grpc_routes.push(grpc);
+    // Granted to HTTPRoutes only: the GRPCRoute's cross-namespace ref is not.
+    o.grants.push(obj(json!({
+        "metadata": {"name": "g", "namespace": "books"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "shop"}],
+                 "to": [{"group": "", "kind": "Service"}]}
+    })));
+    let out = build(&o, &settings());
+    let names: Vec<&str> = out
+        .generated
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["shop.reviews", "shop.reviews_grpc"]);
+    let g = &out.generated.routes[1];
+    let grpc_match = g.rules[0].matches[0].grpc.as_ref().expect("a gRPC match");
+    assert_eq!(grpc_match.service.as_deref(), Some("shop.Reviews"));
+    assert_eq!(g.hostnames, ["grpc.example.com"]);
+    assert_eq!(
+        out.generated.groups["shop.reviews.80"].protocol,
+        crate::config::model::UpstreamProtocol::H2,
+        "a Service a GRPCRoute names speaks h2"
+    );
+    assert!(
+        g.rules[1].backends[0].unresolved,
+        "RefNotPermitted for GRPCRoutes"
+    );
+    let s = &out.statuses.grpc_routes[&key("shop", "reviews")];
+    let reasons: Vec<_> = s.status[0].1.iter().map(|c| (c.kind, c.reason)).collect();
+    assert_eq!(
+        reasons,
+        [
+            ("Accepted", "Accepted"),
+            ("ResolvedRefs", "RefNotPermitted")
+        ]
+    );
+    assert_eq!(s.generation, 2);
+    assert_eq!(
+        route_conditions(&out, &key("shop", "reviews"))[1],
+        ("ResolvedRefs", true, "ResolvedRefs"),
+        "the HTTPRoute's own status is apart"
+    );
+    assert_eq!(
+        out.generated.listener_routes["public"],
+        ["shop.reviews", "shop.reviews_grpc"]
     );
 }

@@ -38,6 +38,7 @@ const GATEWAY_API: &str = "apis/gateway.networking.k8s.io/v1";
 pub const GATEWAY_CLASS: Kind = Kind::new(GATEWAY_API, "gatewayclasses", "GatewayClass");
 pub const GATEWAY: Kind = Kind::new(GATEWAY_API, "gateways", "Gateway");
 pub const HTTP_ROUTE: Kind = Kind::new(GATEWAY_API, "httproutes", "HTTPRoute");
+pub const GRPC_ROUTE: Kind = Kind::new(GATEWAY_API, "grpcroutes", "GRPCRoute");
 pub const REFERENCE_GRANT: Kind = Kind::new(
     "apis/gateway.networking.k8s.io/v1beta1",
     "referencegrants",
@@ -53,10 +54,11 @@ pub const NAMESPACE: Kind = Kind::new("api/v1", "namespaces", "Namespace");
 pub const SECRET: Kind = Kind::new("api/v1", "secrets", "Secret");
 pub const LEASE: Kind = Kind::new("apis/coordination.k8s.io/v1", "leases", "Lease");
 
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 10] = [
     GATEWAY_CLASS,
     GATEWAY,
     HTTP_ROUTE,
+    GRPC_ROUTE,
     REFERENCE_GRANT,
     SERVICE,
     ENDPOINT_SLICE,

@@ -224,7 +224,8 @@ async fn an_https_listener_serves_its_secret_by_sni_and_follows_a_rotation_withi
     );
     assert_eq!(
         gw["status"]["listeners"][0]["supportedKinds"],
-        json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}])
+        json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"},
+               {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute"}])
     );
 
     // Rotation: new connections get the new certificate within 1 s; the
