@@ -8,6 +8,7 @@ mod cli;
 mod gateway_tls;
 mod mesh;
 mod scale;
+mod scale_rss;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
