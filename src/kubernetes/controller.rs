@@ -156,7 +156,12 @@ pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerO
         routes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
         grants: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
         services: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
-        slices: watch_all(Api::all(client.clone()), slice_events(&changes), &mut tasks),
+        slices: watch_slim(
+            Api::all(client.clone()),
+            slice_events(&changes),
+            changes::slim_slice,
+            &mut tasks,
+        ),
         namespaces: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
     };
     // Secrets: names and versions only (metadata requests), no data.
@@ -292,14 +297,29 @@ fn watch_all<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    watch_slim(api, on_event, |_| (), tasks)
+}
+
+/// [`watch_all`], `slim` dropping kind-specific fields the index never
+/// reads before the store keeps an object.
+fn watch_slim<K>(
+    api: Api<K>,
+    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
+    slim: fn(&mut K),
+    tasks: &mut JoinSet<()>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (reader, writer) = reflector::store();
     // The stores hold every Service and EndpointSlice of the cluster: drop
     // what the index never reads (often the larger part of an object).
-    let slim = watcher(api, watcher::Config::default()).modify(|o: &mut K| {
+    let slimmed = watcher(api, watcher::Config::default()).modify(move |o: &mut K| {
         o.managed_fields_mut().clear();
         o.annotations_mut().remove(LAST_APPLIED);
+        slim(o);
     });
-    let stream = reflector::reflector(writer, slim).default_backoff();
+    let stream = reflector::reflector(writer, slimmed).default_backoff();
     follow(stream, K::kind(&()).to_string(), on_event, tasks);
     reader
 }

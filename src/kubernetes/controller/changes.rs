@@ -116,6 +116,25 @@ impl Dirty {
     }
 }
 
+/// Drops what the index never reads from an EndpointSlice before the store
+/// keeps it: per endpoint the pod reference, node, zone, host name and
+/// hints (five strings or more each, for every pod of the cluster), and
+/// every label but the Service's name.
+pub(super) fn slim_slice(s: &mut EndpointSlice) {
+    if let Some(labels) = s.metadata.labels.as_mut() {
+        labels.retain(|k, _| k == SERVICE_NAME_LABEL);
+    }
+    s.metadata.owner_references = None;
+    for e in &mut s.endpoints {
+        e.target_ref = None;
+        e.node_name = None;
+        e.zone = None;
+        e.hostname = None;
+        e.hints = None;
+        e.deprecated_topology = None;
+    }
+}
+
 /// The Service an EndpointSlice belongs to (its `service-name` label).
 pub(super) fn service_of(s: &EndpointSlice) -> Option<ObjectKey> {
     let name = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
@@ -165,5 +184,36 @@ mod tests {
         assert!(c.take().services.is_empty(), "taken once");
         c.everything();
         assert!(c.take().full);
+    }
+
+    #[test]
+    fn a_slimmed_slice_keeps_what_the_index_reads() {
+        use k8s_openapi::api::core::v1::ObjectReference;
+        use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+        let mut s = slice("a-1", "a");
+        if let Some(labels) = s.metadata.labels.as_mut() {
+            labels.insert("app".into(), "shop".into());
+        }
+        s.endpoints = vec![Endpoint {
+            addresses: vec!["10.0.0.1".into()],
+            conditions: Some(EndpointConditions {
+                ready: Some(true),
+                ..EndpointConditions::default()
+            }),
+            node_name: Some("node-1".into()),
+            target_ref: Some(ObjectReference {
+                name: Some("pod-1".into()),
+                ..ObjectReference::default()
+            }),
+            zone: Some("z".into()),
+            ..Endpoint::default()
+        }];
+        slim_slice(&mut s);
+        assert_eq!(service_of(&s).map(|k| k.name), Some("a".to_string()));
+        assert_eq!(s.metadata.labels.as_ref().map(|l| l.len()), Some(1));
+        let e = &s.endpoints[0];
+        assert_eq!(e.addresses, ["10.0.0.1"]);
+        assert_eq!(e.conditions.as_ref().and_then(|c| c.ready), Some(true));
+        assert!(e.target_ref.is_none() && e.node_name.is_none() && e.zone.is_none());
     }
 }

@@ -49,8 +49,13 @@ pub(super) fn rss_mib(pid: &str) -> (f64, f64) {
 fn fake_slice(api: &ApiServer, i: usize, per: usize, extra: usize) {
     let endpoints: Vec<Value> = (0..per + extra)
         .map(|e| {
+            // As the EndpointSlice controller writes them: the pod, its
+            // node and zone (which cutover's store drops).
             json!({"addresses": [format!("127.{}.{}.{}", 1 + i / 250, i % 250, e + 1)],
-                   "conditions": {"ready": true}})
+                   "conditions": {"ready": true, "serving": true, "terminating": false},
+                   "nodeName": format!("node-{}", e % 50), "zone": "zone-a",
+                   "targetRef": {"kind": "Pod", "namespace": "shop", "name": format!("svc-{i}-7d9f8b6c5-{e:05}"),
+                                 "uid": format!("0b6f2a4e-1c3d-4e5f-8a9b-{i:06}{e:06}")}})
         })
         .collect();
     api.apply(
@@ -131,8 +136,8 @@ pub(super) fn churn(
     })
 }
 
-/// Latency quantile (0..1) of `n` GETs at a fixed rate.
-async fn latency(url: &str, n: usize, every: Duration) -> (Duration, Duration) {
+/// Median and p99 latency of `n` GETs of `r0.example.com` at a fixed rate.
+pub(super) async fn latency(url: &str, n: usize, every: Duration) -> (Duration, Duration) {
     let c = http1_client();
     let mut tick = tokio::time::interval(every);
     let mut took = Vec::with_capacity(n);
