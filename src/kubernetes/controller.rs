@@ -15,7 +15,7 @@
 mod changes;
 pub mod profile;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,11 +132,14 @@ impl Stores {
             let at = ObjectRef::new(&s.name).within(&s.namespace);
             self.services.get(&at)
         };
-        let slices = self
-            .slices
-            .state()
-            .into_iter()
-            .filter(|s| changes::service_of(s).is_some_and(|owner| services.contains(&owner)));
+        let wanted: HashSet<(&str, &str)> = services
+            .iter()
+            .map(|s| (s.namespace.as_str(), s.name.as_str()))
+            .collect();
+        let slices = self.slices.state().into_iter().filter(|s| {
+            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+            changes::service_name(s).is_some_and(|name| wanted.contains(&(ns, name)))
+        });
         Objects {
             services: services.iter().filter_map(get).collect(),
             slices: slices.collect(),

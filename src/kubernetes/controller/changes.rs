@@ -135,13 +135,18 @@ pub(super) fn slim_slice(s: &mut EndpointSlice) {
     }
 }
 
-/// The Service an EndpointSlice belongs to (its `service-name` label).
+/// The Service an EndpointSlice belongs to.
 pub(super) fn service_of(s: &EndpointSlice) -> Option<ObjectKey> {
-    let name = s.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
     Some(ObjectKey {
         namespace: s.metadata.namespace.clone()?,
-        name: name.clone(),
+        name: service_name(s)?.to_string(),
     })
+}
+
+/// The name of the Service of an EndpointSlice (its `service-name` label).
+pub(super) fn service_name(s: &EndpointSlice) -> Option<&str> {
+    let labels = s.metadata.labels.as_ref()?;
+    labels.get(SERVICE_NAME_LABEL).map(String::as_str)
 }
 
 #[cfg(test)]
