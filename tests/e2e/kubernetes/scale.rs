@@ -7,7 +7,7 @@
 //!
 //! ```sh
 //! CUTOVER_KUBE_SCALE=2000,5000,50000 cargo test --release --test e2e \
-//!     kubernetes::scale -- --nocapture --test-threads 1
+//!     kubernetes::scale:: -- --nocapture
 //! ```
 //!
 //! (HTTPRoutes, Services, endpoints). The RSS printed here is the test
