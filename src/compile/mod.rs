@@ -70,27 +70,74 @@ fn compile_groups<'a>(
     let mut groups = Vec::with_capacity(cfg.len());
     let mut index = HashMap::with_capacity(cfg.len());
     for (name, g) in cfg {
-        let path = format!("groups.{name}");
-        if !valid_name(name) {
-            errors.push(&path, "group names use letters, digits, '-', '_' and '.'");
-        }
-        // An empty group is valid (a canary scaled to zero); requests that
-        // pick it get 503 "no endpoints".
-        let (endpoints, discovery) = group_endpoints(g, &path, registry, errors);
         index.insert(name.as_str(), groups.len() as u32);
-        let policy = policy::group_policy(g, &path, errors);
-        let mut group = Group::with_policy(
-            name.as_str().into(),
-            endpoints,
-            g.balance,
-            g.protocol,
-            policy,
-            registry,
-        );
-        group.discovery = discovery;
-        groups.push(group);
+        groups.push(compile_group(name, g, registry, errors));
     }
     (groups, index)
+}
+
+fn compile_group(
+    name: &str,
+    g: &GroupConfig,
+    registry: &UpstreamState,
+    errors: &mut ConfigErrors,
+) -> Group {
+    let path = format!("groups.{name}");
+    if !valid_name(name) {
+        errors.push(&path, "group names use letters, digits, '-', '_' and '.'");
+    }
+    // An empty group is valid (a canary scaled to zero); requests that
+    // pick it get 503 "no endpoints".
+    let (endpoints, discovery) = group_endpoints(g, &path, registry, errors);
+    let policy = policy::group_policy(g, &path, errors);
+    let mut group = Group::with_policy(
+        name.into(),
+        endpoints,
+        g.balance,
+        g.protocol,
+        policy,
+        registry,
+    );
+    group.discovery = discovery;
+    group
+}
+
+/// `prev` with the groups named in `changed` compiled from their new config
+/// and everything else (listeners, rules, the other groups) shared: the
+/// cheap publish of an endpoint-only change (controller mode, where pods
+/// come and go many times a second). Endpoint state and pools carry over by
+/// address as in [`compile`]. Every name in `changed` must be a group of
+/// `prev` (rules refer to groups by index, so the set cannot change here).
+pub fn regroup(
+    prev: &RouteTable,
+    changed: &BTreeMap<String, GroupConfig>,
+    inherited: &Inherited,
+    generation: u64,
+) -> Result<RouteTable, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let mut groups: Vec<Group> = prev.groups.iter().map(Group::share).collect();
+    for (name, g) in changed {
+        // Groups are compiled in name order, so `prev.groups` is sorted.
+        match prev
+            .groups
+            .binary_search_by(|x| (*x.name).cmp(name.as_str()))
+        {
+            Ok(i) => groups[i] = compile_group(name, g, &inherited.upstream, &mut errors),
+            Err(_) => errors.push(
+                format!("groups.{name}"),
+                "is not a group of the live table; a new group needs a full compile",
+            ),
+        }
+    }
+    errors.into_result(RouteTable {
+        generation,
+        listeners: std::sync::Arc::clone(&prev.listeners),
+        groups: groups.into(),
+        rules: std::sync::Arc::clone(&prev.rules),
+        observe: inherited
+            .metrics()
+            .for_table(prev.observe.access_log.clone()),
+    })
 }
 
 /// The group's endpoints: each literal address, and for each host name its

@@ -2,12 +2,20 @@
 //! a change (debounced) the index rebuilds the routes and groups, they are
 //! published through `reload::change` (skipped when nothing changed), and
 //! then, by the Lease holder only, the statuses of that table are applied.
+//! A round where only EndpointSlices changed recomputes just the groups of
+//! their Services and publishes them through `reload::change_endpoints`,
+//! sharing the rest of the table (pods come and go many times a second in
+//! a large cluster; routes and statuses do not depend on them). Rounds run
+//! on the blocking pool, off the request-serving workers.
 //! An HTTPRoute the compile refuses is left out and rebuilt without, so one
 //! bad object never keeps a good table from being published. The
 //! certificates of HTTPS Gateway listeners' Secrets go straight to the
 //! listeners ([`Supplied`]), without a new table.
 
-use std::collections::BTreeMap;
+mod changes;
+pub mod profile;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +25,13 @@ use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinError;
 use tokio::task::JoinSet;
 
 use super::index::{self, FileListener, ListenerKey, ObjectKey, Objects, Output, Settings};
@@ -34,6 +43,8 @@ use crate::config::gateway::Generated;
 use crate::reload::Tables;
 use crate::reload::{self, ChangeError};
 use crate::tls::server::Supplied;
+use changes::{Changes, Pending};
+use profile::{Profile, RoundKind, Stopwatch};
 
 /// The `controllerName` a GatewayClass names to be served by cutover.
 pub const CONTROLLER_NAME: &str = "cutover.dev/gateway-controller";
@@ -69,6 +80,9 @@ pub struct ControllerOptions {
     /// Where clients reach this cutover (`--gateway-address`), written to
     /// each Gateway's `status.addresses`.
     pub addresses: Vec<String>,
+    /// Where each round's phase timings go (the scale benchmark); they are
+    /// logged at debug level either way.
+    pub profile: Option<Arc<Profile>>,
 }
 
 impl Default for ControllerOptions {
@@ -82,6 +96,7 @@ impl Default for ControllerOptions {
             certificates: Arc::default(),
             mesh_listener: None,
             addresses: Vec::new(),
+            profile: None,
         }
     }
 }
@@ -112,27 +127,53 @@ impl Stores {
             secrets: BTreeMap::new(),
         }
     }
+
+    /// Just `services` and their EndpointSlices.
+    fn endpoints_of(&self, services: &BTreeSet<ObjectKey>) -> Objects {
+        let get = |s: &ObjectKey| {
+            let at = ObjectRef::new(&s.name).within(&s.namespace);
+            self.services.get(&at)
+        };
+        let wanted: HashSet<(&str, &str)> = services
+            .iter()
+            .map(|s| (s.namespace.as_str(), s.name.as_str()))
+            .collect();
+        let slices = self.slices.state().into_iter().filter(|s| {
+            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+            changes::service_name(s).is_some_and(|name| wanted.contains(&(ns, name)))
+        });
+        Objects {
+            services: services.iter().filter_map(get).collect(),
+            slices: slices.collect(),
+            ..Objects::default()
+        }
+    }
 }
 
 /// Watches the API server and keeps the table and the statuses in step with
 /// it, until the task is dropped.
 pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerOptions) {
-    let changed = Arc::new(Notify::new());
+    let changes = Arc::new(Changes::new());
     let mut tasks = JoinSet::new();
     let stores = Stores {
-        classes: watch_all(Api::all(client.clone()), &changed, &mut tasks),
-        gateways: watch_all(Api::all(client.clone()), &changed, &mut tasks),
-        routes: watch_all(Api::all(client.clone()), &changed, &mut tasks),
-        grpc_routes: watch_all(Api::all(client.clone()), &changed, &mut tasks),
-        grants: watch_all(Api::all(client.clone()), &changed, &mut tasks),
-        services: watch_all(Api::all(client.clone()), &changed, &mut tasks),
-        slices: watch_all(Api::all(client.clone()), &changed, &mut tasks),
-        namespaces: watch_all(Api::all(client.clone()), &changed, &mut tasks),
+        classes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
+        gateways: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
+        routes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
+        grpc_routes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
+        grants: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
+        services: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
+        slices: watch_slim(
+            Api::all(client.clone()),
+            slice_events(&changes),
+            changes::slim_slice,
+            &mut tasks,
+        ),
+        namespaces: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
     };
     // Secrets: names and versions only (metadata requests), no data.
     let secrets_meta = watch_all(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        &changed,
+        everything(&changes),
         &mut tasks,
     );
     let (leader_tx, mut leader) = watch::channel(options.lease.is_none());
@@ -144,7 +185,7 @@ pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerO
     }
     tracing::info!("kubernetes: initial lists done; building the table");
     let mut secrets = Secrets::new(client.clone(), secrets_meta);
-    let mut state = Loop {
+    let mut state = Box::new(Loop {
         writer: Writer::new(client, options.controller_name.clone()),
         shared,
         options,
@@ -152,67 +193,161 @@ pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerO
         fallback: BTreeMap::new(),
         certificate_fallback: BTreeMap::new(),
         served: None,
-    };
+        service_groups: BTreeMap::new(),
+    });
     loop {
-        let mut objects = stores.snapshot();
-        let wanted = index::referenced_secrets(&objects, &state.options.controller_name);
-        objects.secrets = secrets.certificates(&wanted).await;
-        if let Some(out) = state.publish(&objects) {
-            if let Some(synced) = state.options.synced.take() {
-                synced.notify_one();
+        let pending = changes.take();
+        let round = match pending {
+            Pending { full: true, .. } => {
+                full_round(state, &stores, &mut secrets, &mut leader).await
             }
-            if *leader.borrow_and_update() {
-                state.writer.write(&out, &objects).await;
+            Pending { services, .. } if !services.is_empty() => {
+                endpoints_round(state, &stores, services, &changes).await
             }
-        }
+            _ => Ok(state),
+        };
+        let Ok(next) = round else {
+            tracing::error!("kubernetes: a controller round panicked; the controller stops");
+            return;
+        };
+        state = next;
         tokio::select! {
-            () = changed.notified() => {}
+            () = changes.wait() => {}
             r = leader.changed() => {
                 if r.is_err() { return; }
                 // A new writer starts from what the objects say.
                 state.writer.forget();
+                changes.everything();
             }
         }
         tokio::time::sleep(state.options.debounce).await;
     }
 }
 
-/// Starts a reflector over `api`; each event wakes the loop.
-fn watch_all<K>(api: Api<K>, changed: &Arc<Notify>, tasks: &mut JoinSet<()>) -> Store<K>
+/// Rebuilds everything, publishes, and (as the status writer) applies the
+/// statuses.
+async fn full_round(
+    mut state: Box<Loop>,
+    stores: &Stores,
+    secrets: &mut Secrets,
+    leader: &mut watch::Receiver<bool>,
+) -> Result<Box<Loop>, JoinError> {
+    let mut watch = Stopwatch::start(RoundKind::Full);
+    let mut objects = stores.snapshot();
+    let wanted = index::referenced_secrets(&objects, &state.options.controller_name);
+    watch.lap("snapshot");
+    objects.secrets = secrets.certificates(&wanted).await;
+    watch.lap("secrets");
+    let (mut state, objects, out, mut watch) = tokio::task::spawn_blocking(move || {
+        let out = state.publish(&objects, &mut watch);
+        (state, objects, out, watch)
+    })
+    .await?;
+    if let Some(out) = out {
+        if let Some(synced) = state.options.synced.take() {
+            synced.notify_one();
+        }
+        if *leader.borrow_and_update() {
+            state.writer.write(&out, &objects).await;
+            watch.lap("status");
+        }
+    }
+    watch.finish(state.options.profile.as_deref());
+    Ok(state)
+}
+
+/// Recomputes the groups of `services` (their EndpointSlices changed) and
+/// publishes them alone; asks for a full round when they no longer fit the
+/// table (a Service or port gone, a group it does not have).
+async fn endpoints_round(
+    mut state: Box<Loop>,
+    stores: &Stores,
+    services: BTreeSet<ObjectKey>,
+    changes: &Changes,
+) -> Result<Box<Loop>, JoinError> {
+    let mut watch = Stopwatch::start(RoundKind::Endpoints);
+    let objects = stores.endpoints_of(&services);
+    watch.lap("snapshot");
+    let (state, fits, watch) = tokio::task::spawn_blocking(move || {
+        let fits = state.publish_endpoints(&objects, &services, &mut watch);
+        (state, fits, watch)
+    })
+    .await?;
+    watch.finish(state.options.profile.as_deref());
+    if !fits {
+        changes.everything();
+    }
+    Ok(state)
+}
+
+/// An event handler that asks for a full round.
+fn everything<T>(changes: &Arc<Changes>) -> impl Fn(&T) + Send + 'static {
+    let changes = Arc::clone(changes);
+    move |_| changes.everything()
+}
+
+/// The EndpointSlice event handler: names the Services to recompute.
+fn slice_events(
+    changes: &Arc<Changes>,
+) -> impl Fn(&watcher::Event<EndpointSlice>) + Send + 'static {
+    let changes = Arc::clone(changes);
+    move |e| changes.slice(e)
+}
+
+/// Starts a reflector over `api`; each event goes to `on_event`.
+fn watch_all<K>(
+    api: Api<K>,
+    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
+    tasks: &mut JoinSet<()>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    watch_slim(api, on_event, |_| (), tasks)
+}
+
+/// [`watch_all`], `slim` dropping kind-specific fields the index never
+/// reads before the store keeps an object.
+fn watch_slim<K>(
+    api: Api<K>,
+    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
+    slim: fn(&mut K),
+    tasks: &mut JoinSet<()>,
+) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
     // The stores hold every Service and EndpointSlice of the cluster: drop
     // what the index never reads (often the larger part of an object).
-    let slim = watcher(api, watcher::Config::default()).modify(|o: &mut K| {
+    let slimmed = watcher(api, watcher::Config::default()).modify(move |o: &mut K| {
         o.managed_fields_mut().clear();
         o.annotations_mut().remove(LAST_APPLIED);
+        slim(o);
     });
-    let stream = reflector::reflector(writer, slim).default_backoff();
-    follow(stream, K::kind(&()).to_string(), changed, tasks);
+    let stream = reflector::reflector(writer, slimmed).default_backoff();
+    follow(stream, K::kind(&()).to_string(), on_event, tasks);
     reader
 }
 
-/// Drives a reflector's `stream`, waking the loop at each event and
-/// logging when the watch fails and resumes.
+/// Drives a reflector's `stream`, handing each event to `on_event` (after
+/// the store has it) and logging when the watch fails and resumes.
 fn follow<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
     stream: impl futures::Stream<Item = Result<T, E>> + Send + 'static,
     kind: String,
-    changed: &Arc<Notify>,
+    on_event: impl Fn(&T) + Send + 'static,
     tasks: &mut JoinSet<()>,
 ) {
-    let changed = Arc::clone(changed);
     tasks.spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut failing = false;
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => {
+                Ok(event) => {
                     if std::mem::take(&mut failing) {
                         tracing::info!(%kind, "kubernetes watch resumed");
                     }
-                    changed.notify_one();
+                    on_event(&event);
                 }
                 Err(e) => {
                     if !std::mem::replace(&mut failing, true) {
@@ -245,7 +380,8 @@ async fn wait_ready(s: &Stores) -> bool {
 struct Loop {
     shared: Arc<Tables>,
     options: ControllerOptions,
-    /// The generated part last published (serialised), to skip no-ops.
+    /// The generated part last published (serialised), to skip no-ops;
+    /// `None` after an endpoint-only round changed it.
     published: Option<Vec<u8>>,
     /// The spec each published route came from (see `Settings::fallback`).
     fallback: BTreeMap<ObjectKey, Arc<Value>>,
@@ -255,11 +391,13 @@ struct Loop {
     certificate_fallback: BTreeMap<ListenerKey, Arc<rustls::sign::CertifiedKey>>,
     /// The Secrets' certificates handed to the listeners last.
     served: Option<index::Certificates>,
+    /// Which groups of the live table are made of which Service's pods.
+    service_groups: index::ServiceGroups,
 }
 
 impl Loop {
     /// Builds and publishes; `None` when no table holds these objects.
-    fn publish(&mut self, objects: &Objects) -> Option<Output> {
+    fn publish(&mut self, objects: &Objects, watch: &mut Stopwatch) -> Option<Output> {
         let (_, desired, _) = reload::snapshot(&self.shared);
         let base = &desired.base;
         let mut settings = Settings {
@@ -271,17 +409,29 @@ impl Loop {
             mesh_listener: self.options.mesh_listener.clone(),
             addresses: self.options.addresses.clone(),
         };
+        watch.skip();
         for _ in 0..MAX_REFUSALS {
             let out = index::build(objects, &settings);
             // Certificates do not depend on which routes compile.
             self.serve_certificates(&out);
+            watch.lap("index");
             let bytes = serde_json::to_vec(&out.generated).unwrap_or_default();
-            if self.published.as_ref() == Some(&bytes) {
-                self.fallback = out.specs.clone();
+            // After endpoint-only rounds the live part is the desired one.
+            let live = self.published.take().or_else(|| {
+                let g = desired.generated.as_deref()?;
+                serde_json::to_vec(g).ok()
+            });
+            let same = live.as_ref() == Some(&bytes);
+            self.published = live;
+            watch.lap("compare");
+            if same {
+                self.accepted(&out);
                 return Some(out);
             }
             let generated = Arc::new(out.generated.clone());
-            match publish(&self.shared, generated) {
+            let result = publish(&self.shared, generated);
+            watch.lap("change");
+            match result {
                 Ok(generation) => {
                     tracing::info!(
                         generation,
@@ -289,8 +439,9 @@ impl Loop {
                         groups = out.generated.groups.len(),
                         "kubernetes: table published"
                     );
+                    watch.published();
                     self.published = Some(bytes);
-                    self.fallback = out.specs.clone();
+                    self.accepted(&out);
                     return Some(out);
                 }
                 Err(ChangeError::Invalid(errors)) => {
@@ -316,6 +467,50 @@ impl Loop {
         }
         tracing::error!("kubernetes: too many HTTPRoutes refused in a row; keeping the last table");
         None
+    }
+
+    /// Remembers what the live table was built from.
+    fn accepted(&mut self, out: &Output) {
+        self.fallback = out.specs.clone();
+        self.service_groups = out.service_groups.clone();
+    }
+
+    /// Publishes the new pods of the groups of `services` (`objects` holds
+    /// them and their EndpointSlices). `false`: they no longer fit the live
+    /// table, a full round must decide.
+    fn publish_endpoints(
+        &mut self,
+        objects: &Objects,
+        services: &BTreeSet<ObjectKey>,
+        watch: &mut Stopwatch,
+    ) -> bool {
+        let groups: Vec<(String, ObjectKey, u16)> = services
+            .iter()
+            .filter_map(|s| Some((s, self.service_groups.get(s)?)))
+            .flat_map(|(s, groups)| groups.iter().map(|(g, port)| (g.clone(), s.clone(), *port)))
+            .collect();
+        if groups.is_empty() {
+            return true;
+        }
+        let Some(pods) = index::pods_of(objects, &groups) else {
+            return false;
+        };
+        watch.lap("pods");
+        let result = reload::change_endpoints(&self.shared, "kubernetes endpoints", pods);
+        watch.lap("change");
+        match result {
+            Ok(Some(_)) => {
+                watch.published();
+                // The next full round serialises the live part anew.
+                self.published = None;
+                true
+            }
+            Ok(None) => true,
+            Err(e) => {
+                tracing::info!(error = %e, "kubernetes: endpoint change needs a full rebuild");
+                false
+            }
+        }
     }
 
     /// Hands the Secrets' certificates to the listeners when they changed.

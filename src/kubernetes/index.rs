@@ -44,7 +44,7 @@ use crate::config::gateway::grpc::RouteKind;
 use crate::config::gateway::Generated;
 pub use attach::ParentKey;
 use backends::Backends;
-pub use backends::UNRESOLVED_GROUP;
+pub use backends::{pods_of, ServiceGroups, UNRESOLVED_GROUP};
 pub use certs::referenced as referenced_secrets;
 
 /// A namespaced object's identity.
@@ -241,6 +241,9 @@ pub struct Output {
     /// The certificate each HTTPS Gateway listener serves (the next
     /// [`Settings::certificate_fallback`]).
     pub served_certificates: BTreeMap<ListenerKey, Arc<CertifiedKey>>,
+    /// The groups made of each Service's pods: an EndpointSlice change
+    /// recomputes only those ([`pods_of`]).
+    pub service_groups: ServiceGroups,
 }
 
 /// Builds the table part and statuses from `objects`.
@@ -301,6 +304,7 @@ pub fn build(objects: &Objects, settings: &Settings) -> Output {
             &mut out,
         );
     }
+    out.service_groups = backends.take_service_groups();
     out.generated.groups = backends.into_groups();
     for g in gateways.values() {
         if let Some(status) = g.status(&settings.addresses) {

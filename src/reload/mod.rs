@@ -7,6 +7,8 @@
 
 pub mod certs;
 pub mod dns;
+#[cfg(test)]
+mod endpoint_tests;
 pub mod overrides;
 pub mod rollouts;
 pub mod state;
@@ -242,6 +244,67 @@ pub fn change(
     }
     tracing::info!(generation, change = what, "routing table published");
     Ok(generation)
+}
+
+/// Controller mode's cheap path: new endpoints for some generated groups
+/// (an EndpointSlice changed), published without recompiling the table.
+/// Only those groups are compiled; listeners, rules and the other groups
+/// are shared with the live table ([`crate::compile::regroup`]). Like
+/// [`change`]: one lock, the next generation, endpoint state and pools
+/// carried by address, nothing changed on error. `Ok(None)`: every group
+/// already has these endpoints. A name that is not a generated group is a
+/// [`ChangeError::Misfit`] (the caller rebuilds in full).
+pub fn change_endpoints(
+    tables: &Tables,
+    what: &str,
+    endpoints: BTreeMap<String, Vec<String>>,
+) -> Result<Option<u64>, ChangeError> {
+    let mut desired = tables
+        .desired
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some(generated) = &desired.generated else {
+        return Err(ChangeError::Misfit("no generated groups to change".into()));
+    };
+    let mut changed = BTreeMap::new();
+    for (name, pods) in endpoints {
+        let Some(g) = generated.groups.get(&name) else {
+            return Err(ChangeError::Misfit(format!("no generated group {name:?}")));
+        };
+        if g.endpoints != pods {
+            // A file group of the same name lends its policy, as in a full
+            // compile (`Generated::apply`).
+            let policy = desired.base.groups.get(&name).unwrap_or(g);
+            let group = crate::config::model::GroupConfig {
+                endpoints: pods,
+                ..policy.clone()
+            };
+            changed.insert(name, group);
+        }
+    }
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let live = tables.routes.load_full();
+    let generation = live.generation + 1;
+    let table = crate::compile::regroup(&live, &changed, &tables.inherited, generation)
+        .map_err(ChangeError::Invalid)?;
+    // Only the generated part changed, which is not persisted (the API
+    // server holds it): nothing to write to the state directory.
+    if let Some(generated) = desired.generated.as_mut() {
+        let generated = Arc::make_mut(generated);
+        for (name, g) in changed {
+            if let Some(slot) = generated.groups.get_mut(&name) {
+                slot.endpoints = g.endpoints;
+            }
+        }
+    }
+    tables.inherited.upstream.retain_clients(&table.groups);
+    tables.routes.store(Arc::new(table));
+    tables.published.send_replace(generation);
+    drop(desired);
+    tracing::info!(generation, change = what, "routing table published");
+    Ok(Some(generation))
 }
 
 fn check_listeners(old: &RouteTable, new: &RouteTable) -> Result<(), ChangeError> {

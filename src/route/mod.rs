@@ -30,12 +30,14 @@ use split::{Split, StickyKey};
 pub struct RouteTable {
     /// Increases by one with every publish.
     pub generation: u64,
-    /// Per listener, in config order (a connection knows its index).
-    pub listeners: Box<[ListenerRoutes]>,
+    /// Per listener, in config order (a connection knows its index);
+    /// shared with the next table when only endpoints change.
+    pub listeners: std::sync::Arc<[ListenerRoutes]>,
     /// Upstream groups; rules refer to them by index.
     pub groups: Box<[Group]>,
-    /// Every rule of every route; entries refer to them by index.
-    pub rules: Box<[Rule]>,
+    /// Every rule of every route; entries refer to them by index (shared
+    /// like `listeners`).
+    pub rules: std::sync::Arc<[Rule]>,
     /// Metrics switch, unmatched-request series and access log setting.
     pub observe: crate::metrics::TableMetrics,
 }

@@ -39,8 +39,9 @@ use pool::{Dialer, EndpointPool, IdleLimits};
 pub struct Group {
     /// Name from the config (`stable`, `canary`, ...).
     pub name: Box<str>,
-    /// Endpoints in config order.
-    pub endpoints: Box<[Endpoint]>,
+    /// Endpoints in config order (shared with the next table when the
+    /// group is unchanged, see [`Group::share`]).
+    pub endpoints: Arc<[Endpoint]>,
     /// Endpoint pick policy.
     pub balance: Balance,
     /// Upstream protocol.
@@ -50,7 +51,7 @@ pub struct Group {
     /// Resilience settings.
     pub policy: GroupPolicy,
     /// Each endpoint's connection pool, by endpoint index.
-    pub pools: Box<[Arc<EndpointPool>]>,
+    pub pools: Arc<[Arc<EndpointPool>]>,
     /// `max_requests` / `max_pending` admission, shared across reloads.
     pub admission: Arc<Admission>,
     /// Group-level metric handles (ejections, overflows), kept by name.
@@ -312,6 +313,24 @@ impl Group {
             cursor: AtomicUsize::new(0),
             policy,
             discovery: dns::Discovery::default(),
+        }
+    }
+
+    /// The same group for a new table, its endpoints, pools and limits
+    /// shared: a publish that changes only some groups' endpoints rebuilds
+    /// those and shares the rest (the round-robin cursor restarts).
+    pub fn share(&self) -> Group {
+        Group {
+            name: self.name.clone(),
+            endpoints: Arc::clone(&self.endpoints),
+            balance: self.balance,
+            protocol: self.protocol,
+            cursor: AtomicUsize::new(0),
+            policy: self.policy.clone(),
+            pools: Arc::clone(&self.pools),
+            admission: Arc::clone(&self.admission),
+            metrics: Arc::clone(&self.metrics),
+            discovery: self.discovery.clone(),
         }
     }
 

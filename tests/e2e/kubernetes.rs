@@ -9,6 +9,7 @@ mod gateway_tls;
 mod grpc;
 mod mesh;
 mod scale;
+mod scale_rss;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -51,7 +51,12 @@ pub struct Backends<'a> {
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
     grants: HashMap<&'a str, Vec<&'a ReferenceGrant>>,
     groups: BTreeMap<String, GroupConfig>,
+    service_groups: ServiceGroups,
 }
+
+/// Per Service, the groups made of its pods, with the Service port each
+/// serves: what an EndpointSlice change of that Service recomputes.
+pub type ServiceGroups = BTreeMap<ObjectKey, BTreeMap<String, u16>>;
 
 /// Why a reference was not resolved: a `ResolvedRefs` reason and message.
 pub type Unresolved = (&'static str, String);
@@ -90,7 +95,13 @@ impl<'a> Backends<'a> {
             slices,
             grants,
             groups: BTreeMap::new(),
+            service_groups: BTreeMap::new(),
         }
+    }
+
+    /// Which groups were made of which Service's pods (see [`ServiceGroups`]).
+    pub fn take_service_groups(&mut self) -> ServiceGroups {
+        std::mem::take(&mut self.service_groups)
     }
 
     /// The groups made, the unresolved one included when used.
@@ -179,7 +190,7 @@ pub struct RouteBackends<'a, 'b> {
 }
 
 impl RouteBackends<'_, '_> {
-    fn resolve_service(&self, b: &HttpBackendRef) -> Result<(String, Vec<String>), Unresolved> {
+    fn resolve_service(&mut self, b: &HttpBackendRef) -> Result<(String, Vec<String>), Unresolved> {
         let kind = b.kind.as_deref().unwrap_or("Service");
         let group = b.group.as_deref().unwrap_or("");
         if kind != "Service" || !group.is_empty() {
@@ -207,7 +218,17 @@ impl RouteBackends<'_, '_> {
             )
         })?;
         let pods = self.backends.pods(ns, &b.name, port)?;
-        Ok((format!("{ns}.{}.{port}", b.name), pods))
+        let group = format!("{ns}.{}.{port}", b.name);
+        let service = ObjectKey {
+            namespace: ns.to_string(),
+            name: b.name.clone(),
+        };
+        self.backends
+            .service_groups
+            .entry(service)
+            .or_default()
+            .insert(group.clone(), port);
+        Ok((group, pods))
     }
 }
 
@@ -257,4 +278,21 @@ impl RouteBackends<'_, '_> {
             .or_insert_with(|| GroupConfig::new(Vec::new()));
         marked_unresolved(UNRESOLVED_GROUP.into(), weight)
     }
+}
+
+/// The ready pods of `groups` (`(group, Service, port)`), from `objects`
+/// holding those Services and their EndpointSlices; `None` when one no
+/// longer resolves (a Service or port gone: the full rebuild reports it).
+pub fn pods_of(
+    objects: &Objects,
+    groups: &[(String, ObjectKey, u16)],
+) -> Option<BTreeMap<String, Vec<String>>> {
+    let backends = Backends::new(objects);
+    groups
+        .iter()
+        .map(|(group, s, port)| {
+            let pods = backends.pods(&s.namespace, &s.name, *port).ok()?;
+            Some((group.clone(), pods))
+        })
+        .collect()
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use super::*;
 
 /// A kubeconfig in `dir` for the double (plain HTTP, no credentials).
-fn kubeconfig(dir: &TempDir, api: &ApiServer) -> std::path::PathBuf {
+pub(super) fn kubeconfig(dir: &TempDir, api: &ApiServer) -> std::path::PathBuf {
     dir.write(
         "config",
         &format!(
@@ -21,8 +21,29 @@ fn kubeconfig(dir: &TempDir, api: &ApiServer) -> std::path::PathBuf {
     )
 }
 
+/// `cutover run --no-admin --kubernetes` with `flags`, the config file
+/// `config` and `$KUBECONFIG` `kubeconfig`.
+pub(super) fn run_kubernetes(
+    config: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    flags: &[&str],
+) -> Child {
+    Child(
+        Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["run", "--no-admin", "--kubernetes"])
+            .args(flags)
+            .arg("-c")
+            .arg(config)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cutover runs"),
+    )
+}
+
 /// Stops the child process when the test ends, however it ends.
-struct Child(std::process::Child);
+pub(super) struct Child(pub(super) std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -53,23 +74,8 @@ async fn cutover_run_kubernetes_follows_the_cluster_of_its_kubeconfig() {
     slice(&api, "shop", "reviews", pods.port, &ready(&pods));
     reviews(&api, &[("shop", "reviews", 1)]);
 
-    let _child = Child(
-        Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(["run", "--no-admin", "--kubernetes"])
-            .args([
-                "--gateway-address",
-                "192.0.2.10",
-                "--mesh-listener",
-                "http",
-                "-c",
-            ])
-            .arg(&config)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("cutover runs"),
-    );
+    let flags = ["--gateway-address", "192.0.2.10", "--mesh-listener", "http"];
+    let _child = run_kubernetes(&config, &kubeconfig, &flags);
     eventually("route accepted", Duration::from_secs(10), || {
         accepted_at(&api, "reviews", 1)
     })
@@ -123,7 +129,7 @@ fn a_mesh_listener_the_config_lacks_or_a_bad_gateway_address_is_refused_at_start
 }
 
 /// A free loopback port (bound, then released).
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
