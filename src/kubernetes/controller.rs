@@ -159,7 +159,12 @@ pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerO
         classes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
         gateways: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
         routes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
-        grpc_routes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
+        grpc_routes: if serves_grpc_routes(&client).await {
+            watch_all(Api::all(client.clone()), everything(&changes), &mut tasks)
+        } else {
+            tracing::warn!("kubernetes: the API server has no GRPCRoute kind (Gateway API CRDs before v1.1); HTTPRoutes are served, GRPCRoutes are not watched until cutover restarts");
+            empty_store()
+        },
         grants: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
         services: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
         slices: watch_slim(
@@ -292,6 +297,34 @@ fn slice_events(
 ) -> impl Fn(&watcher::Event<EndpointSlice>) + Send + 'static {
     let changes = Arc::clone(changes);
     move |e| changes.slice(e)
+}
+
+/// Whether the API server serves GRPCRoutes. They came with Gateway API
+/// v1.1; on a cluster with older CRDs their watch would never list, and the
+/// first table waits for every watch. When discovery itself fails the watch
+/// starts anyway and its backoff says what is wrong.
+async fn serves_grpc_routes(client: &kube::Client) -> bool {
+    match client
+        .list_api_group_resources("gateway.networking.k8s.io/v1")
+        .await
+    {
+        Ok(list) => list.resources.iter().any(|r| r.name == "grpcroutes"),
+        Err(e) => {
+            tracing::debug!(error = %e, "kubernetes: discovery of gateway.networking.k8s.io/v1 failed");
+            true
+        }
+    }
+}
+
+/// A store that is listed and stays empty: the kind is not served.
+fn empty_store<K>() -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (reader, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    reader
 }
 
 /// Starts a reflector over `api`; each event goes to `on_event`.

@@ -232,7 +232,10 @@ async fn live_quantiles_follow_a_known_upstream_delay() {
     // room for a loaded CI machine (both arms share its slowness).
     assert!((60.0..1000.0).contains(&ms(&c, "p50")), "canary p50 {c}");
     assert!(ms(&c, "p99") >= ms(&c, "p50") && ms(&c, "p99_9") >= ms(&c, "p99"));
-    assert!(ms(&s, "p50") + 30.0 < ms(&c, "p50"), "stable p50 {s}, canary {c}");
+    assert!(
+        ms(&s, "p50") + 30.0 < ms(&c, "p50"),
+        "stable p50 {s}, canary {c}"
+    );
     assert!(c["requests_per_second"].as_f64().unwrap() > 0.0);
 }
 

@@ -113,6 +113,9 @@ struct State {
     gets: Vec<(&'static str, String)>,
     lists: usize,
     watches: usize,
+    /// Kinds whose CRD is not installed: discovery leaves them out and
+    /// their paths answer 404.
+    uninstalled: Vec<Kind>,
 }
 
 /// The running double.
@@ -138,6 +141,30 @@ impl ApiServer {
         });
         api.serve(listener);
         api
+    }
+
+    /// Leaves `kind` out, as a cluster without its CRD (e.g. GRPCRoute
+    /// before Gateway API v1.1).
+    pub fn uninstall(&self, kind: Kind) {
+        self.state.lock().unwrap().uninstalled.push(kind);
+    }
+
+    /// `GET /apis/<group>/<version>`: the served kinds of that version.
+    fn discovery(&self, path: &str) -> Option<Response<Body>> {
+        let uninstalled = self.state.lock().unwrap().uninstalled.clone();
+        let resources: Vec<Value> = KINDS
+            .iter()
+            .filter(|k| k.prefix == path && !uninstalled.contains(k))
+            .map(|k| json!({"name": k.plural, "kind": k.kind, "namespaced": k.kind != "GatewayClass" && k.kind != "Namespace", "singularName": "", "verbs": ["get", "list", "watch"]}))
+            .collect();
+        (!resources.is_empty()).then(|| {
+            json_response(
+                StatusCode::OK,
+                &json!({"kind": "APIResourceList", "apiVersion": "v1",
+                        "groupVersion": path.trim_start_matches("apis/").trim_start_matches("api/"),
+                        "resources": resources}),
+            )
+        })
     }
 
     /// A `kube` client for this server.
@@ -308,7 +335,12 @@ impl ApiServer {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let Some((kind, ns, name, sub)) = route(&path) else {
+        if let Some(found) = self.discovery(&path) {
+            return found;
+        }
+        let route =
+            route(&path).filter(|(k, ..)| !self.state.lock().unwrap().uninstalled.contains(k));
+        let Some((kind, ns, name, sub)) = route else {
             return status(
                 StatusCode::NOT_FOUND,
                 "NotFound",

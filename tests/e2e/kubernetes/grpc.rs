@@ -91,3 +91,27 @@ async fn a_grpc_route_from_the_api_server_serves_calls_and_gets_its_status() {
         "{kinds}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_the_grpc_route_kind_still_gets_its_http_routes_served() {
+    let api = ApiServer::start().await;
+    api.uninstall(GRPC_ROUTE);
+    let (proxy, _controller) = cutover(&api, None).await;
+    api.apply(
+        GATEWAY_CLASS,
+        json!({"metadata": {"name": "cutover"}, "spec": {"controllerName": CONTROLLER}}),
+    );
+    api.apply(NAMESPACE, json!({"metadata": {"name": "shop"}}));
+    api.apply(GATEWAY, gateway_object(proxy.addr.port()));
+    let pods = Pods::start("stable", 91, 1).await;
+    route_to(&api, &pods).await;
+    let c = http1_client();
+    let start = Instant::now();
+    while get(&c, &proxy.url("/"), &[]).await.body != "stable" {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "the HTTPRoute is not served without the GRPCRoute kind"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
