@@ -411,8 +411,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
 /// Gives freed heap memory back to the system once a burst of connections
 /// ended: glibc keeps what a thread freed in that thread's arena, so after a
 /// flood of 10,000 connections RSS stayed at its peak. It trims when the
-/// open connections fell by half (and by 64 or more: an idle HTTP/1.1
-/// connection holds about 28 KiB, an h2c one 44 KiB) since their last peak,
+/// connections holding buffers (open ones that are not parked: a parked
+/// idle HTTP/1.1 connection freed its hyper buffers) fell by half (and by
+/// 64 or more: an unparked HTTP/1.1 connection holds about 28 KiB, an h2c
+/// one 44 KiB) since their last peak,
 /// at most once a second, so steady traffic never pays for the walk over the
 /// arenas; then three more times, 30 s apart, for what the burst left behind
 /// and is freed later (idle upstream connections leave the pool after 60 s).
@@ -423,7 +425,7 @@ async fn release_memory_after_bursts(serving: std::sync::Arc<cutover::serving::S
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     for second in 0u32.. {
         tick.tick().await;
-        let open = serving.metrics.downstream_open();
+        let open = serving.metrics.downstream_open() - serving.metrics.downstream_parked();
         peak = peak.max(open);
         if peak - open >= 64 && open <= peak / 2 {
             release_free_heap();
