@@ -101,9 +101,12 @@ pub(super) async fn serve<S: Socket>(
                 let (shared, conn, state) = (Arc::clone(&shared), conn.clone(), Arc::clone(&state));
                 Box::pin(service::serve(shared, conn, state, limits, req))
             });
-            let conn = builders.http2.serve_connection(TokioIo::new(io), service);
-            let conn = pin!(conn);
-            watch.drive(conn, |c| c.graceful_shutdown(), false).await;
+            // Boxed, like HTTP/1.1's: every connection task is as large
+            // as its largest state, parked HTTP/1.1 ones included.
+            let mut conn = Box::pin(builders.http2.serve_connection(TokioIo::new(io), service));
+            watch
+                .drive(conn.as_mut(), |c| c.graceful_shutdown(), false)
+                .await;
         }
     }
 }
