@@ -78,7 +78,13 @@ impl<S> ConnIo<S> {
     pub fn parked(mut self, unread: Bytes) -> Self {
         self.stalled = None;
         self.armed = false;
-        self.unread = unread;
+        // hyper's leftover is a view of its whole read buffer (8 KiB or
+        // more), even when empty: keep a copy of the bytes, not the buffer.
+        self.unread = if unread.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(&unread)
+        };
         self
     }
 
