@@ -9,8 +9,9 @@
 #
 # Per target (cutover, then nginx), one at a time:
 #   1. RSS of the idle proxy ("before"); then IDLE_PROBE HTTP/1.1 keep-alive
-#      connections (fewer than LIMIT) that each sent one request: the RSS
-#      they add, per connection ("KiB/idle"); they close again.
+#      connections (fewer than LIMIT) that each sent one request, idle for
+#      PROBE_WAIT seconds: the RSS they add, per connection ("KiB/idle");
+#      they close again.
 #   2. The flood: N_H2 h2c connections that send the preface and SETTINGS,
 #      then nothing; then M_H1 HTTP/1.1 connections that send one request,
 #      read the answer and stay idle (keep-alive). At most 200 connect at
@@ -30,6 +31,9 @@
 #                      upstream keep-alive pool, so both admit LIMIT clients)
 #   FRESH [10]         fresh clients timed during the flood
 #   IDLE_PROBE [1000]  idle connections of the per-connection RSS probe
+#   PROBE_WAIT [4]     seconds the probe's connections stay idle before RSS is
+#                      read: past cutover's 1 s park delay (idle HTTP/1.1
+#                      connections drop their buffers) and its next trim
 #   AFTER_SECS [60]    wait after the flood before the last RSS reading
 #   BASE_PORT [27280]  +1 upstream, +11 cutover, +12 nginx proxy (HTTP/1.1),
 #                      +13 nginx proxy (h2c: nginx 1.22 cannot serve h2c and
@@ -45,6 +49,7 @@ M_H1=${M_H1:-10000}
 LIMIT=${LIMIT:-2000}
 FRESH=${FRESH:-10}
 IDLE_PROBE=${IDLE_PROBE:-1000}
+PROBE_WAIT=${PROBE_WAIT:-4}
 AFTER_SECS=${AFTER_SECS:-60}
 BASE_PORT=${BASE_PORT:-27280}
 KEEP=${KEEP:-0}
@@ -177,6 +182,7 @@ import asyncio, sys, time
 
 h2_port, h1_port, n_h2, m_h1, fresh = (int(a) for a in sys.argv[1:6])
 probe_only = len(sys.argv) > 6 and sys.argv[6] == "probe"
+probe_wait = float(sys.argv[7]) if len(sys.argv) > 7 else 1.0
 HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 GET = b"GET / HTTP/1.1\r\nHost: app\r\n\r\n"
 
@@ -222,7 +228,7 @@ async def fresh_client():
 async def probe():
     """m_h1 idle keep-alive connections, held until a line on stdin."""
     held = await open_all(m_h1, False)
-    await asyncio.sleep(1)
+    await asyncio.sleep(probe_wait)
     print(sum(not watch.done() for _, watch in held), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for w, watch in held:
@@ -260,7 +266,7 @@ measure() { # name, pid, h2c port, HTTP/1.1 port
     local name=$1 pid=$2 h2_port=$3 h1_port=$4 before during after result
     sleep 1
     before=$(rss_kib "$pid")
-    coproc PROBE { timeout 120 python3 "$WORK/flood.py" "$h2_port" "$h1_port" 0 "$IDLE_PROBE" 0 probe; }
+    coproc PROBE { timeout 120 python3 "$WORK/flood.py" "$h2_port" "$h1_port" 0 "$IDLE_PROBE" 0 probe "$PROBE_WAIT"; }
     read -r probed <&"${PROBE[0]}" || die "$name: the idle probe did not report"
     local with_idle per_idle
     with_idle=$(rss_kib "$pid")

@@ -9,11 +9,15 @@
 #   bash benches/rss.sh                          # builds the release binary, N=1000 HTTP/1.1
 #   PROTO=h2c N=200 bash benches/rss.sh          # h2c connections (prior knowledge)
 #   CUTOVER_BIN=path/to/cutover bash benches/rss.sh
+#   IDLE_WAIT=1 ...                              # read RSS 1 s after the connections (default 4)
 # Everything stays on 127.0.0.1.
 
 set -euo pipefail
 
 N=${N:-1000}
+# Seconds the connections stay idle before RSS is read: past cutover's 1 s
+# park delay (idle HTTP/1.1 connections drop their buffers) and its next trim.
+IDLE_WAIT=${IDLE_WAIT:-4}
 PROTO=${PROTO:-h1}
 BASE_PORT=${BASE_PORT:-27480}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,10 +72,11 @@ up "$STABLE_PORT"
 up "$PROXY_PORT"
 sleep 1
 
-python3 - "$PROXY_PORT" "$N" "$CUTOVER_PID" "$PROTO" <<'EOF'
+python3 - "$PROXY_PORT" "$N" "$CUTOVER_PID" "$PROTO" "$IDLE_WAIT" <<'EOF'
 import socket, sys, time
 
 port, n, pid, proto = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+idle_wait = float(sys.argv[5])
 
 def mem():
     d = {}
@@ -106,7 +111,7 @@ for s in conns:
     s.settimeout(10)
     if not s.recv(65536):
         sys.exit("a connection closed before its answer")
-time.sleep(1)
+time.sleep(idle_wait)
 show(f"{n} idle {proto} connections", mem())
 for s in conns:
     s.close()

@@ -411,27 +411,34 @@ async fn run(args: RunArgs) -> Result<(), String> {
 /// Gives freed heap memory back to the system once a burst of connections
 /// ended: glibc keeps what a thread freed in that thread's arena, so after a
 /// flood of 10,000 connections RSS stayed at its peak. It trims when the
-/// open connections fell by half (and by 64 or more: an idle HTTP/1.1
-/// connection holds about 28 KiB, an h2c one 44 KiB) since their last peak,
+/// open connections, or those of them holding buffers (not parked: a
+/// parked idle HTTP/1.1 connection freed its hyper buffers), fell by half
+/// (and by 64 or more: an unparked HTTP/1.1 connection holds about 28 KiB,
+/// an h2c one 44 KiB) since their last peak,
 /// at most once a second, so steady traffic never pays for the walk over the
 /// arenas; then three more times, 30 s apart, for what the burst left behind
 /// and is freed later (idle upstream connections leave the pool after 60 s).
 async fn release_memory_after_bursts(serving: std::sync::Arc<cutover::serving::Serving>) {
     const AGAIN: u32 = 30;
-    let mut peak = 0;
+    // Open connections, and those of them holding buffers (not parked).
+    let mut peaks = [0i64; 2];
     let mut again = Vec::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     for second in 0u32.. {
         tick.tick().await;
         let open = serving.metrics.downstream_open();
-        peak = peak.max(open);
-        if peak - open >= 64 && open <= peak / 2 {
+        let now = [open, open - serving.metrics.downstream_parked()];
+        let fell = (0..2).any(|i| peaks[i] - now[i] >= 64 && now[i] <= peaks[i] / 2);
+        if fell {
             release_free_heap();
-            peak = open;
+            peaks = now;
             again = vec![second + AGAIN, second + 2 * AGAIN, second + 3 * AGAIN];
-        } else if again.first() == Some(&second) {
-            again.remove(0);
-            release_free_heap();
+        } else {
+            peaks = [peaks[0].max(now[0]), peaks[1].max(now[1])];
+            if again.first() == Some(&second) {
+                again.remove(0);
+                release_free_heap();
+            }
         }
     }
 }

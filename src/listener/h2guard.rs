@@ -10,7 +10,7 @@
 use std::io;
 
 /// The client connection preface of HTTP/2 (h2c and h2 over TLS).
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Slack over the limit: one frame at the default `SETTINGS_MAX_FRAME_SIZE`.
 const SLACK: usize = 16 * 1024;
 const HEADERS: u8 = 0x1;
@@ -48,11 +48,6 @@ impl HeaderScan {
             limit: limit.saturating_add(SLACK),
             scan: Scan::Preface(0),
         }
-    }
-
-    /// Whether the connection opened with the HTTP/2 preface.
-    pub fn is_h2(&self) -> bool {
-        matches!(self.scan, Scan::Frames { .. })
     }
 
     /// Follows bytes just read; an error ends the connection.

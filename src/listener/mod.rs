@@ -1,29 +1,30 @@
 //! Accept loop and per-connection serving: HTTP/1.1 and h2c on one port (or
 //! HTTPS with ALPN `h2`/`http/1.1`), header limits, the header-read timeout,
-//! a connection cap, and drain.
+//! a connection cap, idle HTTP/1.1 connections parked without hyper, and
+//! drain.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
+mod conn;
+mod gate;
 mod h1scan;
 mod h2guard;
 mod io;
 mod refuse;
 mod service;
 mod slots;
+mod sniff;
 mod tls;
 
-use io::ConnIo;
 use refuse::Refusals;
-use slots::{Expiry, Slot, Slots};
+use slots::{Slot, Slots};
+use sniff::Protocol;
 
 use crate::proxy::ConnInfo;
 use crate::route::ConnSettings;
@@ -34,26 +35,36 @@ use crate::serving::Serving;
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// hyper's HTTP/1 and HTTP/2 settings for one listener. The timer matters:
-/// without one hyper silently disables its header-read timeout and PINGs.
-fn http_builder(settings: &ConnSettings, max_headers: usize) -> auto::Builder<TokioExecutor> {
-    let header_bytes = settings.max_header_bytes;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's header timer starts when a connection turns idle, so it is the
-    // keep-alive timeout too; the slot's idle deadline is the same.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.idle)
-        .max_buf_size(header_bytes.max(8192))
-        .max_headers(max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(PING_INTERVAL)
-        .keep_alive_timeout(PING_TIMEOUT)
-        .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX));
-    builder
+/// hyper's HTTP/1.1 and HTTP/2 settings for one listener. The timer
+/// matters: without one hyper silently disables its header-read timeout and
+/// PINGs.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    /// The builders of a listener; without `keep_alive`, an HTTP/1.1
+    /// connection serves one request.
+    fn new(settings: &ConnSettings, max_headers: usize, keep_alive: bool) -> Builders {
+        let header_bytes = settings.max_header_bytes;
+        let mut http1 = http1::Builder::new();
+        // hyper's header timer starts when a connection turns idle, so it is
+        // the keep-alive timeout too; the slot's idle deadline is the same.
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.idle)
+            .max_buf_size(header_bytes.max(8192))
+            .max_headers(max_headers)
+            .keep_alive(keep_alive);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(PING_INTERVAL)
+            .keep_alive_timeout(PING_TIMEOUT)
+            .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX));
+        Builders { http1, http2 }
+    }
 }
 
 /// The listener's settings and connection limit, read once when it starts.
@@ -87,7 +98,7 @@ pub enum Phase {
 
 /// Accepts until the phase reaches [`Phase::Stopped`], then returns;
 /// connections already accepted drain on their own tasks (see
-/// [`serve_connection`]). At the connection limit the oldest idle
+/// [`conn::serve`]). At the connection limit the oldest idle
 /// connection makes room; when none is idle the new one is refused at once.
 pub async fn accept_loop(
     listener: TcpListener,
@@ -97,12 +108,10 @@ pub async fn accept_loop(
 ) {
     let (settings, max_connections) = settings_of(&shared, index);
     let max_headers = shared.limits.max_headers;
-    let builders = Arc::new(Builders::new(http_builder(&settings, max_headers)));
+    let builders = Arc::new(Builders::new(&settings, max_headers, true));
     // While draining, an HTTP/1.1 client gets one answer and `Connection:
     // close`, so it reconnects, by then most likely to another endpoint.
-    let mut closing = http_builder(&settings, max_headers);
-    closing.http1().keep_alive(false);
-    let closing = Arc::new(Builders::new(closing));
+    let closing = Arc::new(Builders::new(&settings, max_headers, false));
     let slots = Slots::new(max_connections);
     let mut refusals = Refusals::new();
     let stopped = |p: &Phase| *p >= Phase::Stopped;
@@ -156,32 +165,6 @@ pub async fn accept_loop(
     }
 }
 
-/// The builder per negotiated ALPN: TLS clients said which protocol they
-/// speak, so only cleartext (and TLS without ALPN) connections are sniffed.
-struct Builders {
-    auto: auto::Builder<TokioExecutor>,
-    http1: auto::Builder<TokioExecutor>,
-    h2: auto::Builder<TokioExecutor>,
-}
-
-impl Builders {
-    fn new(auto: auto::Builder<TokioExecutor>) -> Self {
-        Builders {
-            http1: auto.clone().http1_only(),
-            h2: auto.clone().http2_only(),
-            auto,
-        }
-    }
-
-    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
-        match alpn {
-            Some(b"h2") => &self.h2,
-            Some(b"http/1.1") => &self.http1,
-            _ => &self.auto,
-        }
-    }
-}
-
 /// A connection as accepted: where it came from, the shutdown phase to
 /// follow, its slot (dropped with it) and the listener's settings.
 struct Accepted {
@@ -209,13 +192,22 @@ async fn accept_connection(
         }
     };
     let Some(config) = tls else {
-        return serve_connection(stream, accepted, shared, &builders.auto).await;
+        return conn::serve(stream, None, accepted, shared, builders).await;
     };
     // Certificates from Gateway Secrets (controller mode) come first.
     let config = shared.certificates.config_for(&name, config);
     let timeout = shared.limits.header_read_timeout;
     let peer = accepted.conn.peer;
-    let handshake = tls::handshake(stream, config, timeout, peer, &name, &shared.metrics);
+    // Boxed: the handshake state is large, and a task is as large as its
+    // largest state (a parked HTTP/1.1 connection's task included).
+    let handshake = Box::pin(tls::handshake(
+        stream,
+        config,
+        timeout,
+        peer,
+        &name,
+        &shared.metrics,
+    ));
     let mut phase = accepted.phase.clone();
     let stream = tokio::select! {
         s = handshake => s,
@@ -223,111 +215,55 @@ async fn accept_connection(
     };
     let Some(stream) = stream else { return };
     accepted.conn.proto = "https";
-    let builder = builders.for_alpn(stream.get_ref().1.alpn_protocol());
-    serve_connection(stream, accepted, shared, builder).await;
+    let protocol = Protocol::from_alpn(stream.get_ref().1.alpn_protocol());
+    // Boxed for the same reason: the TLS stream is large (1.2 KiB).
+    Box::pin(conn::serve(
+        stream,
+        Some(protocol),
+        accepted,
+        shared,
+        builders,
+    ))
+    .await;
 }
 
-/// Serves one connection until it closes: on its own when the client or
-/// hyper ends it, at its idle deadline (see [`Expiry`]), or at once when its
-/// slot went to a newer connection. At [`Phase::Stopped`] it finishes the
-/// request in flight, then closes politely (HTTP/1.1 `Connection: close`,
-/// HTTP/2 GOAWAY); at [`Phase::Cut`] (or when the phase sender is gone) it
-/// is dropped. Holding `phase` is what tells the app a connection is still
-/// open.
-async fn serve_connection<S>(
-    stream: S,
-    accepted: Accepted,
-    shared: Arc<Serving>,
-    builder: &auto::Builder<TokioExecutor>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let Accepted {
-        conn,
-        mut phase,
-        slot,
-        settings,
-    } = accepted;
-    let stream = ConnIo::new(
-        stream,
-        settings.send_idle,
-        settings.max_header_bytes,
-        Arc::clone(&slot.state),
-    );
-    let peer = conn.peer;
-    let state = Arc::clone(&slot.state);
-    let limits = service::HeadLimits {
-        max_target: settings.max_request_target,
-        max_header_bytes: settings.max_header_bytes,
-    };
-    // The request's future is boxed: it holds the whole pipeline (several
-    // KiB), and hyper moves it by value, into the HTTP/1.1 dispatcher and on
-    // every HTTP/2 stream into a spawned task, copying it each time (6
-    // copies, about 5,000 instructions per h2c request; one allocation
-    // costs about 200).
-    let service = service_fn(move |req| {
-        let (shared, conn, state) = (Arc::clone(&shared), conn.clone(), Arc::clone(&state));
-        Box::pin(service::serve(shared, conn, state, limits, req))
-    });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let state = &slot.state;
-    // The first check comes at the earlier deadline; each check re-arms it.
-    let idle = tokio::time::sleep(settings.first_request.min(settings.idle));
-    tokio::pin!(idle);
-    // Once the idle deadline passed: the connection was told to close.
-    let mut closing = false;
-    let result = loop {
-        tokio::select! {
-            r = connection.as_mut() => break Some(r),
-            _ = phase.wait_for(|p| *p >= Phase::Stopped) => break None,
-            () = state.evicted() => {
-                tracing::debug!(client = %peer, "idle connection closed to admit a new one");
-                return;
-            }
-            () = idle.as_mut() => {
-                let now = Instant::now();
-                if closing {
-                    // Still open IDLE_GRACE after GOAWAY (or half-way through
-                    // a request head): drop it, unless a request came.
-                    if state.is_idle() {
-                        return;
-                    }
-                    idle.as_mut().reset(now + IDLE_GRACE);
-                    continue;
-                }
-                match state.expiry(&settings) {
-                    Expiry::Busy => idle.as_mut().reset(now + settings.idle),
-                    Expiry::At(at) if at > now => idle.as_mut().reset(at),
-                    Expiry::At(_) => {
-                        // HTTP/1.1 closes at once, HTTP/2 gets GOAWAY; a
-                        // client that had not seen it yet is still served.
-                        tracing::debug!(client = %peer, "idle timeout: connection closing");
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                        idle.as_mut().reset(now + IDLE_GRACE);
-                    }
-                }
-            }
-        }
-    };
-    let result = match result {
-        Some(r) => r,
-        None => {
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                r = connection.as_mut() => r,
-                _ = phase.wait_for(|p| *p == Phase::Cut) => {
-                    tracing::debug!(client = %peer, "drain deadline: connection closed");
-                    return;
-                }
-            }
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parked connection keeps its task: the task is as large as the
+    /// largest state of the connection's future, so hyper's connections
+    /// and the TLS handshake are boxed, not held in it.
+    #[tokio::test]
+    async fn a_connection_task_is_small() {
+        let yaml = "listeners:\n  - name: a\n    address: \"127.0.0.1:0\"\ngroups:\n  g: {endpoints: [\"127.0.0.1:9\"]}\nroutes:\n  - name: r\n    rules:\n      - name: all\n        backends: [{group: g}]\n";
+        let config = crate::config::parse_yaml(yaml).expect("a valid config");
+        let registry = crate::route::Inherited::default();
+        let table = crate::compile::compile(&config, &registry, 1).expect("compiles");
+        let shared = Arc::new(Serving {
+            routes: Arc::new(arc_swap::ArcSwap::from_pointee(table)),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            limits: crate::serving::ConnLimits::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new(false)),
+            certificates: Arc::default(),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("an address");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, peer) = listener.accept().await.expect("accept");
+        let (_tx, phase) = watch::channel(Phase::Serving);
+        let settings = ConnSettings::default();
+        let accepted = Accepted {
+            conn: ConnInfo::new(peer, 0, "http"),
+            phase,
+            slot: Slots::new(1).admit().expect("a slot"),
+            settings,
+        };
+        let builders = Builders::new(&settings, 100, true);
+        let task = accept_connection(stream, accepted, shared, &builders);
+        // 3.1 KiB in a debug build; it was 11.5 KiB with the TLS stream
+        // and h2's connection in it.
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 4096, "a connection task takes {size} bytes");
     }
 }
-
-/// How long an idle connection told to close may take to do so.
-const IDLE_GRACE: Duration = Duration::from_secs(1);

@@ -16,6 +16,12 @@ use tokio::time::Instant;
 
 use crate::route::ConnSettings;
 
+/// How long an HTTP/1.1 connection must be idle before it is parked (its
+/// hyper connection and buffers freed, the socket kept): long enough that
+/// busy keep-alive connections never pay for it, short enough that idle
+/// ones cost little for most of their idle time.
+pub const PARK_DELAY: Duration = Duration::from_secs(1);
+
 /// The open connections of one listener, up to `max`.
 pub struct Slots {
     open: Mutex<Open>,
@@ -64,6 +70,8 @@ impl Slots {
             idle_since: AtomicU64::new(millis_since(self.epoch)),
             requested: AtomicBool::new(false),
             framing_conflict: AtomicBool::new(false),
+            between_requests: AtomicBool::new(true),
+            parking: AtomicBool::new(false),
             evicted: Notify::new(),
         });
         open.by_id.insert(id, Arc::clone(&state));
@@ -115,6 +123,12 @@ pub struct ConnState {
     /// A request head with both `Content-Length` and `Transfer-Encoding`
     /// was read (see `h1scan`).
     framing_conflict: AtomicBool,
+    /// Every byte read so far belongs to complete HTTP/1.1 requests (see
+    /// `h1scan`); false on HTTP/2.
+    between_requests: AtomicBool,
+    /// hyper is being ended to park the connection: its I/O must not shut
+    /// the socket down.
+    parking: AtomicBool,
     /// Signalled when the slot was given to a newer connection.
     evicted: Notify,
 }
@@ -148,6 +162,33 @@ impl ConnState {
     /// `Transfer-Encoding` on the connection, then closes it.
     pub fn framing_conflict(&self) -> bool {
         self.framing_conflict.load(Ordering::Relaxed)
+    }
+
+    /// Notes whether the bytes read so far end at a request boundary.
+    pub fn set_between_requests(&self, between: bool) {
+        self.between_requests.store(between, Ordering::Relaxed);
+    }
+
+    /// When the connection may be parked: [`PARK_DELAY`] after its last
+    /// response, if no request is in flight and every byte read belongs to
+    /// complete requests; `None` otherwise.
+    pub fn park_at(&self) -> Option<Instant> {
+        if self.active.load(Ordering::Acquire) > 0 || !self.between_requests.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        let since = self.idle_since.load(Ordering::Acquire);
+        Some(self.epoch + Duration::from_millis(since) + PARK_DELAY)
+    }
+
+    /// Marks hyper's end as a parking one (or not any more).
+    pub fn set_parking(&self, parking: bool) {
+        self.parking.store(parking, Ordering::Relaxed);
+    }
+
+    /// Whether hyper is being ended to park the connection.
+    pub fn parking(&self) -> bool {
+        self.parking.load(Ordering::Relaxed)
     }
 
     /// When the connection closes if nothing happens: `first_request` after

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub series: Arc<Series>,
     registry: Registry,
     downstream: Gauge,
+    /// Client connections parked (idle HTTP/1.1 without hyper).
+    parked: Gauge,
     upstream: Gauge,
     /// By `listener` (config name) and `reason` (a fixed set): bounded.
     tls_failures: Family<Vec<(String, String)>, Counter>,
@@ -140,6 +142,12 @@ impl Metrics {
             "Open client connections",
             downstream.clone(),
         );
+        let parked = Gauge::default();
+        registry.register(
+            "cutover_downstream_connections_parked",
+            "Idle client connections parked: the socket only, no HTTP state or buffers",
+            parked.clone(),
+        );
         registry.register(
             "cutover_upstream_connections_active",
             "Open upstream connections",
@@ -158,6 +166,7 @@ impl Metrics {
             series,
             registry,
             downstream,
+            parked,
             upstream,
             tls_failures,
             rollout,
@@ -177,6 +186,18 @@ impl Metrics {
     pub fn downstream_connection(&self) -> ConnectionGuard {
         self.downstream.inc();
         ConnectionGuard(self.downstream.clone())
+    }
+
+    /// Counts a parked client connection until the guard drops.
+    pub fn parked_connection(&self) -> ConnectionGuard {
+        self.parked.inc();
+        ConnectionGuard(self.parked.clone())
+    }
+
+    /// Client connections parked now (see [`Metrics::parked_connection`]):
+    /// open, but holding no buffers.
+    pub fn downstream_parked(&self) -> i64 {
+        self.parked.get()
     }
 
     /// Client connections open now (the gauge of [`Metrics::downstream_connection`]),

@@ -1,12 +1,14 @@
 //! Edge hardening of the listener: idle and silent connections cannot fill
 //! it, every connection has deadlines (idle, first request, send idle), and
-//! request heads have limits (414, 431, CONTINUATION floods), all seen
-//! through raw sockets.
+//! request heads have limits (414, 431, CONTINUATION floods), idle HTTP/1.1
+//! connections are parked and resumed without a visible difference, all
+//! seen through raw sockets.
 
 mod flood;
 mod h2raw;
 mod headers;
 mod idle;
+mod parking;
 
 use std::net::SocketAddr;
 
