@@ -305,8 +305,16 @@ impl Load {
         }
     }
 
-    /// Stops; (sent, failed).
+    /// Stops once at least `LOAD_MIN` requests were sent (at most 10 s
+    /// more), so a scenario that ends quickly still proves the load ran
+    /// through it on a slow machine; (sent, failed).
     async fn finish(self) -> (usize, usize) {
+        const LOAD_MIN: usize = 120;
+        let sent = Arc::clone(&self.sent);
+        eventually("the load's minimum", Duration::from_secs(10), || {
+            sent.load(Ordering::Relaxed) >= LOAD_MIN
+        })
+        .await;
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             t.await.unwrap();
