@@ -268,13 +268,16 @@ measure() { # name, pid, h2c port, HTTP/1.1 port
     before=$(rss_kib "$pid")
     coproc PROBE { timeout 120 python3 "$WORK/flood.py" "$h2_port" "$h1_port" 0 "$IDLE_PROBE" 0 probe "$PROBE_WAIT"; }
     read -r probed <&"${PROBE[0]}" || die "$name: the idle probe did not report"
-    local with_idle per_idle
+    local with_idle per_idle upstream
     with_idle=$(rss_kib "$pid")
+    # Idle upstream connections the probe's burst left in the proxy's pool:
+    # their share of "KiB/idle" falls as more clients idle (the pool is capped).
+    upstream=$(ss -Htn state established "( dport = :$UP_PORT )" 2>/dev/null | wc -l)
     echo >&"${PROBE[1]}"
     wait "$PROBE_PID" 2>/dev/null || true
     per_idle=$(( (with_idle - before) * 10 / (probed > 0 ? probed : 1) ))
     per_idle="$((per_idle / 10)).$((per_idle % 10))"
-    log "$name: $probed idle keep-alive connections add $((with_idle - before)) KiB ($per_idle KiB each)"
+    log "$name: $probed idle keep-alive connections add $((with_idle - before)) KiB ($per_idle KiB each; $upstream upstream connections open)"
     sleep 2
     log "$name: flooding with $N_H2 silent h2c + $M_H1 idle HTTP/1.1 connections"
     coproc FLOOD { timeout $((AFTER_SECS + 300)) python3 "$WORK/flood.py" "$h2_port" "$h1_port" "$N_H2" "$M_H1" "$FRESH"; }

@@ -73,7 +73,7 @@ up "$PROXY_PORT"
 sleep 1
 
 python3 - "$PROXY_PORT" "$N" "$CUTOVER_PID" "$PROTO" "$IDLE_WAIT" <<'EOF'
-import socket, sys, time
+import socket, subprocess, sys, time
 
 port, n, pid, proto = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 idle_wait = float(sys.argv[5])
@@ -113,6 +113,11 @@ for s in conns:
         sys.exit("a connection closed before its answer")
 time.sleep(idle_wait)
 show(f"{n} idle {proto} connections", mem())
+# The burst's requests left idle upstream connections in the pool (capped
+# per endpoint): part of the RSS above, a share that falls as N grows.
+ss = subprocess.run(["ss", "-Htnp", "state", "established"], capture_output=True, text=True).stdout
+upstream = sum(1 for line in ss.splitlines() if f"pid={pid}," in line and not line.split()[2].endswith(f":{port}"))
+print(f"upstream connections open: {upstream}")
 for s in conns:
     s.close()
 start = time.monotonic()

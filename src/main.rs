@@ -429,14 +429,23 @@ async fn release_memory_after_bursts(serving: std::sync::Arc<cutover::serving::S
         let open = serving.metrics.downstream_open();
         let now = [open, open - serving.metrics.downstream_parked()];
         let fell = (0..2).any(|i| peaks[i] - now[i] >= 64 && now[i] <= peaks[i] / 2);
+        let due = again.first().is_some_and(|&at| at <= second);
+        if due {
+            again.remove(0);
+        }
         if fell {
             release_free_heap();
             peaks = now;
-            again = vec![second + AGAIN, second + 2 * AGAIN, second + 3 * AGAIN];
+            // Added to the ones an earlier fall set, not in their place: a
+            // burst's clients park (a fall) and close seconds later (another),
+            // and its idle upstream connections leave the pool 60 s after
+            // the first.
+            again.extend([second + AGAIN, second + 2 * AGAIN, second + 3 * AGAIN]);
+            again.sort_unstable();
+            again.dedup();
         } else {
             peaks = [peaks[0].max(now[0]), peaks[1].max(now[1])];
-            if again.first() == Some(&second) {
-                again.remove(0);
+            if due {
                 release_free_heap();
             }
         }

@@ -39,124 +39,158 @@ const IDLE_GRACE: Duration = Duration::from_secs(1);
 /// HTTP/2 GOAWAY; a parked connection closes at once); at [`Phase::Cut`]
 /// (or when the phase sender is gone) it is dropped. Holding `phase` is
 /// what tells the app a connection is still open. `protocol` is what TLS
-/// negotiated; `None` on cleartext, where the first bytes tell.
-pub(super) async fn serve<S: Socket>(
+/// negotiated; `None` on cleartext, where the first bytes tell. A plain
+/// `fn` returning an `async` block (as `serve_http1`): an `async fn` would
+/// hold a second copy of its arguments for the connection's whole life.
+#[allow(clippy::manual_async_fn)] // see above: no second copy of the arguments
+pub(super) fn serve<S: Socket>(
     stream: S,
     protocol: Option<Protocol>,
     accepted: Accepted,
     shared: Arc<Serving>,
     builders: &Builders,
-) {
-    let Accepted {
-        conn,
-        phase,
-        slot,
-        settings,
-    } = accepted;
-    let state = Arc::clone(&slot.state);
-    let mut watch = Watch {
-        phase,
-        state: Arc::clone(&state),
-        settings,
-        peer: conn.peer,
-        gate: Gate::new(),
-    };
-    let protocol = match (protocol, stream.parkable()) {
-        (Some(p), _) => p,
-        (None, Some(socket)) => match watch.wait(sniff::sniff(socket)).await {
-            Some(Some(p)) => p,
-            _ => return,
-        },
-        (None, None) => Protocol::Http1,
-    };
-    let io = ConnIo::new(
-        stream,
-        protocol,
-        settings.send_idle,
-        settings.max_header_bytes,
-        Arc::clone(&state),
-    );
-    let limits = HeadLimits {
-        max_target: settings.max_request_target,
-        max_header_bytes: settings.max_header_bytes,
-    };
-    let serving = Arc::clone(&shared);
-    match protocol {
-        Protocol::Http1 => {
-            // hyper keeps one HTTP/1.1 request future in flight, in a box
-            // it reuses for the connection: no box per request here.
-            let service = service_fn(move |req| {
-                let (shared, conn, state) = (Arc::clone(&shared), conn.clone(), Arc::clone(&state));
-                service::serve(shared, conn, state, limits, req)
-            });
-            serve_http1(io, &builders.http1, service, &mut watch, &serving.metrics).await;
-        }
-        Protocol::Http2 => {
-            // The request's future is boxed: it holds the whole pipeline
-            // (several KiB), and hyper moves it by value on every HTTP/2
-            // stream into a spawned task, copying it each time (6 copies,
-            // about 5,000 instructions per h2c request; one allocation
-            // costs about 200).
-            let service = service_fn(move |req| {
-                let (shared, conn, state) = (Arc::clone(&shared), conn.clone(), Arc::clone(&state));
-                Box::pin(service::serve(shared, conn, state, limits, req))
-            });
-            // Boxed, like HTTP/1.1's: every connection task is as large
-            // as its largest state, parked HTTP/1.1 ones included.
-            let mut conn = Box::pin(builders.http2.serve_connection(TokioIo::new(io), service));
-            watch
-                .drive(conn.as_mut(), |c| c.graceful_shutdown(), false)
+) -> impl Future<Output = ()> + '_ {
+    async move {
+        // `accepted.slot` stays where it is until the connection ends.
+        let state = Arc::clone(&accepted.slot.state);
+        let settings = accepted.settings;
+        let mut watch = Watch {
+            phase: accepted.phase,
+            state: Arc::clone(&state),
+            settings,
+            peer: accepted.conn.peer,
+            gate: Gate::new(),
+        };
+        let conn = accepted.conn;
+        let protocol = match (protocol, stream.parkable()) {
+            (Some(p), _) => p,
+            (None, Some(socket)) => match watch.wait(sniff::sniff(socket)).await {
+                Some(Some(p)) => p,
+                _ => return,
+            },
+            (None, None) => Protocol::Http1,
+        };
+        let io = ConnIo::new(
+            stream,
+            protocol,
+            settings.send_idle,
+            settings.max_header_bytes,
+            Arc::clone(&state),
+        );
+        let limits = HeadLimits {
+            max_target: settings.max_request_target,
+            max_header_bytes: settings.max_header_bytes,
+        };
+        let serving = Arc::clone(&shared);
+        match protocol {
+            Protocol::Http1 => {
+                // hyper keeps one HTTP/1.1 request future in flight, in a box
+                // it reuses for the connection: no box per request here.
+                let service = service_fn(move |req| {
+                    let (shared, conn, state) =
+                        (Arc::clone(&shared), conn.clone(), Arc::clone(&state));
+                    service::serve(shared, conn, state, limits, req)
+                });
+                serve_http1(io, &builders.http1, service, &mut watch, &serving.metrics).await;
+            }
+            Protocol::Http2 => {
+                // The request's future is boxed: it holds the whole pipeline
+                // (several KiB), and hyper moves it by value on every HTTP/2
+                // stream into a spawned task, copying it each time (6 copies,
+                // about 5,000 instructions per h2c request; one allocation
+                // costs about 200).
+                let service = service_fn(move |req| {
+                    let (shared, conn, state) =
+                        (Arc::clone(&shared), conn.clone(), Arc::clone(&state));
+                    Box::pin(service::serve(shared, conn, state, limits, req))
+                });
+                let conn = builders.http2.serve_connection(TokioIo::new(io), service);
+                // Boxed with the future that drives it, like HTTP/1.1's: every
+                // connection task is as large as its largest state, parked
+                // HTTP/1.1 ones included.
+                Box::pin(async move {
+                    let mut conn = pin!(conn);
+                    watch
+                        .drive(conn.as_mut(), |c| c.graceful_shutdown(), false)
+                        .await
+                })
                 .await;
+            }
         }
     }
 }
 
 /// HTTP/1.1: hyper until the connection is parked, then the socket alone
-/// until the client sends again, and so on until it closes.
-async fn serve_http1<S, Svc>(
+/// until the client sends again, and so on until it closes. A plain `fn`
+/// returning an `async` block: an `async fn` would copy its arguments into
+/// the task a second time (the I/O and the service, 300 bytes), for as
+/// long as the connection is open.
+#[allow(clippy::manual_async_fn)] // see above: no second copy of the arguments
+fn serve_http1<'a, S, Svc>(
     mut io: ConnIo<S>,
-    builder: &http1::Builder,
+    builder: &'a http1::Builder,
     mut service: Svc,
+    watch: &'a mut Watch,
+    metrics: &'a Metrics,
+) -> impl Future<Output = ()> + 'a
+where
+    S: Socket,
+    Svc: HttpService<Incoming, ResBody = ConnBody, Error = Infallible> + Unpin + 'a,
+{
+    async move {
+        let parkable = io.get_ref().parkable().is_some();
+        loop {
+            // hyper's connection and the future that drives it, in one box
+            // per hyper connection, so that a parked connection's task holds
+            // the socket and its small waiting state only.
+            let run = Box::pin(run_http1(io, builder, service, watch, parkable));
+            let Some((parked, next)) = run.await else {
+                return;
+            };
+            (io, service) = (parked, next);
+            if io.has_unread() {
+                // A request hyper read but did not start: resume at once.
+                continue;
+            }
+            let Some(socket) = io.get_ref().parkable() else {
+                return;
+            };
+            tracing::trace!(client = %watch.peer, "idle connection parked");
+            let _parked = metrics.parked_connection();
+            if !matches!(watch.wait(sniff::next_bytes(socket)).await, Some(Ok(true))) {
+                return;
+            }
+        }
+    }
+}
+
+/// One hyper HTTP/1.1 connection on `io`, until it closes (`None`) or is
+/// ended for parking: then the I/O (with the bytes hyper read but did not
+/// use) and the service come back.
+async fn run_http1<S, Svc>(
+    io: ConnIo<S>,
+    builder: &http1::Builder,
+    service: Svc,
     watch: &mut Watch,
-    metrics: &Metrics,
-) where
+    parkable: bool,
+) -> Option<(ConnIo<S>, Svc)>
+where
     S: Socket,
     Svc: HttpService<Incoming, ResBody = ConnBody, Error = Infallible> + Unpin,
 {
-    let parkable = io.get_ref().parkable().is_some();
-    loop {
-        // Boxed, so that a parked connection's task holds the socket only.
-        let mut conn = Box::pin(
-            builder
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades(),
-        );
-        let driven = watch
-            .drive(conn.as_mut(), |c| c.graceful_shutdown(), parkable)
-            .await;
-        watch.state.set_parking(false);
-        if driven == Driven::Closed {
-            return;
-        }
-        // `None`: upgraded (and then ended as a tunnel).
-        let Some(parts) = Pin::into_inner(conn).into_parts() else {
-            return;
-        };
-        service = parts.service;
-        io = parts.io.into_inner().parked(parts.read_buf);
-        if io.has_unread() {
-            // A request hyper read but did not start: resume at once.
-            continue;
-        }
-        let Some(socket) = io.get_ref().parkable() else {
-            return;
-        };
-        tracing::trace!(client = %watch.peer, "idle connection parked");
-        let _parked = metrics.parked_connection();
-        if !matches!(watch.wait(sniff::next_bytes(socket)).await, Some(Ok(true))) {
-            return;
-        }
+    let mut conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let driven = watch
+        .drive(Pin::new(&mut conn), |c| c.graceful_shutdown(), parkable)
+        .await;
+    watch.state.set_parking(false);
+    if driven == Driven::Closed {
+        return None;
     }
+    // `None`: upgraded (and then ended as a tunnel).
+    let parts = conn.into_parts()?;
+    Some((parts.io.into_inner().parked(parts.read_buf), parts.service))
 }
 
 /// How a hyper connection's run ended.

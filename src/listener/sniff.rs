@@ -5,6 +5,7 @@
 use std::io;
 use std::time::Duration;
 
+use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -52,7 +53,10 @@ impl Protocol {
 pub async fn sniff(socket: &TcpStream) -> Option<Protocol> {
     let mut first = [0u8; PREFACE.len()];
     loop {
-        let n = socket.peek(&mut first).await.ok()?;
+        // `poll_peek`: see `next_bytes`.
+        let peek =
+            |cx: &mut std::task::Context<'_>| socket.poll_peek(cx, &mut ReadBuf::new(&mut first));
+        let n = std::future::poll_fn(peek).await.ok()?;
         if n == 0 {
             return None;
         }
@@ -67,9 +71,13 @@ pub async fn sniff(socket: &TcpStream) -> Option<Protocol> {
 /// `Ok(false)` when the client closed instead.
 pub async fn next_bytes(socket: &TcpStream) -> io::Result<bool> {
     let mut one = [0u8; 1];
-    // `peek` (not `readable`): a stale readiness from hyper's last read is
+    // A peek (not `readable`): a stale readiness from hyper's last read is
     // cleared by the peek's `WouldBlock`, so this waits for real bytes.
-    Ok(socket.peek(&mut one).await? > 0)
+    // `poll_peek`, not `peek`: `peek`'s future (about 250 bytes) would sit
+    // in every connection's task (as large as its largest state) for as long
+    // as it is open.
+    let n = std::future::poll_fn(|cx| socket.poll_peek(cx, &mut ReadBuf::new(&mut one))).await?;
+    Ok(n > 0)
 }
 
 /// A client connection's stream as the listener serves it.
