@@ -70,6 +70,10 @@ cleanup_keep() { local d=$DIR; DIR=/nonexistent; cleanup; echo "work dir kept: $
 log() { printf '[mirror.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 pin() { if command -v taskset >/dev/null; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# pinned CPU: the taskset prefix for a process started in the background
+# (not through `pin`, a function: `$!` would be the subshell running it, and
+# cleanup would stop that shell and leave the process running).
+pinned() { PINNED=(); if command -v taskset >/dev/null; then PINNED=(taskset -c "$1"); fi; }
 
 need_tools nginx jq curl
 if [[ $LOAD == oha ]]; then
@@ -168,14 +172,16 @@ wait_ok() { # port
 }
 
 origin_config
-pin "$GEN_CPU" "$BIN" run -c "$DIR/origin.yaml" --workers 1 --admin "127.0.0.1:$ORIGIN_ADMIN" \
+pinned "$GEN_CPU"
+"${PINNED[@]}" "$BIN" run -c "$DIR/origin.yaml" --workers 1 --admin "127.0.0.1:$ORIGIN_ADMIN" \
     >"$DIR/origin.log" 2>&1 &
 PIDS+=($!)
 blackhole
 declare -A PID
 for c in "${CASES[@]}"; do
     proxy_config "$c"
-    RUST_LOG=warn pin "$PROXY_CPU" "$BIN" run -c "$DIR/$c.yaml" --workers 1 \
+    pinned "$PROXY_CPU"
+    RUST_LOG=warn "${PINNED[@]}" "$BIN" run -c "$DIR/$c.yaml" --workers 1 \
         --admin "127.0.0.1:$((PORT_OF[$c] + 100))" >"$DIR/$c.log" 2>&1 &
     PIDS+=($!)
     PID[$c]=$!
