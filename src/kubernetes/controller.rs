@@ -204,11 +204,11 @@ async fn watch_and_publish(shared: Arc<Tables>, client: kube::Client, options: C
     let changes = Arc::new(Changes::new());
     let mut tasks = JoinSet::new();
     let stores = Stores {
-        classes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
-        gateways: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
-        routes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
+        classes: watch_all(Api::all(client.clone()), statused(&changes), &mut tasks),
+        gateways: watch_all(Api::all(client.clone()), statused(&changes), &mut tasks),
+        routes: watch_all(Api::all(client.clone()), statused(&changes), &mut tasks),
         grpc_routes: if serves_grpc_routes(&client).await {
-            watch_all(Api::all(client.clone()), everything(&changes), &mut tasks)
+            watch_all(Api::all(client.clone()), statused(&changes), &mut tasks)
         } else {
             tracing::warn!("kubernetes: the API server has no GRPCRoute kind (Gateway API CRDs before v1.1); HTTPRoutes are served, GRPCRoutes are not watched until cutover restarts");
             empty_store()
@@ -239,7 +239,10 @@ async fn watch_and_publish(shared: Arc<Tables>, client: kube::Client, options: C
     tracing::info!("kubernetes: initial lists done; building the table");
     let mut secrets = Secrets::new(client.clone(), secrets_meta);
     let mut state = Box::new(Loop {
-        writer: Writer::new(client, options.controller_name.clone()),
+        writer: Writer::new(client, options.controller_name.clone(), {
+            let changes = Arc::clone(&changes);
+            move |version: &str| changes.produced(version)
+        }),
         shared,
         options,
         published: None,
@@ -342,6 +345,13 @@ async fn endpoints_round(
 fn everything<T>(changes: &Arc<Changes>) -> impl Fn(&T) + Send + 'static {
     let changes = Arc::clone(changes);
     move |_| changes.everything()
+}
+
+/// The event handler of a kind whose status cutover writes: a full round,
+/// but for the echo of our own status patch.
+fn statused<K: Resource>(changes: &Arc<Changes>) -> impl Fn(&watcher::Event<K>) + Send + 'static {
+    let changes = Arc::clone(changes);
+    move |e| changes.status_kind(e)
 }
 
 /// The EndpointSlice event handler: names the Services to recompute.

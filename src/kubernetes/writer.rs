@@ -28,15 +28,24 @@ pub struct Writer {
     /// per route of the cluster), the object's resourceVersion before and
     /// after; equal status and either version means done.
     written: HashMap<(&'static str, ObjectKey), (Option<u128>, String, String)>,
+    /// Told the resourceVersion each applied status made (its watch event
+    /// is our own echo).
+    on_written: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl Writer {
-    /// A writer for `controller_name`'s statuses.
-    pub fn new(client: kube::Client, controller_name: String) -> Self {
+    /// A writer for `controller_name`'s statuses; `on_written` is told
+    /// the resourceVersion each status it applies makes.
+    pub fn new(
+        client: kube::Client,
+        controller_name: String,
+        on_written: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Self {
         Writer {
             client,
             controller_name,
             written: HashMap::new(),
+            on_written: Box::new(on_written),
         }
     }
 
@@ -173,6 +182,7 @@ impl Writer {
         {
             Ok(o) => {
                 let after = o.meta().resource_version.clone().unwrap_or_default();
+                (self.on_written)(&after);
                 self.written
                     .insert((kind, key), (ours, version.to_string(), after));
             }

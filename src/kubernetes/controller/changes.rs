@@ -2,10 +2,11 @@
 //! (then only the groups of their Services are recomputed and published,
 //! sharing the rest of the table), or anything else (a full rebuild).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use kube::runtime::watcher::Event;
+use kube::Resource;
 use tokio::sync::Notify;
 
 use crate::carry::lock;
@@ -15,12 +16,21 @@ use crate::kubernetes::resources::EndpointSlice;
 /// The label EndpointSlices carry with their Service's name.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// Most resource versions of our own status patches remembered; past it
+/// they are forgotten (an echo then costs one full round, as before).
+const MAX_ECHOES: usize = 100_000;
+
 /// The watches' events, folded into what the next round must do; each
 /// event also wakes the loop.
 #[derive(Debug)]
 pub(super) struct Changes {
     wake: Notify,
     dirty: Mutex<Dirty>,
+    /// The resourceVersions our own status patches produced: the watch
+    /// event of each (its echo) changes only a status the index does not
+    /// read, so it asks for no round. Without this every status write was
+    /// followed by a full rebuild that found nothing to publish.
+    echoes: Mutex<HashSet<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -56,7 +66,29 @@ impl Changes {
                 full: true,
                 ..Dirty::default()
             }),
+            echoes: Mutex::default(),
         }
+    }
+
+    /// A status patch of ours made the object's `version`.
+    pub fn produced(&self, version: &str) {
+        let mut echoes = lock(&self.echoes);
+        if echoes.len() >= MAX_ECHOES {
+            echoes.clear();
+        }
+        echoes.insert(version.to_string());
+    }
+
+    /// An event of a kind whose status cutover writes: a full round,
+    /// unless it is the echo of our own status patch.
+    pub fn status_kind<K: Resource>(&self, event: &Event<K>) {
+        if let Event::Apply(o) = event {
+            let version = o.meta().resource_version.as_ref();
+            if version.is_some_and(|v| lock(&self.echoes).remove(v)) {
+                return;
+            }
+        }
+        self.everything();
     }
 
     /// Anything but an EndpointSlice changed: the next round rebuilds all.
@@ -225,6 +257,27 @@ mod tests {
         assert!(c.take().services.is_empty(), "taken once");
         c.everything();
         assert!(c.take().full);
+    }
+
+    #[test]
+    fn the_echo_of_our_own_status_patch_asks_for_no_round() {
+        use crate::kubernetes::resources::HttpRoute;
+        let route = |version: &str| -> HttpRoute {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "r", "namespace": "shop", "resourceVersion": version},
+                "spec": {}
+            }))
+            .expect("an HTTPRoute")
+        };
+        let c = Changes::new();
+        c.take();
+        c.produced("7");
+        c.status_kind(&Event::Apply(route("7")));
+        assert!(!c.take().full, "our own patch came back");
+        c.status_kind(&Event::Apply(route("7")));
+        assert!(c.take().full, "seen once; the same version again is news");
+        c.status_kind(&Event::Apply(route("8")));
+        assert!(c.take().full, "someone else's change");
     }
 
     #[test]
