@@ -11,7 +11,7 @@ use std::io;
 /// values short of a 2^-128 accident.
 pub fn digest<T: serde::Serialize + ?Sized>(value: &T) -> Option<u128> {
     let mut w = Digest([DefaultHasher::new(), DefaultHasher::new()]);
-    w.0[1].write_u64(0x6375_746f_7665_72);
+    w.0[1].write_u64(0x0063_7574_6f76_6572);
     serde_json::to_writer(&mut w, value).ok()?;
     let [a, b] = w.0.map(|h| h.finish());
     Some(u128::from(a) << 64 | u128::from(b))

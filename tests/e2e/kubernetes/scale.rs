@@ -213,8 +213,9 @@ async fn scale_first_table_change_latency_and_rss() {
     })
     .await;
     let first = started.elapsed();
-    // The statuses written come back as HTTPRoute events: one more (full)
-    // round, which finds nothing to publish.
+    // The statuses written come back as HTTPRoute events (their echo asks
+    // for no round, unless it arrives before the patch's answer: then one
+    // more full round, which finds nothing to publish).
     settle(&profile).await;
     let first_round: Vec<Round> = profile.rounds().into_iter().take(1).collect();
 
