@@ -503,6 +503,7 @@ fn controller_options(
         lease,
         addresses: args.gateway_address.clone(),
         mesh_listener: args.mesh_listener.clone(),
+        release_memory: Some(release_free_heap),
         ..Default::default()
     }))
 }

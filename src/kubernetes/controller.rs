@@ -15,14 +15,13 @@
 mod changes;
 pub mod profile;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -34,9 +33,12 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinError;
 use tokio::task::JoinSet;
 
+use super::digest;
 use super::index::{self, FileListener, ListenerKey, ObjectKey, Objects, Output, Settings};
 use super::lease::{self, LeaseOptions};
-use super::resources::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
+use super::resources::{
+    EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant,
+};
 use super::secrets::{self, Secrets};
 use super::writer::Writer;
 use crate::config::gateway::Generated;
@@ -83,6 +85,12 @@ pub struct ControllerOptions {
     /// Where each round's phase timings go (the scale benchmark); they are
     /// logged at debug level either way.
     pub profile: Option<Arc<Profile>>,
+    /// Called after each full round's publish, off the serving runtime, to
+    /// give the memory the round freed back to the system: the binary passes
+    /// glibc's `malloc_trim` (the library has no unsafe code). The first
+    /// table's round frees tens of MiB (the index's and the compile's
+    /// working copies) that glibc would otherwise keep.
+    pub release_memory: Option<fn()>,
 }
 
 impl Default for ControllerOptions {
@@ -97,6 +105,7 @@ impl Default for ControllerOptions {
             mesh_listener: None,
             addresses: Vec::new(),
             profile: None,
+            release_memory: None,
         }
     }
 }
@@ -128,39 +137,78 @@ impl Stores {
         }
     }
 
-    /// Just `services` and their EndpointSlices.
-    fn endpoints_of(&self, services: &BTreeSet<ObjectKey>) -> Objects {
-        let get = |s: &ObjectKey| {
-            let at = ObjectRef::new(&s.name).within(&s.namespace);
-            self.services.get(&at)
-        };
-        let wanted: HashSet<(&str, &str)> = services
-            .iter()
-            .map(|s| (s.namespace.as_str(), s.name.as_str()))
-            .collect();
-        let slices = self.slices.state().into_iter().filter(|s| {
-            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-            changes::service_name(s).is_some_and(|name| wanted.contains(&(ns, name)))
-        });
+    /// Just `services` and their EndpointSlices (`slices`, by key: looked
+    /// up one by one, so a round costs what changed, not what the cluster
+    /// holds).
+    fn endpoints_of(&self, services: &BTreeSet<ObjectKey>, slices: &[ObjectKey]) -> Objects {
+        let slices = slices.iter().filter_map(|k| self.slices.get(&at(k)));
         Objects {
-            services: services.iter().filter_map(get).collect(),
-            slices: slices.collect(),
+            services: services
+                .iter()
+                .filter_map(|s| self.services.get(&at(s)))
+                .collect(),
+            // A slice that moved since is left to its new Service's round.
+            slices: slices
+                .filter(|s| changes::service_of(s).is_some_and(|o| services.contains(&o)))
+                .collect(),
             ..Objects::default()
         }
     }
 }
 
+/// The store key of `key`.
+fn at<K: Resource<DynamicType = ()>>(key: &ObjectKey) -> ObjectRef<K> {
+    ObjectRef::new(&key.name).within(&key.namespace)
+}
+
 /// Watches the API server and keeps the table and the statuses in step with
-/// it, until the task is dropped.
+/// it, until the task is dropped. The controller runs on a thread of its
+/// own (`cutover-kube`, a single-threaded runtime, and its blocking pool
+/// for the rounds): decoding watch events, keeping the stores and building
+/// tables never delays a request queued on the serving runtime's workers,
+/// where a task runs until it yields; the OS schedules the two apart.
 pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerOptions) {
+    // Dropping `_stop` (this future dropped or done) ends the thread.
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("cutover-kube".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("cutover-kube")
+                .build();
+            match runtime {
+                Ok(rt) => rt.block_on(async {
+                    tokio::select! {
+                        () = watch_and_publish(shared, client, options) => {}
+                        _ = stopped => {}
+                    }
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, "kubernetes: cannot start the controller's runtime")
+                }
+            }
+            let _ = done.send(());
+        });
+    match thread {
+        Ok(_) => {
+            let _ = finished.await;
+        }
+        Err(e) => tracing::error!(error = %e, "kubernetes: cannot start the controller's thread"),
+    }
+}
+
+/// The controller itself (see [`run`]).
+async fn watch_and_publish(shared: Arc<Tables>, client: kube::Client, options: ControllerOptions) {
     let changes = Arc::new(Changes::new());
     let mut tasks = JoinSet::new();
     let stores = Stores {
-        classes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
-        gateways: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
-        routes: watch_all(Api::all(client.clone()), everything(&changes), &mut tasks),
+        classes: watch_all(Api::all(client.clone()), statused(&changes), &mut tasks),
+        gateways: watch_all(Api::all(client.clone()), statused(&changes), &mut tasks),
+        routes: watch_all(Api::all(client.clone()), statused(&changes), &mut tasks),
         grpc_routes: if serves_grpc_routes(&client).await {
-            watch_all(Api::all(client.clone()), everything(&changes), &mut tasks)
+            watch_all(Api::all(client.clone()), statused(&changes), &mut tasks)
         } else {
             tracing::warn!("kubernetes: the API server has no GRPCRoute kind (Gateway API CRDs before v1.1); HTTPRoutes are served, GRPCRoutes are not watched until cutover restarts");
             empty_store()
@@ -191,7 +239,10 @@ pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerO
     tracing::info!("kubernetes: initial lists done; building the table");
     let mut secrets = Secrets::new(client.clone(), secrets_meta);
     let mut state = Box::new(Loop {
-        writer: Writer::new(client, options.controller_name.clone()),
+        writer: Writer::new(client, options.controller_name.clone(), {
+            let changes = Arc::clone(&changes);
+            move |version: &str| changes.produced(version)
+        }),
         shared,
         options,
         published: None,
@@ -245,15 +296,20 @@ async fn full_round(
     watch.lap("secrets");
     let (mut state, objects, out, mut watch) = tokio::task::spawn_blocking(move || {
         let out = state.publish(&objects, &mut watch);
+        // The index's and the compile's working copies are freed now.
+        if let Some(release) = state.options.release_memory {
+            release();
+            watch.lap("release");
+        }
         (state, objects, out, watch)
     })
     .await?;
-    if let Some(out) = out {
+    if let Some(out) = &out {
         if let Some(synced) = state.options.synced.take() {
             synced.notify_one();
         }
         if *leader.borrow_and_update() {
-            state.writer.write(&out, &objects).await;
+            state.writer.write(out, &objects).await;
             watch.lap("status");
         }
     }
@@ -271,7 +327,7 @@ async fn endpoints_round(
     changes: &Changes,
 ) -> Result<Box<Loop>, JoinError> {
     let mut watch = Stopwatch::start(RoundKind::Endpoints);
-    let objects = stores.endpoints_of(&services);
+    let objects = stores.endpoints_of(&services, &changes.slices_of(&services));
     watch.lap("snapshot");
     let (state, fits, watch) = tokio::task::spawn_blocking(move || {
         let fits = state.publish_endpoints(&objects, &services, &mut watch);
@@ -289,6 +345,13 @@ async fn endpoints_round(
 fn everything<T>(changes: &Arc<Changes>) -> impl Fn(&T) + Send + 'static {
     let changes = Arc::clone(changes);
     move |_| changes.everything()
+}
+
+/// The event handler of a kind whose status cutover writes: a full round,
+/// but for the echo of our own status patch.
+fn statused<K: Resource>(changes: &Arc<Changes>) -> impl Fn(&watcher::Event<K>) + Send + 'static {
+    let changes = Arc::clone(changes);
+    move |e| changes.status_kind(e)
 }
 
 /// The EndpointSlice event handler: names the Services to recompute.
@@ -413,9 +476,9 @@ async fn wait_ready(s: &Stores) -> bool {
 struct Loop {
     shared: Arc<Tables>,
     options: ControllerOptions,
-    /// The generated part last published (serialised), to skip no-ops;
+    /// The digest of the generated part last published, to skip no-ops;
     /// `None` after an endpoint-only round changed it.
-    published: Option<Vec<u8>>,
+    published: Option<u128>,
     /// The spec each published route came from (see `Settings::fallback`).
     fallback: BTreeMap<ObjectKey, Arc<Value>>,
     /// Applies the statuses (when this replica holds the Lease).
@@ -444,41 +507,43 @@ impl Loop {
         };
         watch.skip();
         for _ in 0..MAX_REFUSALS {
-            let out = index::build(objects, &settings);
+            let mut out = index::build(objects, &settings);
             // Certificates do not depend on which routes compile.
             self.serve_certificates(&out);
             watch.lap("index");
-            let bytes = serde_json::to_vec(&out.generated).unwrap_or_default();
+            let digest = digest::digest(&out.generated);
             // After endpoint-only rounds the live part is the desired one.
-            let live = self.published.take().or_else(|| {
-                let g = desired.generated.as_deref()?;
-                serde_json::to_vec(g).ok()
-            });
-            let same = live.as_ref() == Some(&bytes);
+            let live = self
+                .published
+                .take()
+                .or_else(|| digest::digest(desired.generated.as_deref()?));
+            let same = digest.is_some() && live == digest;
             self.published = live;
             watch.lap("compare");
             if same {
-                self.accepted(&out);
+                self.accepted(&mut out);
                 return Some(out);
             }
-            let generated = Arc::new(out.generated.clone());
-            let result = publish(&self.shared, generated);
+            // Moved, not copied: the index's copy is not needed again.
+            let generated = Arc::new(std::mem::take(&mut out.generated));
+            let result = publish(&self.shared, Arc::clone(&generated));
             watch.lap("change");
             match result {
                 Ok(generation) => {
                     tracing::info!(
                         generation,
-                        routes = out.generated.routes.len(),
-                        groups = out.generated.groups.len(),
+                        routes = generated.routes.len(),
+                        groups = generated.groups.len(),
                         "kubernetes: table published"
                     );
                     watch.published();
-                    self.published = Some(bytes);
-                    self.accepted(&out);
+                    self.published = digest;
+                    self.accepted(&mut out);
                     return Some(out);
                 }
                 Err(ChangeError::Invalid(errors)) => {
-                    let refused = refused_routes(&errors, base.routes.len(), &out);
+                    let at = &generated.routes;
+                    let refused = refused_routes(&errors, base.routes.len(), at, &out);
                     if refused.is_empty() {
                         tracing::error!("kubernetes: the table does not compile, and no HTTPRoute is to blame; keeping the last one:\n{errors}");
                         return None;
@@ -503,9 +568,10 @@ impl Loop {
     }
 
     /// Remembers what the live table was built from.
-    fn accepted(&mut self, out: &Output) {
-        self.fallback = out.specs.clone();
-        self.service_groups = out.service_groups.clone();
+    /// (Taken from `out`: the status writer does not read them.)
+    fn accepted(&mut self, out: &mut Output) {
+        self.fallback = std::mem::take(&mut out.specs);
+        self.service_groups = std::mem::take(&mut out.service_groups);
     }
 
     /// Publishes the new pods of the groups of `services` (`objects` holds
@@ -592,6 +658,7 @@ fn file_listeners(
 fn refused_routes(
     errors: &crate::config::ConfigErrors,
     file_routes: usize,
+    generated: &[crate::config::model::RouteConfig],
     out: &Output,
 ) -> BTreeMap<ObjectKey, String> {
     let mut refused: BTreeMap<ObjectKey, String> = BTreeMap::new();
@@ -603,7 +670,7 @@ fn refused_routes(
             .and_then(|(i, _)| i.parse::<usize>().ok());
         let Some(route) = index
             .and_then(|i| i.checked_sub(file_routes))
-            .and_then(|i| out.generated.routes.get(i))
+            .and_then(|i| generated.get(i))
         else {
             continue;
         };

@@ -36,10 +36,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rustls::sign::CertifiedKey;
 
-use super::resources::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
+use super::resources::{
+    EndpointSlice, Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant,
+};
 use crate::config::gateway::grpc::RouteKind;
 use crate::config::gateway::Generated;
 pub use attach::ParentKey;

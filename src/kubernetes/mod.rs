@@ -9,6 +9,7 @@
 //! holding the [`lease`]. Nothing here is on the request path.
 
 pub mod controller;
+mod digest;
 pub mod index;
 pub mod lease;
 pub mod resources;

@@ -12,6 +12,7 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::digest;
 use super::index::{self, ObjectKey, Objects, Output};
 use super::resources::{Gateway, GatewayClass, GrpcRoute, HttpRoute};
 use super::status;
@@ -23,18 +24,28 @@ pub const FIELD_MANAGER: &str = "cutover";
 pub struct Writer {
     client: kube::Client,
     controller_name: String,
-    /// Per object: the status last applied, the object's resourceVersion
-    /// before and after; equal status and either version means done.
-    written: HashMap<(&'static str, ObjectKey), (Value, String, String)>,
+    /// Per object: the digest of the status last applied (not a copy: one
+    /// per route of the cluster), the object's resourceVersion before and
+    /// after; equal status and either version means done.
+    written: HashMap<(&'static str, ObjectKey), (Option<u128>, String, String)>,
+    /// Told the resourceVersion each applied status made (its watch event
+    /// is our own echo).
+    on_written: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl Writer {
-    /// A writer for `controller_name`'s statuses.
-    pub fn new(client: kube::Client, controller_name: String) -> Self {
+    /// A writer for `controller_name`'s statuses; `on_written` is told
+    /// the resourceVersion each status it applies makes.
+    pub fn new(
+        client: kube::Client,
+        controller_name: String,
+        on_written: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Self {
         Writer {
             client,
             controller_name,
             written: HashMap::new(),
+            on_written: Box::new(on_written),
         }
     }
 
@@ -158,8 +169,9 @@ impl Writer {
             return;
         }
         let version = version.unwrap_or_default();
-        if let Some((ours, before, after)) = self.written.get(&(kind, key.clone())) {
-            if *ours == patch.ours && (version == before || version == after) {
+        let ours = digest::digest(&patch.ours);
+        if let Some((written, before, after)) = self.written.get(&(kind, key.clone())) {
+            if ours.is_some() && *written == ours && (version == before || version == after) {
                 return;
             }
         }
@@ -170,8 +182,9 @@ impl Writer {
         {
             Ok(o) => {
                 let after = o.meta().resource_version.clone().unwrap_or_default();
+                (self.on_written)(&after);
                 self.written
-                    .insert((kind, key), (patch.ours, version.to_string(), after));
+                    .insert((kind, key), (ours, version.to_string(), after));
             }
             Err(e) => {
                 tracing::warn!(%kind, object = %key, error = %e, "cannot write status");

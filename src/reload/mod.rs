@@ -223,7 +223,12 @@ pub fn change(
         Some(g) => g.apply(&next.base).map_err(ChangeError::Invalid)?,
         None => next.base.clone(),
     };
-    let (effective, dropped) = overrides::layer(&combined, &next.overrides);
+    // Without overrides the layered config is `combined` itself: no copy
+    // (in controller mode it holds every generated route and group).
+    let (effective, dropped) = match next.overrides.is_empty() {
+        true => (combined, Vec::new()),
+        false => overrides::layer(&combined, &next.overrides),
+    };
     let table = compile(&effective, &tables.inherited, generation).map_err(ChangeError::Invalid)?;
     check_listeners(&tables.routes.load(), &table)?;
     next.overrides

@@ -243,7 +243,7 @@ fn convert_or_fallback(
         (Ok(_), None) => None,
     };
     match (refused, converted, settings.fallback.get(key)) {
-        (None, Ok(c), _) => (None, Some((Arc::new(route.spec.clone()), c))),
+        (None, Ok(c), _) => (None, Some((Arc::clone(&route.spec), c))),
         (Some(why), _, Some(old)) => {
             let c = read_spec(old).and_then(|s| convert(kind, s, name, key, backends));
             let why = format!("{why} (the last accepted spec is still served)");

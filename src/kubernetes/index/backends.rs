@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::{ObjectKey, Objects};
 use crate::config::error::ConfigErrors;
@@ -14,7 +13,7 @@ use crate::config::gateway::grpc::RouteKind;
 use crate::config::gateway::refs::marked_unresolved;
 use crate::config::gateway::{HttpBackendRef, ResolveBackend, API_GROUP};
 use crate::config::model::{BackendConfig, GroupConfig, UpstreamProtocol};
-use crate::kubernetes::resources::ReferenceGrant;
+use crate::kubernetes::resources::{EndpointSlice, ReferenceGrant};
 
 /// Whether grant `g` (in the target's namespace) lets `from_kind` objects of
 /// `from_ns` (Gateway API group) reference the core `to_kind` object `name`.

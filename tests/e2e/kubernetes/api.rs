@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -366,7 +367,7 @@ impl ApiServer {
             {
                 self.watch(kind, &query)
             }
-            (Method::GET, None, None) => self.list(kind, ns.as_deref()),
+            (Method::GET, None, None) => self.list(kind, ns.as_deref(), &query),
             (Method::GET, Some(name), None) => {
                 let at = format!("{}/{name}", ns.as_deref().unwrap_or(""));
                 self.state.lock().unwrap().gets.push((kind.kind, at));
@@ -429,19 +430,51 @@ impl ApiServer {
         }
     }
 
-    fn list(&self, kind: Kind, ns: Option<&str>) -> Response<Body> {
+    /// A list, in pages of `limit` objects when asked (as a real API server
+    /// pages, and as `kube`'s watcher asks: 500 by default): each page
+    /// names the snapshot's resourceVersion and, but the last, a
+    /// `continue` token (the version and the last object's key, hex).
+    fn list(
+        &self,
+        kind: Kind,
+        ns: Option<&str>,
+        query: &BTreeMap<String, String>,
+    ) -> Response<Body> {
+        let limit = query
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX);
+        let after = query.get("continue").and_then(|t| continued(t));
         let mut s = self.state.lock().unwrap();
         s.lists += 1;
-        let items: Vec<&Value> = s
-            .objects
-            .iter()
-            .filter(|((k, n, _), _)| *k == kind && ns.is_none_or(|ns| ns == n))
-            .map(|(_, v)| v)
-            .collect();
+        let rv = after.as_ref().map_or(s.rv, |(rv, ..)| *rv);
+        let start = match &after {
+            Some((_, n, name)) => Bound::Excluded((kind, n.clone(), name.clone())),
+            None => Bound::Included((kind, String::new(), String::new())),
+        };
+        let mut items: Vec<&Value> = Vec::new();
+        let mut more = None;
+        for ((k, n, _), v) in s.objects.range((start, Bound::Unbounded)) {
+            if *k != kind {
+                break;
+            }
+            if ns.is_some_and(|ns| ns != n) {
+                continue;
+            }
+            if items.len() == limit {
+                more = items.last().map(|last: &&Value| {
+                    let key = |f: &str| hex(last["metadata"][f].as_str().unwrap_or(""));
+                    format!("{rv}-{}-{}", key("namespace"), key("name"))
+                });
+                break;
+            }
+            items.push(v);
+        }
         let list = json!({
             "apiVersion": kind.api_version(),
             "kind": format!("{}List", kind.kind),
-            "metadata": {"resourceVersion": s.rv.to_string()},
+            "metadata": {"resourceVersion": rv.to_string(), "continue": more},
             "items": items,
         });
         json_response(StatusCode::OK, &list)
@@ -505,6 +538,24 @@ impl ApiServer {
         });
         stream_response(rx)
     }
+}
+
+/// `(resourceVersion, namespace, name)` of a `continue` token.
+fn continued(token: &str) -> Option<(u64, String, String)> {
+    let mut parts = token.splitn(3, '-');
+    let rv = parts.next()?.parse().ok()?;
+    let unhex = |h: &str| -> Option<String> {
+        let bytes: Option<Vec<u8>> = (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+            .collect();
+        String::from_utf8(bytes?).ok()
+    };
+    Some((rv, unhex(parts.next()?)?, unhex(parts.next()?)?))
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What an API path names: kind, namespace, name, subresource.
