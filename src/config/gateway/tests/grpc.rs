@@ -23,14 +23,14 @@ spec:
     let r = &config.routes[0];
     assert_eq!(r.hostnames, ["grpc.example.com"]);
     let m = &r.rules[0].matches;
-    let g = m[0].grpc.as_ref().unwrap();
+    let g = m[0].grpc.as_ref().unwrap(); // ok: a test of a literal route
     assert_eq!(
         (g.service.as_deref(), g.method.as_deref()),
         (Some("echo.Echo"), Some("Get"))
     );
     assert_eq!(m[0].headers[0].name, "x-v");
     assert_eq!(
-        m[1].grpc.as_ref().unwrap().kind,
+        m[1].grpc.as_ref().unwrap().kind, // ok: a test of a literal route
         GrpcMatchType::RegularExpression
     );
     assert!(m.iter().all(|m| m.path.is_none() && m.method.is_none()));
