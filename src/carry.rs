@@ -24,6 +24,12 @@ impl<K, T> Default for WeakMap<K, T> {
 impl<K: Hash + Eq, T> WeakMap<K, T> {
     /// The live value for `key`, or a new one from `make`.
     pub fn get_or_make(&self, key: K, make: impl FnOnce() -> T) -> Arc<T> {
+        self.get_or_make_arc(key, || Arc::new(make()))
+    }
+
+    /// [`Self::get_or_make`] for values built in their `Arc` (e.g. with a
+    /// weak reference to themselves).
+    pub fn get_or_make_arc(&self, key: K, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
         let mut map = lock(&self.map);
         if let Some(v) = map.get(&key).and_then(Weak::upgrade) {
             return v;
@@ -33,9 +39,29 @@ impl<K: Hash + Eq, T> WeakMap<K, T> {
         if map.len() >= 64 && map.len().is_power_of_two() {
             map.retain(|_, w| w.strong_count() > 0);
         }
-        let v = Arc::new(make());
+        let v = make();
         map.insert(key, Arc::downgrade(&v));
         v
+    }
+
+    /// How many values some table still holds.
+    pub fn live(&self) -> usize {
+        lock(&self.map)
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+
+    /// The keys of the values some table still holds.
+    pub fn live_keys(&self) -> Vec<K>
+    where
+        K: Clone,
+    {
+        lock(&self.map)
+            .iter()
+            .filter(|(_, w)| w.strong_count() > 0)
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }
 

@@ -1,8 +1,12 @@
 //! `GET /v1/events`: the dashboard's live feed as server-sent events. One
-//! task samples the counters once a second and builds the state document
-//! once, also at once on every published change (it follows the
-//! generation's `watch`, so a change from the file, the API or a rollout
-//! shows within one frame); every open stream sends the latest document.
+//! task samples the counters once a second and, while a stream is open,
+//! builds the state document once, also on every published change (it
+//! follows the generation's `watch`, so a change from the file, the API or a
+//! rollout shows within one frame); every open stream sends the latest
+//! document. Publishes closer together than [`MIN_GAP`] (controller mode
+//! under EndpointSlice churn publishes many a second) share one document,
+//! and the document is built on a blocking thread: with tens of thousands of
+//! endpoints it takes milliseconds the request workers must not lose.
 //!
 //! Bounded: at most [`MAX_STREAMS`] streams at a time, each holding at most
 //! two frames; a slow reader skips frames rather than queueing them; every
@@ -18,7 +22,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame};
 use serde_json::json;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::history::{History, DEPTH};
@@ -29,33 +33,42 @@ pub const MAX_STREAMS: usize = 16;
 /// How often the counters are sampled and the state is sent.
 pub const TICK: Duration = Duration::from_secs(1);
 
+/// Least time between two state documents built for publishes.
+pub const MIN_GAP: Duration = Duration::from_millis(250);
+
 /// The feed shared by every stream.
 #[derive(Debug)]
 pub struct Events {
     /// The latest `event: state` frame, ready to write.
     frames: watch::Sender<Bytes>,
-    history: Mutex<History>,
+    history: Arc<Mutex<History>>,
     streams: Arc<Semaphore>,
+    /// Poked by a new stream: the document may be stale (none is built
+    /// while nobody watches).
+    opened: Arc<Notify>,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Events {
             frames: watch::Sender::new(Bytes::new()),
-            history: Mutex::default(),
+            history: Arc::default(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            opened: Arc::new(Notify::new()),
         }
     }
 }
 
 impl Events {
-    /// Samples every [`TICK`] and rebuilds the state then and on every
-    /// publish, until `shutdown`.
+    /// Samples every [`TICK`] and, while a stream is open, rebuilds the
+    /// state then, when a stream opens, and after a publish (at most once
+    /// per [`MIN_GAP`]), until `shutdown`.
     pub async fn run(&self, shared: Arc<super::Context>, mut shutdown: watch::Receiver<bool>) {
         let mut published = shared.tables.published.subscribe();
         let mut every = tokio::time::interval(TICK);
         every.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last = Instant::now();
+        let mut built = Instant::now() - MIN_GAP;
         loop {
             tokio::select! {
                 _ = every.tick() => {
@@ -65,11 +78,33 @@ impl Events {
                     let table = shared.tables.routes.load_full();
                     self.history().sample(&table, unix_ms() / 1000, secs);
                 }
-                changed = published.changed() => if changed.is_err() { return },
+                changed = published.changed() => {
+                    if changed.is_err() { return }
+                    tokio::select! {
+                        () = tokio::time::sleep_until(built + MIN_GAP) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    published.mark_unchanged();
+                }
+                () = self.opened.notified() => {}
                 _ = shutdown.changed() => return,
             }
-            let state = super::board::state(&shared, &self.history(), unix_ms());
-            self.frames.send_replace(event("state", &state));
+            if self.frames.receiver_count() == 0 {
+                // Nothing stale for the next stream to send first.
+                self.frames.send_replace(Bytes::new());
+                continue;
+            }
+            built = Instant::now();
+            let (shared, history) = (Arc::clone(&shared), Arc::clone(&self.history));
+            let state = tokio::task::spawn_blocking(move || {
+                let history = history.lock().unwrap_or_else(|p| p.into_inner());
+                event("state", &super::board::state(&shared, &history, unix_ms()))
+            })
+            .await;
+            // A panicked build keeps the previous frame.
+            if let Ok(frame) = state {
+                self.frames.send_replace(frame);
+            }
         }
     }
 
@@ -89,8 +124,11 @@ impl Events {
         let history = event("history", &history);
         let mut frames = self.frames.subscribe();
         let (tx, rx) = mpsc::channel::<Bytes>(2);
-        // The current state counts as unseen: it follows the history at once.
+        // The current state counts as unseen: it follows the history at
+        // once, and a fresh one is asked for (none was built while nobody
+        // watched).
         frames.mark_changed();
+        self.opened.notify_one();
         tokio::spawn(async move {
             let _permit = permit;
             if *shutdown.borrow_and_update() {

@@ -91,6 +91,12 @@ pub struct ControllerOptions {
     /// table's round frees tens of MiB (the index's and the compile's
     /// working copies) that glibc would otherwise keep.
     pub release_memory: Option<fn()>,
+    /// Called first on each of the controller's threads (its runtime and
+    /// the blocking threads its rounds run on): the binary lowers their
+    /// scheduling priority there, so that a round under EndpointSlice churn
+    /// never stands between a request and its core (the library has no
+    /// unsafe code).
+    pub thread_start: Option<fn()>,
 }
 
 impl Default for ControllerOptions {
@@ -106,6 +112,7 @@ impl Default for ControllerOptions {
             addresses: Vec::new(),
             profile: None,
             release_memory: None,
+            thread_start: None,
         }
     }
 }
@@ -166,7 +173,8 @@ fn at<K: Resource<DynamicType = ()>>(key: &ObjectKey) -> ObjectRef<K> {
 /// own (`cutover-kube`, a single-threaded runtime, and its blocking pool
 /// for the rounds): decoding watch events, keeping the stores and building
 /// tables never delays a request queued on the serving runtime's workers,
-/// where a task runs until it yields; the OS schedules the two apart.
+/// where a task runs until it yields; the OS schedules the two apart (and
+/// with [`ControllerOptions::thread_start`] favours the workers).
 pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerOptions) {
     // Dropping `_stop` (this future dropped or done) ends the thread.
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -174,9 +182,12 @@ pub async fn run(shared: Arc<Tables>, client: kube::Client, options: ControllerO
     let thread = std::thread::Builder::new()
         .name("cutover-kube".into())
         .spawn(move || {
+            let start = options.thread_start.unwrap_or(|| {});
+            start();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .thread_name("cutover-kube")
+                .on_thread_start(start)
                 .build();
             match runtime {
                 Ok(rt) => rt.block_on(async {

@@ -151,7 +151,8 @@ impl RequestRecord {
         let group = rule
             .zip(self.chosen.backend)
             .and_then(|(r, b)| r.split.backends().nth(b as usize))
-            .and_then(|(g, _)| t.groups.get(g as usize));
+            .and_then(|(g, _)| t.groups.get(g as usize))
+            .map(|g| &**g);
         let endpoint = group
             .zip(self.chosen.endpoint)
             .and_then(|(g, e)| g.endpoints.get(e as usize));

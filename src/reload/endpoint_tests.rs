@@ -118,3 +118,32 @@ fn an_unknown_group_or_a_bad_address_changes_nothing() {
     assert_eq!(change(&t, None, "test", |_| Ok(())), Ok(2));
     assert_eq!(addresses(&t.routes.load(), "shop.a.80"), ["10.0.0.1:80"]);
 }
+
+/// A round shares the unchanged groups themselves (under churn a few of
+/// thousands of groups change per round; the rest cost a pointer each), and
+/// the pool of an endpoint that left closes with the last table holding it,
+/// without a walk over every pool.
+#[test]
+fn unchanged_groups_are_shared_and_a_gone_endpoints_pool_closes_with_its_table() {
+    let t = tables();
+    let before = t.routes.load_full();
+    let shared = |t: &RouteTable, name: &str| {
+        let g = t.groups.iter().find(|g| &*g.name == name);
+        Arc::clone(g.unwrap()) // ok: test tables
+    };
+    let old_pool = Arc::downgrade(&group(&before, "shop.a.80").pools[0]);
+    let moved = pods(&[("shop.a.80", &["10.0.0.3:80"])]);
+    assert_eq!(change_endpoints(&t, "test", moved), Ok(Some(2)));
+    let after = t.routes.load_full();
+    assert!(Arc::ptr_eq(
+        &shared(&before, "shop.b.80"),
+        &shared(&after, "shop.b.80")
+    ));
+    assert!(old_pool.upgrade().is_some(), "the old table holds its pool");
+    drop(before);
+    assert!(
+        old_pool.upgrade().is_none(),
+        "the gone endpoint's pool outlived its last table"
+    );
+    assert_eq!(t.inherited.upstream.cached_clients(), 2);
+}

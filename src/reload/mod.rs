@@ -236,7 +236,6 @@ pub fn change(
     if let Some(dir) = &tables.state_dir {
         state::save(dir, &next).map_err(|e| ChangeError::Persist(e.to_string()))?;
     }
-    tables.inherited.upstream.retain_clients(&table.groups);
     tables.routes.store(Arc::new(table));
     tables.published.send_replace(generation);
     *desired = next;
@@ -304,7 +303,6 @@ pub fn change_endpoints(
             }
         }
     }
-    tables.inherited.upstream.retain_clients(&table.groups);
     tables.routes.store(Arc::new(table));
     tables.published.send_replace(generation);
     drop(desired);

@@ -33,8 +33,9 @@ pub struct RouteTable {
     /// Per listener, in config order (a connection knows its index);
     /// shared with the next table when only endpoints change.
     pub listeners: std::sync::Arc<[ListenerRoutes]>,
-    /// Upstream groups; rules refer to them by index.
-    pub groups: Box<[Group]>,
+    /// Upstream groups; rules refer to them by index. Each is shared with
+    /// the next table unless its endpoints or policy change.
+    pub groups: Box<[std::sync::Arc<Group>]>,
     /// Every rule of every route; entries refer to them by index (shared
     /// like `listeners`).
     pub rules: std::sync::Arc<[Rule]>,
@@ -241,7 +242,7 @@ impl HeaderModifier {
 }
 
 impl crate::upstream::health::LiveGroups for RouteTable {
-    fn groups(&self) -> &[Group] {
+    fn groups(&self) -> &[std::sync::Arc<Group>] {
         &self.groups
     }
 }

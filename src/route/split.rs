@@ -8,6 +8,7 @@
 //! users whenever the total changes.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderName};
 
@@ -122,7 +123,7 @@ impl Rule {
     /// (`fail`).
     pub fn first_slot(
         &self,
-        groups: &[Group],
+        groups: &[Arc<Group>],
         point: u64,
         now_ms: u64,
     ) -> Result<usize, ProxyError> {
@@ -152,7 +153,7 @@ impl Rule {
     /// the fallback policy; `point` is the sticky hash or a fresh random one.
     pub fn next_slot(
         &self,
-        groups: &[Group],
+        groups: &[Arc<Group>],
         failed_slot: usize,
         point: u64,
         fallback: Fallback,
@@ -170,11 +171,11 @@ impl Rule {
     }
 
     /// The group at `slot`.
-    pub fn group<'g>(&self, groups: &'g [Group], slot: usize) -> &'g Group {
+    pub fn group<'g>(&self, groups: &'g [Arc<Group>], slot: usize) -> &'g Group {
         &groups[self.split.group_at(slot) as usize]
     }
 
-    fn usable(&self, groups: &[Group], slot: usize, now_ms: u64) -> bool {
+    fn usable(&self, groups: &[Arc<Group>], slot: usize, now_ms: u64) -> bool {
         !self.is_unresolved(slot) && self.group(groups, slot).has_available(now_ms)
     }
 

@@ -23,7 +23,7 @@ use crate::upstream::{EndpointState, Group};
 /// lives above `upstream`; this keeps the dependency pointing down.)
 pub trait LiveGroups: Send + Sync + 'static {
     /// The groups of the table.
-    fn groups(&self) -> &[Group];
+    fn groups(&self) -> &[Arc<Group>];
 }
 
 /// The published table, loaded once per look.

@@ -15,15 +15,14 @@ pub mod limits;
 pub mod outlier;
 pub mod pool;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::Uri;
 
-use crate::carry::{lock, WeakMap};
+use crate::carry::WeakMap;
 use crate::config::model::{
     Balance, Dur, HealthCheckConfig, LimitsConfig, OutlierConfig, UpstreamProtocol,
 };
@@ -153,9 +152,10 @@ pub struct UpstreamState {
     endpoints: WeakMap<Box<str>, EndpointState>,
     /// Connection pools by endpoint address and settings (protocol,
     /// connect timeout, TLS fingerprint, idle limits). A rotated certificate
-    /// or a new `connect_timeout` adds one; each publish keeps only those of
-    /// the new table ([`Self::retain_clients`]).
-    clients: Mutex<HashMap<PoolKey, Arc<EndpointPool>>>,
+    /// or a new `connect_timeout` makes a new one; a pool (and its idle
+    /// connections) closes with the last table that uses it, so a publish
+    /// never walks the pools of the tables it replaces.
+    clients: WeakMap<PoolKey, EndpointPool>,
     /// Admission limits by group name and limit values.
     admissions: WeakMap<(String, u32, u32), Admission>,
     /// Metric handles by config name, carried over the same way.
@@ -216,52 +216,43 @@ impl UpstreamState {
     /// The pool of `endpoint` for a group with `protocol` and `policy`.
     /// Groups with equal settings (and equal certificate files) share it;
     /// changed files make a new one, so connections made with the old ones
-    /// are not reused.
+    /// are not reused. `connector` is the group's [`Self::connector`]: a
+    /// new pool dials with a clone of it (its settings shared, not copied:
+    /// 50,000 endpoints would otherwise hold 50,000 copies).
     pub fn pool(
         &self,
         endpoint: &Endpoint,
         protocol: UpstreamProtocol,
         policy: &GroupPolicy,
+        connector: &CountingConnector,
     ) -> Arc<EndpointPool> {
         let key = (endpoint.state.address.clone(), client_key(protocol, policy));
         let make = || {
-            let timeout = policy.connect_timeout.map(|d| d.0);
-            let connector = CountingConnector::new(
-                pool::tcp_connector(timeout),
-                Some(Arc::clone(&self.metrics)),
-            )
-            .with_tls(policy.tls.clone())
-            .with_handshake_timeout(timeout.unwrap_or(Duration::from_secs(10)));
             let target = target_uri(&endpoint.authority, policy.tls.is_some());
-            let dialer = Dialer::new(connector, target, protocol == UpstreamProtocol::H2);
+            let dialer = Dialer::new(connector.clone(), target, protocol == UpstreamProtocol::H2);
             EndpointPool::new(dialer, policy.idle)
         };
-        Arc::clone(lock(&self.clients).entry(key).or_insert_with(make))
+        self.clients.get_or_make_arc(key, make)
     }
 
-    /// Drops the cached pools that no group of `groups` (the table about to
-    /// be published) uses. Without it every certificate rotation or
-    /// `connect_timeout` change would leave its old pool, and that pool's
-    /// idle connections, in the cache for the life of the process.
-    ///
-    /// Only the cache entry goes: an older table still serving requests
-    /// keeps its pools, since each of its groups holds its own [`Client`]
-    /// pools (a request holds its table until it is done); a pool closes
-    /// once its last table is dropped. A later compile that needs the same
-    /// settings again makes a new pool.
-    pub fn retain_clients(&self, groups: &[Group]) {
-        let live: HashSet<*const EndpointPool> = groups
-            .iter()
-            .flat_map(|g| g.pools.iter().map(Arc::as_ptr))
-            .collect();
-        lock(&self.clients).retain(|_, pool| live.contains(&Arc::as_ptr(pool)));
+    /// What the pools of a group with `policy` dial with: TCP with its
+    /// connect timeout, counted, and TLS if set.
+    pub fn connector(&self, policy: &GroupPolicy) -> CountingConnector {
+        let timeout = policy.connect_timeout.map(|d| d.0);
+        CountingConnector::new(
+            pool::tcp_connector(timeout),
+            Some(Arc::clone(&self.metrics)),
+        )
+        .with_tls(policy.tls.clone())
+        .with_handshake_timeout(timeout.unwrap_or(Duration::from_secs(10)))
     }
 
-    /// How many pools the cache holds: after a publish, one per endpoint
-    /// and distinct settings (protocol, connect timeout, TLS, idle limits)
-    /// of the live table. For tests and diagnostics.
+    /// How many pools are open: one per endpoint and distinct settings
+    /// (protocol, connect timeout, TLS, idle limits) of the live table, plus
+    /// those of older tables still serving requests. For tests and
+    /// diagnostics.
     pub fn cached_clients(&self) -> usize {
-        lock(&self.clients).len()
+        self.clients.live()
     }
 
     /// The admission limits of group `name`.
@@ -299,10 +290,11 @@ impl Group {
         policy: GroupPolicy,
         registry: &UpstreamState,
     ) -> Group {
+        let connector = registry.connector(&policy);
         Group {
             pools: endpoints
                 .iter()
-                .map(|e| registry.pool(e, protocol, &policy))
+                .map(|e| registry.pool(e, protocol, &policy, &connector))
                 .collect(),
             admission: registry.admission(&name, &policy.limits),
             metrics: registry.metrics.series.group(&name),
@@ -313,24 +305,6 @@ impl Group {
             cursor: AtomicUsize::new(0),
             policy,
             discovery: dns::Discovery::default(),
-        }
-    }
-
-    /// The same group for a new table, its endpoints, pools and limits
-    /// shared: a publish that changes only some groups' endpoints rebuilds
-    /// those and shares the rest (the round-robin cursor restarts).
-    pub fn share(&self) -> Group {
-        Group {
-            name: self.name.clone(),
-            endpoints: Arc::clone(&self.endpoints),
-            balance: self.balance,
-            protocol: self.protocol,
-            cursor: AtomicUsize::new(0),
-            policy: self.policy.clone(),
-            pools: Arc::clone(&self.pools),
-            admission: Arc::clone(&self.admission),
-            metrics: Arc::clone(&self.metrics),
-            discovery: self.discovery.clone(),
         }
     }
 
@@ -351,6 +325,7 @@ mod tests {
     use super::*;
     use crate::compile::compile;
     use crate::config::parse_yaml;
+    use std::collections::HashSet;
 
     /// A fresh self-signed CA certificate, as PEM: a rotation.
     fn ca_pem() -> String {
@@ -361,12 +336,17 @@ mod tests {
     }
 
     fn cached_keys(registry: &UpstreamState) -> HashSet<ClientKey> {
-        lock(&registry.clients).keys().map(|k| k.1).collect()
+        registry
+            .clients
+            .live_keys()
+            .into_iter()
+            .map(|k| k.1)
+            .collect()
     }
 
-    /// Each compile + publish of a rotated CA file or a new connect timeout
-    /// makes a new pool; after the publish the cache holds exactly the
-    /// pools of the published table, however many rotations came before.
+    /// Each compile of a rotated CA file or a new connect timeout makes a
+    /// new pool; once the previous table is gone the cache holds exactly
+    /// the pools of the live one, however many rotations came before.
     #[test]
     fn rotations_and_timeout_changes_leave_only_the_live_pools() {
         let dir = std::env::temp_dir().join(format!("cutover-clients-{}", std::process::id()));
@@ -375,6 +355,7 @@ mod tests {
         let inherited = crate::route::Inherited::default();
         let registry = &inherited.upstream;
         let mut fingerprints = HashSet::new();
+        let mut previous = None;
         for generation in 1..=8u64 {
             std::fs::write(&ca, ca_pem()).unwrap();
             let timeout = if generation % 3 == 0 { "2s" } else { "1s" };
@@ -389,15 +370,21 @@ mod tests {
                 ca.display()
             );
             let table = compile(&parse_yaml(&yaml).unwrap(), &inherited, generation).unwrap();
-            // The compile added the rotated CA's pool next to the old ones.
-            let before = cached_keys(registry).len();
-            assert!(before >= if generation == 1 { 3 } else { 4 }, "{before}");
-            registry.retain_clients(&table.groups);
-            let live: HashSet<ClientKey> = table.groups.iter().map(Group::client_key).collect();
+            // While the previous table lives, its pools do: the rotated
+            // CA's pool is new (and the plain group's, when its timeout
+            // changed), the others are shared with it.
+            if let Some((previous, was)) = previous.take() {
+                let new = if was == timeout { 1 } else { 2 };
+                let open = cached_keys(registry).len();
+                assert_eq!(open, 3 + new, "generation {generation}");
+                drop::<crate::route::RouteTable>(previous);
+            }
+            let live: HashSet<ClientKey> = table.groups.iter().map(|g| g.client_key()).collect();
             assert_eq!(live.len(), 3, "three distinct pools");
             assert_eq!(cached_keys(registry), live, "generation {generation}");
             assert_eq!(registry.cached_clients(), 3);
             fingerprints.extend(table.groups.iter().filter_map(|g| g.client_key().2));
+            previous = Some((table, timeout));
         }
         assert_eq!(fingerprints.len(), 8, "every rotation made a new pool");
         let _ = std::fs::remove_dir_all(&dir);

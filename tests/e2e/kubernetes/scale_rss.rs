@@ -10,7 +10,7 @@
 //! ```
 
 use super::cli::{free_port, kubeconfig, run_kubernetes};
-use super::scale::{churn, filled, latency, rss_mib};
+use super::scale::{churn, filled, latency, rss_mib, samples};
 use super::*;
 
 /// How long the churn runs (at least the 2 s of latency measured under
@@ -59,10 +59,10 @@ async fn scale_rss_of_the_cutover_binary() {
     // Latency at 250 req/s, quiet and under the churn: here the proxy has
     // its own process, so the double's work does not count.
     let url = format!("http://127.0.0.1:{port}/");
-    let (_, quiet_p99) = latency(&url, 500, Duration::from_millis(4)).await;
+    let (_, quiet_p99) = latency(&url, samples(), Duration::from_millis(4)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let churning = churn(&api, (services, per), &stop);
-    let (_, busy_p99) = latency(&url, 500, Duration::from_millis(4)).await;
+    let (_, busy_p99) = latency(&url, samples(), Duration::from_millis(4)).await;
     tokio::time::sleep(churn_for().saturating_sub(Duration::from_secs(2))).await;
     stop.store(true, Ordering::Relaxed);
     let rate = churning.await.unwrap();
