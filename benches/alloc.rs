@@ -12,6 +12,8 @@
 //! --bench alloc` for the same figures; `ALLOC_REQUESTS=20000` to change N.
 //! `ALLOC_TRACE=1` also prints where each allocation of one proxied request
 //! comes from (the innermost frames of cutover, hyper, h2 and tokio).
+//! `ALLOC_PROTO=h2c` sends the proxied requests over h2c (prior knowledge,
+//! one stream at a time) instead of HTTP/1.1; the upstream stays HTTP/1.1.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -24,9 +26,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The system allocator, counting calls and bytes.
@@ -113,42 +115,65 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
-async fn client(addr: SocketAddr) -> SendRequest<Empty<Bytes>> {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    sender
+/// A client connection: HTTP/1.1, or h2c with prior knowledge.
+enum Client {
+    Http1(http1::SendRequest<Empty<Bytes>>),
+    H2c(http2::SendRequest<Empty<Bytes>>),
 }
 
-/// `(allocations, bytes)` per request over `n` requests on `sender`, after
-/// `warm` requests not counted.
-async fn per_request(sender: &mut SendRequest<Empty<Bytes>>, warm: u64, n: u64) -> (f64, f64) {
-    let run = |sender: &mut SendRequest<Empty<Bytes>>| {
-        let req = Request::get("/")
-            .header("host", "app.example")
-            .body(Empty::new())
-            .unwrap();
-        let sending = sender.send_request(req);
-        async move {
-            let resp = sending.await.unwrap();
-            assert_eq!(resp.status(), 200);
-            resp.into_body().collect().await.unwrap();
+impl Client {
+    async fn connect(addr: SocketAddr, h2c: bool) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let io = TokioIo::new(stream);
+        if h2c {
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), io).await.unwrap();
+            tokio::spawn(conn);
+            Client::H2c(sender)
+        } else {
+            let (sender, conn) = http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            Client::Http1(sender)
         }
-    };
+    }
+
+    /// One GET, its body read to the end.
+    async fn get(&mut self) {
+        let sending = match self {
+            Client::Http1(s) => {
+                s.ready().await.unwrap();
+                let req = Request::get("/")
+                    .header("host", "app.example")
+                    .body(Empty::new())
+                    .unwrap();
+                futures::future::Either::Left(s.send_request(req))
+            }
+            Client::H2c(s) => {
+                s.ready().await.unwrap();
+                let req = Request::get("http://app.example/")
+                    .body(Empty::new())
+                    .unwrap();
+                futures::future::Either::Right(s.send_request(req))
+            }
+        };
+        let resp = sending.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.unwrap();
+    }
+}
+
+/// `(allocations, bytes)` per request over `n` requests on `client`, after
+/// `warm` requests not counted.
+async fn per_request(client: &mut Client, warm: u64, n: u64) -> (f64, f64) {
     for _ in 0..warm {
-        sender.ready().await.unwrap();
-        run(sender).await;
+        client.get().await;
     }
     let (a0, b0) = (
         ALLOCS.load(Ordering::Relaxed),
         BYTES.load(Ordering::Relaxed),
     );
     for _ in 0..n {
-        sender.ready().await.unwrap();
-        run(sender).await;
+        client.get().await;
     }
     let (a1, b1) = (
         ALLOCS.load(Ordering::Relaxed),
@@ -185,15 +210,19 @@ fn main() {
             let _ = stopped.await;
         }));
 
-        let direct = per_request(&mut client(up).await, 1000, n).await;
-        let mut through = client(proxy).await;
+        let h2c = std::env::var("ALLOC_PROTO").is_ok_and(|p| p == "h2c");
+        let direct = per_request(&mut Client::connect(up, false).await, 1000, n).await;
+        let mut through = Client::connect(proxy, h2c).await;
         let proxied = per_request(&mut through, 1000, n).await;
         if std::env::var_os("ALLOC_TRACE").is_some() {
             TRACE.store(true, Ordering::Relaxed);
             per_request(&mut through, 0, 1).await;
             TRACE.store(false, Ordering::Relaxed);
         }
-        println!("requests per run: {n}");
+        println!(
+            "requests per run: {n}, {} to cutover",
+            if h2c { "h2c" } else { "HTTP/1.1" }
+        );
         println!(
             "direct (client + upstream): {:.2} allocations, {:.0} bytes per request",
             direct.0, direct.1
@@ -203,9 +232,15 @@ fn main() {
             proxied.0, proxied.1
         );
         println!(
-            "cutover's share:            {:.2} allocations, {:.0} bytes per request",
+            "cutover's share:            {:.2} allocations, {:.0} bytes per request{}",
             proxied.0 - direct.0,
-            proxied.1 - direct.1
+            proxied.1 - direct.1,
+            // The direct client speaks HTTP/1.1: the upstream has no h2c.
+            if h2c {
+                " (with the h2 client's own)"
+            } else {
+                ""
+            }
         );
         let _ = stop.send(());
         let _ = served.await;

@@ -54,16 +54,25 @@ pub enum PreparedBody {
     Spent,
 }
 
-/// The body of one upstream attempt.
+/// The body of one upstream attempt. Kept small (48 bytes): hyper's
+/// HTTP/1.1 client queues requests by value in blocks of 32 that each
+/// upstream connection allocates when it opens, so every byte here is 32
+/// bytes of every upstream connection. The parts most requests lack (a
+/// streamed rest, trailers) are boxed.
 pub struct UpstreamBody {
     prefix: Option<Bytes>,
-    rest: Option<Incoming>,
-    trailers: Option<HeaderMap>,
+    trailers: Option<Box<HeaderMap>>,
+    rest: Option<Box<Rest>>,
+}
+
+/// The part of a streamed body still to come from the client, with the
+/// limits that apply to it.
+struct Rest {
+    body: Incoming,
     remaining_limit: u64,
-    /// Set when a streamed body fails on the client's side; only streamed
-    /// bodies have one (a kept body was checked whole), which saves an
-    /// allocation per attempt.
-    fault: Option<StreamFault>,
+    /// Set when the body fails on the client's side (a kept body was
+    /// checked whole and has none).
+    fault: StreamFault,
     idle: IdleTimer,
 }
 
@@ -229,7 +238,7 @@ impl PreparedBody {
     /// not a 502); `None` for a kept body, which cannot.
     pub fn fault(&self) -> Option<StreamFault> {
         match self {
-            PreparedBody::Streaming(b) => b.fault.clone(),
+            PreparedBody::Streaming(b) => b.rest.as_ref().map(|r| r.fault.clone()),
             _ => None,
         }
     }
@@ -261,11 +270,8 @@ impl PreparedBody {
         match self {
             PreparedBody::Replayable { data, trailers } => UpstreamBody {
                 prefix: (!data.is_empty()).then(|| data.clone()),
+                trailers: trailers.clone().map(Box::new),
                 rest: None,
-                trailers: trailers.clone(),
-                remaining_limit: u64::MAX,
-                fault: None,
-                idle: IdleTimer::new(Duration::MAX),
             },
             PreparedBody::Streaming(_) | PreparedBody::Spent => {
                 match std::mem::replace(self, PreparedBody::Spent) {
@@ -278,35 +284,35 @@ impl PreparedBody {
 }
 
 impl UpstreamBody {
-    fn stream(prefix: Bytes, rest: Incoming, max_body: u64, idle: IdleTimer) -> Self {
-        UpstreamBody {
+    fn stream(prefix: Bytes, body: Incoming, max_body: u64, idle: IdleTimer) -> Self {
+        let rest = Rest {
+            body,
             remaining_limit: max_body.saturating_sub(prefix.len() as u64),
-            prefix: (!prefix.is_empty()).then_some(prefix),
-            rest: Some(rest),
-            trailers: None,
-            fault: Some(StreamFault::default()),
+            fault: StreamFault::default(),
             idle,
+        };
+        UpstreamBody {
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            trailers: None,
+            rest: Some(Box::new(rest)),
         }
-    }
-
-    /// Records `e` for [`PreparedBody::fault`] and hands it on.
-    fn fail(&self, e: BodyError) -> BodyError {
-        if let Some(fault) = &self.fault {
-            fault.record(&e);
-        }
-        e
     }
 
     /// No body.
     pub fn empty() -> Self {
         UpstreamBody {
             prefix: None,
-            rest: None,
             trailers: None,
-            remaining_limit: u64::MAX,
-            fault: None,
-            idle: IdleTimer::new(Duration::MAX),
+            rest: None,
         }
+    }
+}
+
+impl Rest {
+    /// Records `e` for [`PreparedBody::fault`] and hands it on.
+    fn fail(&self, e: BodyError) -> BodyError {
+        self.fault.record(&e);
+        e
     }
 }
 
@@ -322,21 +328,21 @@ impl Body for UpstreamBody {
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
         let this = &mut *self;
-        let Some(rest) = this.rest.as_mut() else {
-            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+        let Some(rest) = this.rest.as_deref_mut() else {
+            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(*t))));
         };
-        match this.idle.poll_frame(rest, cx) {
+        match rest.idle.poll_frame(&mut rest.body, cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
-                    if n > this.remaining_limit {
-                        return Poll::Ready(Some(Err(this.fail(BodyError::TooLarge))));
+                    if n > rest.remaining_limit {
+                        return Poll::Ready(Some(Err(rest.fail(BodyError::TooLarge))));
                     }
-                    this.remaining_limit -= n;
+                    rest.remaining_limit -= n;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(this.fail(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(rest.fail(e)))),
             Poll::Ready(None) => {
                 self.rest = None;
                 Poll::Ready(None)
@@ -348,7 +354,7 @@ impl Body for UpstreamBody {
     fn is_end_stream(&self) -> bool {
         self.prefix.is_none()
             && self.trailers.is_none()
-            && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+            && self.rest.as_ref().is_none_or(|r| r.body.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -356,7 +362,7 @@ impl Body for UpstreamBody {
         match &self.rest {
             None => SizeHint::with_exact(prefix),
             Some(rest) => {
-                let h = rest.size_hint();
+                let h = rest.body.size_hint();
                 let mut out = SizeHint::new();
                 out.set_lower(h.lower() + prefix);
                 if let Some(u) = h.upper() {
@@ -365,5 +371,19 @@ impl Body for UpstreamBody {
                 out
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// hyper's HTTP/1.1 client keeps room for 32 queued requests per
+    /// upstream connection from the moment it opens: a byte of the body
+    /// type is 32 bytes of every upstream connection.
+    #[test]
+    fn an_upstream_request_is_small() {
+        assert!(std::mem::size_of::<UpstreamBody>() <= 48);
+        assert!(std::mem::size_of::<http::Request<UpstreamBody>>() <= 272);
     }
 }

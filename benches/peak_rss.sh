@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# benches/peak_rss.sh: cutover's peak resident memory (VmHWM) under a
+# bounded h2c run, the part of load.sh's peak that h2c's concurrency
+# drives (issue #14 item 2): 100 concurrent h2 streams can hold up to 100
+# upstream HTTP/1.1 connections. Memory figures do not depend on what else
+# the machine runs; nothing here is timed.
+#
+# Usage (needs nginx, h2load and curl; valgrind for MASSIF=1):
+#   CUTOVER_BIN=path/to/cutover bash benches/peak_rss.sh   # N=30000 h2c requests, -c10 -m10
+#   MASSIF=1 N=10000 ...    # also the peak heap under valgrind massif (KEEP=1 keeps massif.out)
+#   ROUNDS=3 ...            # repeat, one line each (RSS varies by a few hundred KiB)
+#
+# What it does: nginx (stable/canary `return 200`, split_fixture.sh) and
+# cutover --workers 1 on 127.0.0.1; VmRSS idle; h2load -n N -c 10 -m 10 with
+# h2c prior knowledge, as in load.sh's h2c round but bounded by count; then
+# VmHWM, VmRSS and the count of open upstream connections.
+
+set -euo pipefail
+
+N=${N:-30000}
+ROUNDS=${ROUNDS:-1}
+MASSIF=${MASSIF:-0}
+KEEP=${KEEP:-0}
+BASE_PORT=${BASE_PORT:-27580}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/split_fixture.sh
+. "$ROOT/benches/split_fixture.sh"
+WORK=$(mktemp -d /tmp/cutover-peak-rss.XXXXXX)
+NGINX_PID=""
+CUTOVER_PID=""
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $CUTOVER_PID ]]; then kill -INT "$CUTOVER_PID" 2>/dev/null || true; fi
+    if [[ -n $NGINX_PID ]]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; fi
+    wait 2>/dev/null || true
+    if [[ $KEEP == 1 ]]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for tool in nginx h2load curl ss; do
+    command -v "$tool" >/dev/null || die "$tool is missing"
+done
+if [[ -n ${CUTOVER_BIN:-} ]]; then
+    BIN=$CUTOVER_BIN
+else
+    log "cargo build --release --bin cutover"
+    (cd "$ROOT" && cargo build --release --bin cutover --quiet)
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/cutover
+fi
+[[ -x $BIN ]] || die "no cutover binary at $BIN"
+
+split_fixture "$WORK" "$STABLE_PORT" "$CANARY_PORT" "$PROXY_PORT"
+nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+NGINX_PID=$!
+
+up() { # port: wait until it answers (valgrind starts slowly)
+    local i
+    for ((i = 0; i < 600; i++)); do
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
+        sleep 0.1
+    done
+    die "nothing answers on 127.0.0.1:$1 (logs in $WORK)"
+}
+up "$STABLE_PORT"
+
+kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
+
+for ((round = 1; round <= ROUNDS; round++)); do
+    if [[ $MASSIF == 1 ]]; then
+        valgrind --tool=massif --massif-out-file="$WORK/massif.out.$round" \
+            "$BIN" run -c "$WORK/cutover.yaml" --workers 1 --no-admin >"$WORK/cutover.$round.log" 2>&1 &
+    else
+        "$BIN" run -c "$WORK/cutover.yaml" --workers 1 --no-admin >"$WORK/cutover.$round.log" 2>&1 &
+    fi
+    CUTOVER_PID=$!
+    up "$PROXY_PORT"
+    idle=$(kib "$CUTOVER_PID" VmRSS)
+    h2load -m 10 -n "$N" -c 10 "http://127.0.0.1:$PROXY_PORT/" >"$WORK/h2load.$round.log" 2>&1 ||
+        die "h2load failed (see $WORK/h2load.$round.log)"
+    grep -q "succeeded, 0 failed, 0 errored" "$WORK/h2load.$round.log" ||
+        log "warning: some requests failed: $(grep '^requests:' "$WORK/h2load.$round.log")"
+    upstream=$(ss -tn state established "( dport = :$STABLE_PORT or dport = :$CANARY_PORT )" | tail -n +2 | wc -l)
+    if [[ $MASSIF == 1 ]]; then
+        # RSS here would be valgrind's own.
+        printf 'round %d: upstream connections open %d\n' "$round" "$upstream"
+    else
+        printf 'round %d: idle %d KiB, peak (VmHWM) %d KiB, after %d KiB, upstream connections open %d\n' \
+            "$round" "$idle" "$(kib "$CUTOVER_PID" VmHWM)" "$(kib "$CUTOVER_PID" VmRSS)" "$upstream"
+    fi
+    kill -INT "$CUTOVER_PID"
+    wait "$CUTOVER_PID" || true
+    CUTOVER_PID=""
+    if [[ $MASSIF == 1 ]]; then
+        awk -F= '/^mem_heap_B/ {h = $2} /^mem_heap_extra_B/ {if (h + $2 > m) {m = h + $2; p = h}}
+            END {printf "  massif peak: %d B heap (%d B with allocator overhead)\n", p, m}' "$WORK/massif.out.$round"
+    fi
+done
