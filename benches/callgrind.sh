@@ -52,28 +52,13 @@ trap 'exit 130' INT TERM
 for tool in valgrind nginx h2load curl; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install valgrind nginx nghttp2-client curl)"
 done
-if [[ -n ${CUTOVER_BIN:-} ]]; then
-    BIN=$CUTOVER_BIN
-else
-    log "cargo build --release --bin cutover"
-    (cd "$ROOT" && cargo build --release --bin cutover --quiet)
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/cutover
-fi
-[[ -x $BIN ]] || die "no cutover binary at $BIN"
+cutover_bin
 
 split_fixture "$WORK" "$STABLE_PORT" "$CANARY_PORT" "$PROXY_PORT"
 
 nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
 NGINX_PID=$!
 
-up() { # port: wait (at most 60 s: valgrind starts slowly) until it answers
-    local i
-    for ((i = 0; i < 600; i++)); do
-        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
-        sleep 0.1
-    done
-    die "nothing answers on 127.0.0.1:$1 (logs in $WORK)"
-}
 up "$STABLE_PORT"
 
 instructions() { # requests -> Ir of a whole proxy run serving them

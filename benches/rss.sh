@@ -43,14 +43,7 @@ case $PROTO in h1 | h2c) ;; *) die "PROTO must be h1 or h2c, not '$PROTO'" ;; es
 for tool in nginx python3 curl; do
     command -v "$tool" >/dev/null || die "$tool is missing"
 done
-if [[ -n ${CUTOVER_BIN:-} ]]; then
-    BIN=$CUTOVER_BIN
-else
-    log "cargo build --release --bin cutover"
-    (cd "$ROOT" && cargo build --release --bin cutover --quiet)
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/cutover
-fi
-[[ -x $BIN ]] || die "no cutover binary at $BIN"
+cutover_bin
 ulimit -n $((2 * N + 1024)) 2>/dev/null || log "warning: cannot raise the open file limit for $N connections"
 
 split_fixture "$WORK" "$STABLE_PORT" "$CANARY_PORT" "$PROXY_PORT" $((N + 512))
@@ -60,16 +53,8 @@ NGINX_PID=$!
 "$BIN" run -c "$WORK/cutover.yaml" --workers 1 --no-admin >"$WORK/cutover.log" 2>&1 &
 CUTOVER_PID=$!
 
-up() { # port: wait until it answers
-    local i
-    for ((i = 0; i < 100; i++)); do
-        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
-        sleep 0.1
-    done
-    die "nothing answers on 127.0.0.1:$1 (logs in $WORK)"
-}
-up "$STABLE_PORT"
-up "$PROXY_PORT"
+up "$STABLE_PORT" 100
+up "$PROXY_PORT" 100
 sleep 1
 
 python3 - "$PROXY_PORT" "$N" "$CUTOVER_PID" "$PROTO" "$IDLE_WAIT" <<'EOF'

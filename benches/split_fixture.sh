@@ -1,10 +1,34 @@
-# Shared by benches/callgrind.sh and benches/rss.sh; sourced, not run.
-# Sourced after BASE_PORT is set: the ports both scripts use, and their log lines.
+# Shared by benches/callgrind.sh, benches/rss.sh and benches/peak_rss.sh;
+# sourced, not run. Sourced after BASE_PORT and ROOT are set: the ports the
+# scripts use, their log lines, the binary they measure, the nginx fixture.
 STABLE_PORT=$((BASE_PORT + 1))
 CANARY_PORT=$((BASE_PORT + 2))
 PROXY_PORT=$((BASE_PORT + 11))
 log() { printf '[%s %s] %s\n' "${0##*/}" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# cutover_bin: sets BIN to $CUTOVER_BIN, else builds the release binary.
+cutover_bin() {
+    if [[ -n ${CUTOVER_BIN:-} ]]; then
+        BIN=$CUTOVER_BIN
+    else
+        log "cargo build --release --bin cutover"
+        (cd "$ROOT" && cargo build --release --bin cutover --quiet)
+        BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/cutover
+    fi
+    [[ -x $BIN ]] || die "no cutover binary at $BIN"
+}
+
+# up PORT [TENTHS]: waits until 127.0.0.1:PORT answers HTTP, at most TENTHS
+# tenths of a second (default 600: valgrind starts slowly).
+up() {
+    local i
+    for ((i = 0; i < ${2:-600}; i++)); do
+        curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return 0
+        sleep 0.1
+    done
+    die "nothing answers on 127.0.0.1:$1 (logs in $WORK)"
+}
 
 # split_fixture WORK STABLE_PORT CANARY_PORT PROXY_PORT [WORKER_CONNECTIONS]
 # writes WORK/nginx/nginx.conf (one worker: a stable and a canary server
