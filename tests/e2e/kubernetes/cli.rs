@@ -189,3 +189,60 @@ async fn a_replica_turns_ready_only_after_its_first_table_from_the_api_server() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The controller's threads yield to the request workers: they run at nice
+/// 10 (a round under EndpointSlice churn must not delay a request), the
+/// workers at the default 0.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_threads_run_at_a_lower_priority_than_the_workers() {
+    let api = ApiServer::start().await;
+    let dir = TempDir::new("kube-nice");
+    let kubeconfig = kubeconfig(&dir, &api);
+    let port = free_port();
+    let config = dir.write(
+        "cutover.yaml",
+        &format!("listeners: [{{name: http, address: \"127.0.0.1:{port}\"}}]\n"),
+    );
+    let child = run_kubernetes(&config, &kubeconfig, &[]);
+    let pid = child.0.id();
+    let start = Instant::now();
+    loop {
+        let threads = nice_by_thread(pid);
+        let of = |name: &str| -> Vec<i64> {
+            let named = threads.iter().filter(|(n, _)| n == name);
+            named.map(|(_, nice)| *nice).collect()
+        };
+        let (controller, workers) = (of("cutover-kube"), of("tokio-rt-worker"));
+        if !controller.is_empty() && !workers.is_empty() {
+            assert!(controller.iter().all(|n| *n == 10), "{threads:?}");
+            assert!(workers.iter().all(|n| *n == 0), "{threads:?}");
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no controller or worker thread: {threads:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (name, nice value) of each thread of process `pid`, from `/proc`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn nice_by_thread(pid: u32) -> Vec<(String, i64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // After the parenthesised name come field 3 (state) onwards;
+            // nice is field 19.
+            let fields = &stat[stat.rfind(')')? + 2..];
+            let nice = fields.split(' ').nth(16)?.parse().ok()?;
+            Some((name.trim().to_string(), nice))
+        })
+        .collect()
+}
