@@ -49,17 +49,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for tool in valgrind nginx h2load curl; do
-    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install valgrind nginx nghttp2-client curl)"
-done
+need valgrind nginx h2load curl
 cutover_bin
-
-split_fixture "$WORK" "$STABLE_PORT" "$CANARY_PORT" "$PROXY_PORT"
-
-nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
-NGINX_PID=$!
-
-up "$STABLE_PORT"
+start_upstreams
 
 instructions() { # requests -> Ir of a whole proxy run serving them
     local n=$1 out=$WORK/callgrind.out.$1 pid

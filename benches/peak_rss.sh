@@ -41,16 +41,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for tool in nginx h2load curl ss; do
-    command -v "$tool" >/dev/null || die "$tool is missing"
-done
+need nginx h2load curl ss
 cutover_bin
-
-split_fixture "$WORK" "$STABLE_PORT" "$CANARY_PORT" "$PROXY_PORT"
-nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
-NGINX_PID=$!
-
-up "$STABLE_PORT"
+start_upstreams
 
 kib() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 

@@ -40,20 +40,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 case $PROTO in h1 | h2c) ;; *) die "PROTO must be h1 or h2c, not '$PROTO'" ;; esac
-for tool in nginx python3 curl; do
-    command -v "$tool" >/dev/null || die "$tool is missing"
-done
+need nginx python3 curl
 cutover_bin
 ulimit -n $((2 * N + 1024)) 2>/dev/null || log "warning: cannot raise the open file limit for $N connections"
 
-split_fixture "$WORK" "$STABLE_PORT" "$CANARY_PORT" "$PROXY_PORT" $((N + 512))
-
-nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
-NGINX_PID=$!
+start_upstreams $((N + 512)) 100
 "$BIN" run -c "$WORK/cutover.yaml" --workers 1 --no-admin >"$WORK/cutover.log" 2>&1 &
 CUTOVER_PID=$!
-
-up "$STABLE_PORT" 100
 up "$PROXY_PORT" 100
 sleep 1
 

@@ -7,6 +7,24 @@ PROXY_PORT=$((BASE_PORT + 11))
 log() { printf '[%s %s] %s\n' "${0##*/}" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# need TOOL...: dies naming the first tool missing.
+need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "$tool is missing"
+    done
+}
+
+# start_upstreams [WORKER_CONNECTIONS] [TENTHS]: writes the fixture into
+# $WORK, starts its nginx (NGINX_PID) and waits until the stable upstream
+# answers.
+start_upstreams() {
+    split_fixture "$WORK" "$STABLE_PORT" "$CANARY_PORT" "$PROXY_PORT" "${1:-1024}"
+    nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+    NGINX_PID=$!
+    up "$STABLE_PORT" "${2:-600}"
+}
+
 # cutover_bin: sets BIN to $CUTOVER_BIN, else builds the release binary.
 cutover_bin() {
     if [[ -n ${CUTOVER_BIN:-} ]]; then
