@@ -38,16 +38,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d /tmp/cutover-callgrind.XXXXXX)
 NGINX_PID=""
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n $NGINX_PID ]]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; fi
-    wait 2>/dev/null || true
-    if [[ $KEEP == 1 ]]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+clean_on_exit
 
 need valgrind nginx h2load curl
 cutover_bin

@@ -29,17 +29,7 @@ WORK=$(mktemp -d /tmp/cutover-peak-rss.XXXXXX)
 NGINX_PID=""
 CUTOVER_PID=""
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n $CUTOVER_PID ]]; then kill -INT "$CUTOVER_PID" 2>/dev/null || true; fi
-    if [[ -n $NGINX_PID ]]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; fi
-    wait 2>/dev/null || true
-    if [[ $KEEP == 1 ]]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+clean_on_exit INT
 
 need nginx h2load curl ss
 cutover_bin

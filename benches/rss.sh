@@ -27,17 +27,7 @@ WORK=$(mktemp -d /tmp/cutover-rss.XXXXXX)
 NGINX_PID=""
 CUTOVER_PID=""
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ -n $CUTOVER_PID ]]; then kill -TERM "$CUTOVER_PID" 2>/dev/null || true; fi
-    if [[ -n $NGINX_PID ]]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; fi
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+clean_on_exit
 
 case $PROTO in h1 | h2c) ;; *) die "PROTO must be h1 or h2c, not '$PROTO'" ;; esac
 need nginx python3 curl

@@ -7,6 +7,23 @@ PROXY_PORT=$((BASE_PORT + 11))
 log() { printf '[%s %s] %s\n' "${0##*/}" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# clean_on_exit [SIGNAL]: on exit, stops cutover ($CUTOVER_PID, with SIGNAL,
+# default TERM) and nginx ($NGINX_PID), and removes $WORK unless KEEP=1.
+clean_on_exit() {
+    CUTOVER_STOP=${1:-TERM}
+    trap clean_up EXIT
+    trap 'exit 130' INT TERM
+}
+clean_up() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n ${CUTOVER_PID:-} ]]; then kill "-$CUTOVER_STOP" "$CUTOVER_PID" 2>/dev/null || true; fi
+    if [[ -n ${NGINX_PID:-} ]]; then kill -TERM "$NGINX_PID" 2>/dev/null || true; fi
+    wait 2>/dev/null || true
+    if [[ ${KEEP:-0} == 1 ]]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+
 # need TOOL...: dies naming the first tool missing.
 need() {
     local tool
