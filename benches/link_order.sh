@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# benches/link_order.sh: writes src/link.order, the functions a running proxy
+# executes, hottest first; src/build.rs hands the file to the linker, which
+# puts them together at the front of the release binary's code. Start-up and
+# the request path touch a few thousand functions spread over ~18 MB; the
+# kernel maps a 64 KiB window (on ext4 a whole large folio) around each, so
+# without the ordering an idle proxy holds ~11 MiB of its binary resident.
+#
+# Usage (needs valgrind, nginx, h2load and curl):
+#   bash benches/link_order.sh              # builds the release binary, rewrites src/link.order
+#   CHECK=1 bash benches/link_order.sh      # how many listed names the binary has; its idle RSS
+#   CUTOVER_BIN=path/to/cutover ...         # use that binary (symbols must match this source)
+#
+# Run it again after a dependency or toolchain upgrade (symbol names carry a
+# hash of the crate's version and the compiler) or a large refactor; CHECK=1
+# says when: a stale list costs memory, never correctness (the linker skips
+# names it does not find).
+#
+# What the run covers: start-up with the split fixture of benches/load.sh and
+# the admin listener, 300 HTTP/1.1 and 300 h2c requests (h2load), a /metrics
+# scrape, /v1/stats, a second of /v1/events, a graceful stop. Code other
+# configurations use (TLS, the Kubernetes controller, rollouts) stays where
+# it is and is mapped when used.
+
+set -euo pipefail
+
+BASE_PORT=${BASE_PORT:-27680}
+KEEP=${KEEP:-0}
+CHECK=${CHECK:-0}
+ADMIN_PORT=$((BASE_PORT + 12))
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ORDER=$ROOT/src/link.order
+# shellcheck source=benches/split_fixture.sh
+. "$ROOT/benches/split_fixture.sh"
+WORK=$(mktemp -d /tmp/cutover-link-order.XXXXXX)
+NGINX_PID=""
+CUTOVER_PID=""
+
+clean_on_exit INT
+
+need nginx h2load curl nm
+cutover_bin
+BIN=$(realpath "$BIN")
+start_upstreams
+
+listed() { grep -v '^#' "$1" | grep -c . || true; }
+
+# The listed names the binary has, and what its code mapping holds when idle.
+check() {
+    local have total text
+    nm "$BIN" | awk '{print $NF}' | sort -u >"$WORK/symbols"
+    total=$(listed "$ORDER")
+    have=$(grep -v '^#' "$ORDER" | sort -u | comm -12 - "$WORK/symbols" | wc -l)
+    "$BIN" run -c "$WORK/cutover.yaml" --workers 1 --admin "127.0.0.1:$ADMIN_PORT" >"$WORK/check.log" 2>&1 &
+    CUTOVER_PID=$!
+    up "$PROXY_PORT"
+    text=$(awk -v bin="$BIN" '/^[0-9a-f]+-/ {code = ($2 ~ /x/ && $6 == bin)} code && /^Rss:/ {kib += $2} END {print kib + 0}' \
+        "/proc/$CUTOVER_PID/smaps")
+    printf '%s: %d of the %d names in src/link.order are in the binary (%d%%)\n' \
+        "$BIN" "$have" "$total" $((total ? 100 * have / total : 0))
+    printf 'idle: VmRSS %s KiB, of which the binary'"'"'s code %s KiB\n' \
+        "$(awk '$1 == "VmRSS:" {print $2}' "/proc/$CUTOVER_PID/status")" "$text"
+    kill -INT "$CUTOVER_PID"
+    wait "$CUTOVER_PID" || true
+    CUTOVER_PID=""
+    ((total == 0 || 100 * have / total >= 90)) ||
+        log "warning: src/link.order is stale; run bash benches/link_order.sh"
+}
+
+if [[ $CHECK == 1 ]]; then
+    check
+    exit 0
+fi
+
+need valgrind
+log "cutover $BIN under callgrind: start-up, HTTP/1.1, h2c, admin"
+valgrind --tool=callgrind --demangle=no --compress-strings=no --dump-instr=no \
+    --callgrind-out-file="$WORK/callgrind.out" \
+    "$BIN" run -c "$WORK/cutover.yaml" --workers 1 --admin "127.0.0.1:$ADMIN_PORT" \
+    >"$WORK/cutover.log" 2>&1 &
+CUTOVER_PID=$!
+up "$PROXY_PORT"
+h2load --h1 -n 300 -c 10 "http://127.0.0.1:$PROXY_PORT/" >"$WORK/h1.log" 2>&1 || die "h2load --h1 failed"
+h2load -m 10 -n 300 -c 10 "http://127.0.0.1:$PROXY_PORT/" >"$WORK/h2c.log" 2>&1 || die "h2load h2c failed"
+curl -sf -o /dev/null "http://127.0.0.1:$ADMIN_PORT/metrics" || die "no /metrics"
+curl -sf -o /dev/null "http://127.0.0.1:$ADMIN_PORT/v1/stats" || die "no /v1/stats"
+curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$ADMIN_PORT/v1/events" || true
+kill -INT "$CUTOVER_PID"
+wait "$CUTOVER_PID" || true
+CUTOVER_PID=""
+
+# Self cost per function of the binary (a call's inclusive cost is the line
+# after calls=, skipped); recursion suffixes ('2) dropped.
+awk -v bin="$BIN" '
+    /^ob=/ { ob = substr($0, 4); next }
+    /^fn=/ { fn = substr($0, 4); sub(/'"'"'[0-9]+$/, "", fn); if (ob == bin) mine[fn] = 1; next }
+    /^calls=/ { skip = 1; next }
+    /^[0-9+*-]/ { if (skip) { skip = 0; next } cost[fn] += $2 }
+    END { for (f in mine) if (f ~ /^_(ZN|R)/) printf "%d %s\n", cost[f], f }
+' "$WORK/callgrind.out" | sort -k1,1nr -k2,2 | cut -d' ' -f2 >"$WORK/names"
+[[ -s $WORK/names ]] || die "callgrind listed no functions of $BIN"
+
+{
+    echo "# Functions a running cutover executes, hottest first: the linker puts them"
+    echo "# at the front of the release binary's code (src/build.rs). Written by"
+    echo "# benches/link_order.sh from a callgrind run; regenerate, never edit."
+    echo "# rustc: $(rustc --version)"
+    cat "$WORK/names"
+} >"$ORDER"
+bytes=$(nm -S -t d "$BIN" | awk 'NR == FNR {want[$1] = 1; next} NF == 4 && ($4 in want) {b += $2} END {print b + 0}' "$WORK/names" -)
+log "src/link.order: $(wc -l <"$WORK/names") functions, $((bytes / 1024)) KiB of code; rebuild (cargo build --release) to lay them out"
