@@ -95,17 +95,8 @@ build_cutover() {
     [[ -x $BIN ]] || die "no cutover binary at $BIN"
 }
 
-make_certs() {
-    local d=$WORK/certs
-    mkdir -p "$d"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -subj /CN=bench-ca -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-        -subj /CN=localhost -keyout "$d/tls.key" -out "$d/tls.csr" 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/ext"
-    openssl x509 -req -in "$d/tls.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 2 -extfile "$d/ext" -out "$d/tls.crt" 2>/dev/null
-}
+# shellcheck source=benches/certs.sh
+. "$ROOT/benches/certs.sh"
 
 nginx_conf() { # dir, server blocks
     mkdir -p "$1"
