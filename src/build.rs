@@ -51,7 +51,14 @@ fn why_not_ordered() -> Option<String> {
         return Some("a linker is configured (target.<triple>.linker)".to_string());
     }
     let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    if flags.contains("linker") || flags.contains("fuse-ld") {
+    const LINKER_CHOICES: [&str; 5] = [
+        "linker=",
+        "linker-flavor",
+        "linker-features",
+        "link-self-contained",
+        "fuse-ld",
+    ];
+    if LINKER_CHOICES.iter().any(|choice| flags.contains(choice)) {
         return Some("RUSTFLAGS choose the linker".to_string());
     }
     match rustc_minor() {
