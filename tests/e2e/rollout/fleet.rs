@@ -108,9 +108,12 @@ async fn a_bad_canary_spread_over_two_replicas_is_rolled_back_on_both_by_the_fle
     let Some(fleet) = Fleet::start_or_skip(test, (4, 0), plan).await else {
         return;
     };
-    // Three clients on the first replica, one on the second.
+    // Three clients on the first replica, none on the second: what the
+    // second judges can only be the fleet's. (With a client of its own, its
+    // count ran on while Prometheus' window lagged a scrape and a query
+    // behind, and could pass the fleet's judged count on a busy machine.)
     let (got, seen) = fleet
-        .under_load([3, 1], 25, |v| v["phase"] == "rolled_back")
+        .under_load([3, 0], 25, |v| v["phase"] == "rolled_back")
         .await;
     for (i, v) in got.iter().enumerate() {
         assert_eq!(v["phase"], "rolled_back", "replica {i}: {v}");
@@ -123,7 +126,7 @@ async fn a_bad_canary_spread_over_two_replicas_is_rolled_back_on_both_by_the_fle
         );
     }
     // The second replica judged the fleet's requests, not its own: its
-    // window holds more canary requests than it ever sent to the canary.
+    // window holds canary requests though it sent the canary none.
     let judged = got[1]["groups"]["canary"]["requests"].as_u64().unwrap_or(0);
     let own = seen[1].canary.load(Ordering::Relaxed);
     assert!(
