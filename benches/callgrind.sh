@@ -35,10 +35,7 @@ esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=benches/split_fixture.sh
 . "$ROOT/benches/split_fixture.sh"
-WORK=$(mktemp -d /tmp/cutover-callgrind.XXXXXX)
-NGINX_PID=""
-
-clean_on_exit
+bench_work callgrind
 
 need valgrind nginx h2load curl
 cutover_bin

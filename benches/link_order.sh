@@ -34,11 +34,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ORDER=$ROOT/src/link.order
 # shellcheck source=benches/split_fixture.sh
 . "$ROOT/benches/split_fixture.sh"
-WORK=$(mktemp -d /tmp/cutover-link-order.XXXXXX)
-NGINX_PID=""
-CUTOVER_PID=""
-
-clean_on_exit INT
+bench_work link-order INT
 
 need nginx h2load curl nm
 cutover_bin

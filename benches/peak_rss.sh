@@ -25,11 +25,7 @@ BASE_PORT=${BASE_PORT:-27580}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=benches/split_fixture.sh
 . "$ROOT/benches/split_fixture.sh"
-WORK=$(mktemp -d /tmp/cutover-peak-rss.XXXXXX)
-NGINX_PID=""
-CUTOVER_PID=""
-
-clean_on_exit INT
+bench_work peak-rss INT
 
 need nginx h2load curl ss
 cutover_bin

@@ -23,11 +23,7 @@ BASE_PORT=${BASE_PORT:-27480}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=benches/split_fixture.sh
 . "$ROOT/benches/split_fixture.sh"
-WORK=$(mktemp -d /tmp/cutover-rss.XXXXXX)
-NGINX_PID=""
-CUTOVER_PID=""
-
-clean_on_exit
+bench_work rss
 
 case $PROTO in h1 | h2c) ;; *) die "PROTO must be h1 or h2c, not '$PROTO'" ;; esac
 need nginx python3 curl

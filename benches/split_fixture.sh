@@ -1,4 +1,4 @@
-# Shared by benches/callgrind.sh, benches/rss.sh and benches/peak_rss.sh;
+# Shared by benches/callgrind.sh, rss.sh, peak_rss.sh and link_order.sh;
 # sourced, not run. Sourced after BASE_PORT and ROOT are set: the ports the
 # scripts use, their log lines, the binary they measure, the nginx fixture.
 STABLE_PORT=$((BASE_PORT + 1))
@@ -6,6 +6,15 @@ CANARY_PORT=$((BASE_PORT + 2))
 PROXY_PORT=$((BASE_PORT + 11))
 log() { printf '[%s %s] %s\n' "${0##*/}" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# bench_work NAME [SIGNAL]: a fresh work dir ($WORK, /tmp/cutover-NAME.*),
+# no processes started yet, and clean_on_exit's trap (SIGNAL stops cutover).
+bench_work() {
+    WORK=$(mktemp -d "/tmp/cutover-$1.XXXXXX")
+    NGINX_PID=""
+    CUTOVER_PID=""
+    clean_on_exit "${2:-TERM}"
+}
 
 # clean_on_exit [SIGNAL]: on exit, stops cutover ($CUTOVER_PID, with SIGNAL,
 # default TERM) and nginx ($NGINX_PID), and removes $WORK unless KEEP=1.
