@@ -19,7 +19,15 @@
     editing: new Map(), // "route/rule" -> generation the edit started from
     stream: null,       // AbortController of the open feed
     retry: 0,
+    written: 0,         // generation the proxy answered our last write with (0: none pending)
   };
+
+  // The generation an edit builds on: the document's, or our own last write's
+  // until a document shows it (the feed sends at most one every 250 ms, and an
+  // edit started in between must not conflict with the change it follows).
+  function liveGeneration() {
+    return Math.max(state.doc.generation, state.written);
+  }
 
   // === helpers
 
@@ -162,6 +170,7 @@
     hideLogin();
     setLink('live', 'live');
     state.retry = 0;
+    state.written = 0; // a restarted proxy counts generations afresh
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     let buf = '';
@@ -226,6 +235,7 @@
 
   function render(doc) {
     state.doc = doc;
+    if (doc.generation >= state.written) state.written = 0;
     $('generation').textContent = doc.generation;
     $('origin').textContent = originText(doc.origin);
     $('reload-errors').textContent = doc.reload_errors;
@@ -299,10 +309,10 @@
       const range = el('input', { type: 'range', min: 0, max: 100, step: 1, 'data-group': g.group });
       const number = el('input', { type: 'number', min: 0, step: 1, 'data-group': g.group });
       // The edit belongs to the generation shown when the field took focus.
-      const focus = () => { if (!state.editing.has(key)) view.focusGen = state.doc.generation; };
+      const focus = () => { if (!state.editing.has(key)) view.focusGen = liveGeneration(); };
       const edit = (from, to) => () => {
         to.value = from.value;
-        if (!state.editing.has(key)) state.editing.set(key, view.focusGen ?? state.doc.generation);
+        if (!state.editing.has(key)) state.editing.set(key, view.focusGen ?? liveGeneration());
         markEditing(view, true);
       };
       for (const input of [range, number]) input.addEventListener('focus', focus);
@@ -578,7 +588,7 @@
   async function applyWeights(route, rule) {
     const key = ruleKey(route, rule);
     const view = state.views.get(key);
-    const since = state.editing.has(key) ? state.editing.get(key) : state.doc.generation;
+    const since = state.editing.has(key) ? state.editing.get(key) : liveGeneration();
     const next = {};
     for (const r of view.rows) {
       const v = Number(r.number.value);
@@ -599,7 +609,7 @@
   async function doPromote(route, rule, group) {
     const before = shares(liveWeights(route, rule));
     if (!(await guard(100 - (before[group] || 0), 'Promoting ' + group))) return;
-    const since = state.doc.generation;
+    const since = liveGeneration();
     const res = await api('POST', 'v1/routes/' + enc(route) + '/rules/' + enc(rule) + '/promote', { group }, since);
     answered(res, since, route + '/' + rule + ': ' + group + ' promoted to 100%');
   }
@@ -608,7 +618,7 @@
     const ok = await confirmMove('Roll back restores the weights ' + route + '/' + rule +
       ' had before its last change, which may move more than half the traffic.');
     if (!ok) return;
-    const since = state.doc.generation;
+    const since = liveGeneration();
     const res = await api('POST', 'v1/routes/' + enc(route) + '/rules/' + enc(rule) + '/rollback', undefined, since);
     answered(res, since, route + '/' + rule + ': rolled back');
   }
@@ -621,7 +631,7 @@
       if (group in s) most = Math.max(most, 100 - s[group]);
     }
     if (!(await guard(most, 'Switching ' + route + ' to ' + group))) return;
-    const since = state.doc.generation;
+    const since = liveGeneration();
     const res = await api('POST', 'v1/routes/' + enc(route) + '/switch', { to: group }, since);
     answered(res, since, route + ': switched to ' + group);
   }
@@ -633,7 +643,7 @@
       const name = a && a.groups ? Object.keys(a.groups).find((g) => g !== 'baseline') : null;
       if (!(await guard(name ? canary[name] || 0 : 0, 'Aborting'))) return;
     }
-    const since = state.doc.generation;
+    const since = liveGeneration();
     const res = await api('POST', 'v1/routes/' + enc(route) + '/rules/' + enc(rule) + '/rollout/' + action, undefined, since);
     answered(res, since, route + '/' + rule + ': rollout ' + action);
   }
@@ -641,6 +651,9 @@
   async function answered(res, since, what) {
     if (res.status === 200) {
       $('conflict').hidden = true;
+      if (res.json && typeof res.json.generation === 'number') {
+        state.written = Math.max(state.written, res.json.generation);
+      }
       notice('Applied: ' + what + (res.json && res.json.generation ? ' (generation ' + res.json.generation + ')' : '') + '.');
       return;
     }
