@@ -7,6 +7,17 @@ use std::process::{Command, Stdio};
 use super::*;
 
 /// A kubeconfig in `dir` for the double (plain HTTP, no credentials).
+/// A config of one listener, `http`, on a free port (the Gateway names it):
+/// the port and the file.
+fn one_listener(dir: &TempDir) -> (u16, std::path::PathBuf) {
+    let port = free_port();
+    let config = dir.write(
+        "cutover.yaml",
+        &format!("listeners: [{{name: http, address: \"127.0.0.1:{port}\"}}]\n"),
+    );
+    (port, config)
+}
+
 pub(super) fn kubeconfig(dir: &TempDir, api: &ApiServer) -> std::path::PathBuf {
     dir.write(
         "config",
@@ -58,11 +69,7 @@ async fn cutover_run_kubernetes_follows_the_cluster_of_its_kubeconfig() {
     let dir = TempDir::new("kubeconfig");
     let kubeconfig = kubeconfig(&dir, &api);
     // A free port for the listener (the Gateway names it).
-    let port = free_port();
-    let config = dir.write(
-        "cutover.yaml",
-        &format!("listeners: [{{name: http, address: \"127.0.0.1:{port}\"}}]\n"),
-    );
+    let (port, config) = one_listener(&dir);
     api.apply(
         GATEWAY_CLASS,
         json!({"metadata": {"name": "cutover"}, "spec": {"controllerName": CONTROLLER}}),
@@ -142,11 +149,8 @@ async fn a_replica_turns_ready_only_after_its_first_table_from_the_api_server() 
     let api = ApiServer::start().await;
     let dir = TempDir::new("kube-ready");
     let kubeconfig = kubeconfig(&dir, &api);
-    let (port, admin) = (free_port(), free_port());
-    let config = dir.write(
-        "cutover.yaml",
-        &format!("listeners: [{{name: http, address: \"127.0.0.1:{port}\"}}]\n"),
-    );
+    let (_, config) = one_listener(&dir);
+    let admin = free_port();
     // The API server is away while the replica starts.
     let down = {
         let api = Arc::clone(&api);
@@ -199,11 +203,7 @@ async fn the_controller_threads_run_at_a_lower_priority_than_the_workers() {
     let api = ApiServer::start().await;
     let dir = TempDir::new("kube-nice");
     let kubeconfig = kubeconfig(&dir, &api);
-    let port = free_port();
-    let config = dir.write(
-        "cutover.yaml",
-        &format!("listeners: [{{name: http, address: \"127.0.0.1:{port}\"}}]\n"),
-    );
+    let (_, config) = one_listener(&dir);
     let child = run_kubernetes(&config, &kubeconfig, &[]);
     let pid = child.0.id();
     let start = Instant::now();
