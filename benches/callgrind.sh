@@ -10,6 +10,7 @@
 #   CUTOVER_BIN=path/to/cutover N1=200 N2=400 bash benches/callgrind.sh   # smoke
 #   KEEP=1 ...                                # keep the work dir (callgrind.out.* for callgrind_annotate)
 #   PROTO=h2c ...                             # h2c with prior knowledge (h2load -c10 -m10) instead of HTTP/1.1
+#   HAPROXY=1 ...                             # HAProxy doing the same job too, counted the same way (needs haproxy)
 #
 # What it does: one nginx upstream (stable 90 / canary 10 server blocks,
 # `return 200`), cutover with the weighted rule of benches/load.sh and one
@@ -19,6 +20,11 @@
 # concurrent streams each, as in benches/load.sh).
 # Instructions per request = (Ir(N2) - Ir(N1)) / (N2 - N1): start-up, config
 # compile and shutdown cancel out. Everything stays on 127.0.0.1.
+# HAPROXY=1: HAProxy with benches/load.sh's configuration (one thread, the
+# same 90/10 split, X-Forwarded-* and a request id) is counted the same way,
+# and the ratio printed: unlike CPU time, the ratio does not move with what
+# else the machine runs. It is instructions, not time: two programs can
+# differ in instructions per cycle.
 
 set -euo pipefail
 
@@ -35,24 +41,49 @@ esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=benches/split_fixture.sh
 . "$ROOT/benches/split_fixture.sh"
+# shellcheck source=benches/haproxy_fixture.sh
+. "$ROOT/benches/haproxy_fixture.sh"
 bench_work callgrind
 
+HAPROXY=${HAPROXY:-0}
 need valgrind nginx h2load curl
+((HAPROXY == 0)) || need haproxy
 cutover_bin
 start_upstreams
+if [[ $PROTO == h2c ]]; then
+    haproxy_fixture "$WORK/haproxy.cfg" "$STABLE_PORT" "$CANARY_PORT" "" "$PROXY_PORT"
+else
+    haproxy_fixture "$WORK/haproxy.cfg" "$STABLE_PORT" "$CANARY_PORT" "$PROXY_PORT"
+fi
 
-instructions() { # requests -> Ir of a whole proxy run serving them
-    local n=$1 out=$WORK/callgrind.out.$1 pid
-    valgrind --tool=callgrind --callgrind-out-file="$out" \
-        "$BIN" run -c "$WORK/cutover.yaml" --workers 1 --no-admin \
-        >"$WORK/cutover.$n.log" 2>&1 &
+# A readiness probe in the protocol measured: an h2-only HAProxy bind
+# refuses HTTP/1.1.
+ready() {
+    local i flag=()
+    [[ $PROTO == h2c ]] && flag=(--http2-prior-knowledge)
+    for ((i = 0; i < 600; i++)); do
+        curl -s -o /dev/null --max-time 1 "${flag[@]}" "http://127.0.0.1:$1/" && return 0
+        sleep 0.1
+    done
+    die "nothing answers on 127.0.0.1:$1 (logs in $WORK)"
+}
+
+instructions() { # requests [proxy] -> Ir of a whole proxy run serving them
+    local n=$1 proxy=${2:-cutover} pid cmd
+    local out=$WORK/callgrind.out.$n
+    [[ $proxy == cutover ]] || out=$WORK/callgrind.out.$proxy.$n
+    case $proxy in
+    cutover) cmd=("$BIN" run -c "$WORK/cutover.yaml" --workers 1 --no-admin) ;;
+    haproxy) cmd=(haproxy -db -f "$WORK/haproxy.cfg") ;;
+    esac
+    valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" >"$WORK/$proxy.$n.log" 2>&1 &
     pid=$!
-    up "$PROXY_PORT"
-    timeout 600 h2load "${H2LOAD_MODE[@]}" -n "$n" -c 10 "http://127.0.0.1:$PROXY_PORT/" >"$WORK/h2load.$n.log" 2>&1 ||
-        die "h2load failed (see $WORK/h2load.$n.log)"
-    grep -q "succeeded, 0 failed, 0 errored" "$WORK/h2load.$n.log" ||
-        log "warning: some requests failed: $(grep '^requests:' "$WORK/h2load.$n.log")"
-    kill -INT "$pid"
+    ready "$PROXY_PORT"
+    timeout 600 h2load "${H2LOAD_MODE[@]}" -n "$n" -c 10 "http://127.0.0.1:$PROXY_PORT/" >"$WORK/h2load.$proxy.$n.log" 2>&1 ||
+        die "h2load failed (see $WORK/h2load.$proxy.$n.log)"
+    grep -q "succeeded, 0 failed, 0 errored" "$WORK/h2load.$proxy.$n.log" ||
+        log "warning: some requests failed: $(grep '^requests:' "$WORK/h2load.$proxy.$n.log")"
+    if [[ $proxy == cutover ]]; then kill -INT "$pid"; else kill -TERM "$pid"; fi
     wait "$pid" || true
     awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }
@@ -65,3 +96,13 @@ I2=$(instructions "$N2")
 awk -v proto="$PROTO" -v a="$I1" -v b="$I2" -v n1="$N1" -v n2="$N2" 'BEGIN {
     printf "instructions (user space): %s for %d requests, %s for %d\n", a, n1, b, n2
     printf "instructions per proxied %s request: %.0f\n", proto, (b - a) / (n2 - n1) }'
+if ((HAPROXY == 1)); then
+    log "HAProxy under callgrind: $N1 $PROTO requests"
+    H1=$(instructions "$N1" haproxy)
+    log "HAProxy under callgrind: $N2 $PROTO requests"
+    H2=$(instructions "$N2" haproxy)
+    awk -v proto="$PROTO" -v a="$I1" -v b="$I2" -v c="$H1" -v d="$H2" -v n1="$N1" -v n2="$N2" 'BEGIN {
+        ours = (b - a) / (n2 - n1); theirs = (d - c) / (n2 - n1)
+        printf "HAProxy: instructions per proxied %s request: %.0f\n", proto, theirs
+        printf "cutover / HAProxy: %.2f\n", ours / theirs }'
+fi

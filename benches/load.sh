@@ -117,6 +117,8 @@ ADMIN_PORT=$((BASE_PORT + 31))
 TARGETS=(A-direct B-cutover C-nginx D-haproxy)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/haproxy_fixture.sh
+. "$ROOT/benches/haproxy_fixture.sh"
 WORK=$(mktemp -d /tmp/cutover-load.XXXXXX)
 RESULTS=$WORK/results.tsv
 CLK_TCK=$(getconf CLK_TCK)
@@ -283,35 +285,7 @@ http {
 }
 EOF
     mkdir -p "$WORK/haproxy"
-    cat >"$WORK/haproxy/haproxy.cfg" <<EOF
-# Target D: HAProxy doing cutover's job, one thread.
-global
-    nbthread 1
-    maxconn 4096
-    log stderr format raw local0 err
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-    timeout http-keep-alive 120s
-    option http-keep-alive
-    http-reuse always
-frontend proxy
-    bind 127.0.0.1:$HAPROXY_PORT
-    bind 127.0.0.1:$HAPROXY_H2_PORT proto h2
-    option forwardfor
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    http-request set-header X-Request-Id %[uuid]
-    # Random per request, as cutover's weighted pick without a sticky key.
-    use_backend canary if { rand(100) lt 10 }
-    default_backend stable
-backend stable
-    server stable 127.0.0.1:$STABLE_PORT
-backend canary
-    server canary 127.0.0.1:$CANARY_PORT
-EOF
+    haproxy_fixture "$WORK/haproxy/haproxy.cfg" "$STABLE_PORT" "$CANARY_PORT" "$HAPROXY_PORT" "$HAPROXY_H2_PORT"
     cat >"$WORK/cutover.yaml" <<EOF
 # Target B: one listener, one weighted rule.
 listeners:
