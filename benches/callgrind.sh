@@ -11,6 +11,7 @@
 #   KEEP=1 ...                                # keep the work dir (callgrind.out.* for callgrind_annotate)
 #   PROTO=h2c ...                             # h2c with prior knowledge (h2load -c10 -m10) instead of HTTP/1.1
 #   HAPROXY=1 ...                             # HAProxy doing the same job too, counted the same way (needs haproxy)
+#   CACHE=1 ...                               # also simulated cache misses and branch mispredictions per request
 #
 # What it does: one nginx upstream (stable 90 / canary 10 server blocks,
 # `return 200`), cutover with the weighted rule of benches/load.sh and one
@@ -24,7 +25,9 @@
 # same 90/10 split, X-Forwarded-* and a request id) is counted the same way,
 # and the ratio printed: unlike CPU time, the ratio does not move with what
 # else the machine runs. It is instructions, not time: two programs can
-# differ in instructions per cycle.
+# differ in instructions per cycle: CACHE=1 adds callgrind's cache and
+# branch simulation (first-level data and instruction cache misses and
+# mispredicted branches per request), which is where they differ.
 
 set -euo pipefail
 
@@ -46,6 +49,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bench_work callgrind
 
 HAPROXY=${HAPROXY:-0}
+CACHE=${CACHE:-0}
+SIM=()
+((CACHE == 0)) || SIM=(--cache-sim=yes --branch-sim=yes)
 need valgrind nginx h2load curl
 ((HAPROXY == 0)) || need haproxy
 cutover_bin
@@ -76,7 +82,7 @@ instructions() { # requests [proxy] -> Ir of a whole proxy run serving them
     cutover) cmd=("$BIN" run -c "$WORK/cutover.yaml" --workers 1 --no-admin) ;;
     haproxy) cmd=(haproxy -db -f "$WORK/haproxy.cfg") ;;
     esac
-    valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" >"$WORK/$proxy.$n.log" 2>&1 &
+    valgrind --tool=callgrind "${SIM[@]}" --callgrind-out-file="$out" "${cmd[@]}" >"$WORK/$proxy.$n.log" 2>&1 &
     pid=$!
     ready "$PROXY_PORT"
     timeout 600 h2load "${H2LOAD_MODE[@]}" -n "$n" -c 10 "http://127.0.0.1:$PROXY_PORT/" >"$WORK/h2load.$proxy.$n.log" 2>&1 ||
@@ -88,6 +94,19 @@ instructions() { # requests [proxy] -> Ir of a whole proxy run serving them
     awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }
 
+# misses NAME OUT1 OUT2: the simulated misses per request between two runs.
+misses() {
+    awk -v name="$1" -v n=$((N2 - N1)) '
+        FNR == 1 { f++ }
+        /^events:/ && f == 1 { for (i = 2; i <= NF; i++) ev[i] = $i }
+        /^(summary|totals):/ && !seen[f]++ { for (i = 2; i <= NF; i++) v[f, ev[i]] = $i }
+        END {
+            d = v[2, "D1mr"] + v[2, "D1mw"] - v[1, "D1mr"] - v[1, "D1mw"]
+            printf "%s: per request, D1 misses %.0f, I1 misses %.0f, mispredicted branches %.0f\n", name, d / n,
+                (v[2, "I1mr"] - v[1, "I1mr"]) / n,
+                (v[2, "Bcm"] + v[2, "Bim"] - v[1, "Bcm"] - v[1, "Bim"]) / n }' "$2" "$3"
+}
+
 log "cutover $BIN under callgrind: $N1 $PROTO requests"
 I1=$(instructions "$N1")
 log "cutover $BIN under callgrind: $N2 $PROTO requests"
@@ -96,6 +115,7 @@ I2=$(instructions "$N2")
 awk -v proto="$PROTO" -v a="$I1" -v b="$I2" -v n1="$N1" -v n2="$N2" 'BEGIN {
     printf "instructions (user space): %s for %d requests, %s for %d\n", a, n1, b, n2
     printf "instructions per proxied %s request: %.0f\n", proto, (b - a) / (n2 - n1) }'
+((CACHE == 0)) || misses cutover "$WORK/callgrind.out.$N1" "$WORK/callgrind.out.$N2"
 if ((HAPROXY == 1)); then
     log "HAProxy under callgrind: $N1 $PROTO requests"
     H1=$(instructions "$N1" haproxy)
@@ -105,4 +125,5 @@ if ((HAPROXY == 1)); then
         ours = (b - a) / (n2 - n1); theirs = (d - c) / (n2 - n1)
         printf "HAProxy: instructions per proxied %s request: %.0f\n", proto, theirs
         printf "cutover / HAProxy: %.2f\n", ours / theirs }'
+    ((CACHE == 0)) || misses HAProxy "$WORK/callgrind.out.haproxy.$N1" "$WORK/callgrind.out.haproxy.$N2"
 fi

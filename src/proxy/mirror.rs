@@ -23,6 +23,7 @@ use crate::upstream::{balance, Group};
 
 /// Sends the copies `rule`'s mirrors ask for: `head` and `body` as the
 /// primary forwards them, `host` its routed host. Returns at once.
+#[inline(never)] // off the request path's hot code: see proxy::forward_request
 pub fn launch(table: &RouteTable, rule: &Rule, head: &Parts, host: &str, body: &PreparedBody) {
     for m in rule.mirrors.iter() {
         if !with_rng(|rng| m.samples(rng)) {

@@ -23,6 +23,7 @@ fn matched_prefix(entry: &Entry) -> &str {
 }
 
 /// The redirect answer: status and `Location`, no body.
+#[inline(never)] // off the request path's hot code: see proxy::forward_request
 pub fn redirect(
     r: &Redirect,
     table: &RouteTable,
@@ -59,6 +60,7 @@ pub fn redirect(
 
 /// The proxy's own answer to a CORS preflight: 200, no body, `headers`
 /// (none when the origin is not allowed, so the browser refuses).
+#[inline(never)] // off the request path's hot code: see proxy::forward_request
 pub fn preflight(headers: http::HeaderMap) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::local(bytes::Bytes::new()));
     *resp.headers_mut() = headers;
@@ -69,6 +71,7 @@ pub fn preflight(headers: http::HeaderMap) -> Response<ProxyBody> {
 
 /// Rewrites the head that will be forwarded: `Host` and the path (the
 /// query is kept). Returns the host to forward, if it changed.
+#[inline(never)] // off the request path's hot code: see proxy::forward_request
 pub fn rewrite<'r>(
     r: &'r UrlRewrite,
     parts: &mut Parts,

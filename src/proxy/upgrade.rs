@@ -7,6 +7,8 @@ use hyper_util::rt::TokioIo;
 /// Spawns the byte pump between the client and the upstream. Bytes the client
 /// sent after its upgrade request stay buffered in hyper until the client
 /// side is upgraded, which happens only after the 101 is sent back.
+#[cold]
+#[inline(never)]
 pub fn splice(client: OnUpgrade, upstream: OnUpgrade) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {

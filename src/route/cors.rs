@@ -48,6 +48,7 @@ impl Cors {
     /// For a preflight (`OPTIONS` with `Origin` and
     /// `Access-Control-Request-Method`): the answer's headers, empty when the
     /// origin is not allowed. `None` for any other request.
+    #[inline(never)] // off the request path's hot code: see proxy::forward_request
     pub fn preflight(&self, method: &Method, req: &HeaderMap) -> Option<HeaderMap> {
         let asked = req.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
         let origin = req.get(header::ORIGIN)?;
@@ -73,6 +74,7 @@ impl Cors {
     }
 
     /// Adds the CORS headers to an answer for `origin`, if it is allowed.
+    #[inline(never)] // off the request path's hot code: see proxy::forward_request
     pub fn decorate(&self, origin: &HeaderValue, resp: &mut HeaderMap) {
         if !origin.to_str().is_ok_and(|o| self.allows(o)) {
             return;
