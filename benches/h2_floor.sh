@@ -71,23 +71,9 @@ log "cargo build --release (benches/h2_floor.rs, in $ROOT/target/h2_floor)"
 FLOOR_BIN=$ROOT/target/h2_floor/release/h2_floor
 
 mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-master_process off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    default_type text/plain;
-    server { listen 127.0.0.1:$PORT http2; location / { return 200 "stable\n"; } }
-}
-EOF
+# One process (no master): callgrind counts the process that answers.
+nginx_answering "$WORK/nginx" 1024 "master_process off;" \
+    "server { listen 127.0.0.1:$PORT http2; location / { return 200 \"stable\\n\"; } }"
 cat >"$WORK/haproxy.cfg" <<EOF
 global
     nbthread 1

@@ -81,24 +81,9 @@ up() {
 split_fixture() {
     local work=$1 stable=$2 canary=$3 proxy=$4 conns=${5:-1024}
     mkdir -p "$work/nginx"
-    cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections $conns; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    client_body_temp_path $work/nginx/body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
-    default_type text/plain;
-    server { listen 127.0.0.1:$stable; location / { return 200 "stable\n"; } }
-    server { listen 127.0.0.1:$canary; location / { return 200 "canary\n"; } }
-}
-EOF
+    nginx_answering "$work/nginx" "$conns" "" \
+        "server { listen 127.0.0.1:$stable; location / { return 200 \"stable\\n\"; } }" \
+        "server { listen 127.0.0.1:$canary; location / { return 200 \"canary\\n\"; } }"
     cat >"$work/cutover.yaml" <<EOF
 listeners:
   - name: public
@@ -116,4 +101,32 @@ routes:
           - { group: stable, weight: 90 }
           - { group: canary, weight: 10 }
 EOF
+}
+
+# nginx_answering DIR CONNS MAIN SERVER...: writes DIR/nginx.conf, one
+# worker answering on 127.0.0.1 with the given `server` blocks, MAIN (e.g.
+# "master_process off;", or "") among the main-context directives.
+nginx_answering() {
+    local dir=$1 conns=$2 main=$3
+    shift 3
+    {
+        cat <<EOF
+worker_processes 1;
+$main
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections $conns; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    default_type text/plain;
+EOF
+        printf '    %s\n' "$@"
+        echo "}"
+    } >"$dir/nginx.conf"
 }
