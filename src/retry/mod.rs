@@ -7,6 +7,7 @@ mod aim;
 
 pub use aim::aim_at;
 
+use std::future::Future;
 use std::time::Duration;
 
 use http::request::Parts;
@@ -115,60 +116,67 @@ pub async fn send(x: Outbound<'_>) -> Result<Answer, ProxyError> {
     }
 }
 
-async fn attempts(mut x: Outbound<'_>) -> Result<Answer, ProxyError> {
-    let policy = &x.rule.policy.retry;
-    let retries = if x.upgrade { 0 } else { policy.attempts };
-    x.rule.budget.request(now_secs());
-    let mut failed: Vec<usize> = Vec::new();
-    let mut slot = x.first_slot;
-    let mut attempt = 0u32;
-    loop {
-        let group = x.rule.group(&x.table.groups, slot);
-        let endpoint =
-            pick_endpoint(group, x.key, &failed).ok_or(ProxyError::NoHealthyEndpoints)?;
-        let index = group
-            .endpoints
-            .iter()
-            .position(|e| std::ptr::eq(e, endpoint))
-            .unwrap_or(0);
-        x.chosen.attempt(&x.rule.metrics, slot, index);
-        // No retry can follow: this attempt may have the head itself.
-        let last = attempt >= retries || !x.body.is_replayable();
-        let result = send_once(&mut x, (slot, group), index, last).await;
-        let failure = match result {
-            Attempt::Done(response) => return Ok(Answer::from(response, group)),
-            Attempt::Failed(f) => f,
-        };
-        let wants_retry = attempt < retries
-            && x.body.is_replayable()
-            && retryable(policy, failure.kind, &x.parts.method);
-        if !wants_retry {
-            return give_up(failure, group);
+/// The attempt loop. A plain `fn` returning an `async` block: an `async fn`
+/// would keep its argument twice in its future (the argument and the local
+/// it is moved into, 424 bytes each), and every move of the request's
+/// future copies both.
+#[allow(clippy::manual_async_fn)] // see above: one copy of the request
+fn attempts<'t>(mut x: Outbound<'t>) -> impl Future<Output = Result<Answer, ProxyError>> + 't {
+    async move {
+        let policy = &x.rule.policy.retry;
+        let retries = if x.upgrade { 0 } else { policy.attempts };
+        x.rule.budget.request(now_secs());
+        let mut failed: Vec<usize> = Vec::new();
+        let mut slot = x.first_slot;
+        let mut attempt = 0u32;
+        loop {
+            let group = x.rule.group(&x.table.groups, slot);
+            let endpoint =
+                pick_endpoint(group, x.key, &failed).ok_or(ProxyError::NoHealthyEndpoints)?;
+            let index = group
+                .endpoints
+                .iter()
+                .position(|e| std::ptr::eq(e, endpoint))
+                .unwrap_or(0);
+            x.chosen.attempt(&x.rule.metrics, slot, index);
+            // No retry can follow: this attempt may have the head itself.
+            let last = attempt >= retries || !x.body.is_replayable();
+            let result = send_once(&mut x, (slot, group), index, last).await;
+            let failure = match result {
+                Attempt::Done(response) => return Ok(Answer::from(response, group)),
+                Attempt::Failed(f) => f,
+            };
+            let wants_retry = attempt < retries
+                && x.body.is_replayable()
+                && retryable(policy, failure.kind, &x.parts.method);
+            if !wants_retry {
+                return give_up(failure, group);
+            }
+            if !x.rule.budget.try_retry(&policy.budget, now_secs()) {
+                x.rule.metrics.route.budget_exhausted();
+                return give_up(failure, group);
+            }
+            x.rule.metrics.route.retry();
+            tracing::debug!(
+                route = &*x.rule.route,
+                rule = &*x.rule.name,
+                group = &*group.name,
+                endpoint = &*endpoint.state.address,
+                attempt,
+                "retrying"
+            );
+            failed.push(endpoint_id(endpoint));
+            let previous = slot;
+            let point = x.key.unwrap_or_else(|| with_rng(|rng| rng.random()));
+            slot = x
+                .rule
+                .next_slot(&x.table.groups, slot, point, policy.fallback, now_ms());
+            if slot != previous {
+                x.rule.metrics.route.fallback();
+            }
+            backoff(policy, attempt).await;
+            attempt += 1;
         }
-        if !x.rule.budget.try_retry(&policy.budget, now_secs()) {
-            x.rule.metrics.route.budget_exhausted();
-            return give_up(failure, group);
-        }
-        x.rule.metrics.route.retry();
-        tracing::debug!(
-            route = &*x.rule.route,
-            rule = &*x.rule.name,
-            group = &*group.name,
-            endpoint = &*endpoint.state.address,
-            attempt,
-            "retrying"
-        );
-        failed.push(endpoint_id(endpoint));
-        let previous = slot;
-        let point = x.key.unwrap_or_else(|| with_rng(|rng| rng.random()));
-        slot = x
-            .rule
-            .next_slot(&x.table.groups, slot, point, policy.fallback, now_ms());
-        if slot != previous {
-            x.rule.metrics.route.fallback();
-        }
-        backoff(policy, attempt).await;
-        attempt += 1;
     }
 }
 

@@ -122,7 +122,10 @@ impl EndpointPool {
                 return Ok(Checkout::Http1(conn, true));
             }
         }
-        let conn = self.dialer.http1(series).await?;
+        // Boxed: the connect's future (over 1 KiB: TCP, TLS, hyper's
+        // handshake) would otherwise be part of every checkout's, and of
+        // every future above it, moved by value on each request.
+        let conn = Box::pin(self.dialer.http1(series)).await?;
         Ok(Checkout::Http1(conn, false))
     }
 
@@ -158,7 +161,8 @@ impl EndpointPool {
             };
             match opened {
                 Some(wait) => wait.await,
-                None => return self.open_h2(series).await,
+                // Boxed, as HTTP/1.1's connect in `checkout`.
+                None => return Box::pin(self.open_h2(series)).await,
             }
         }
     }

@@ -13,6 +13,7 @@ pub use dial::Dialer;
 pub use endpoint::{Checkout, EndpointPool, H2Conn, IdleLimits};
 
 use std::error::Error as _;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,37 +72,44 @@ pub struct Sent {
 /// Sends `req` (origin-form URI and `Host` for HTTP/1.1, absolute for h2)
 /// on a pooled or new connection of `pool`, counting the request and any
 /// connect in `series`.
-pub async fn send(
-    pool: &Arc<EndpointPool>,
+///
+/// A plain `fn` returning an `async` block: an `async fn` would keep the
+/// request twice in its future (the argument and the local it is moved
+/// into), and every move of the request's future copies both.
+#[allow(clippy::manual_async_fn)] // see above: one copy of the request
+pub fn send<'a>(
+    pool: &'a Arc<EndpointPool>,
     req: Request<UpstreamBody>,
-    series: &GroupSeries,
-) -> Result<Sent, SendError> {
-    series.upstream_request();
-    match pool.checkout(series).await? {
-        Checkout::Http1(mut conn, reused) => {
-            let response = conn
-                .send_request(req)
-                .await
-                .map_err(|e| classify(e, reused))?;
-            // Dropping `conn` here closes it: a badly framed response
-            // leaves it unfit for another request.
-            if !framing_ok(response.headers()) {
-                return Err(SendError::Framing);
+    series: &'a GroupSeries,
+) -> impl Future<Output = Result<Sent, SendError>> + 'a {
+    async move {
+        series.upstream_request();
+        match pool.checkout(series).await? {
+            Checkout::Http1(mut conn, reused) => {
+                let response = conn
+                    .send_request(req)
+                    .await
+                    .map_err(|e| classify(e, reused))?;
+                // Dropping `conn` here closes it: a badly framed response
+                // leaves it unfit for another request.
+                if !framing_ok(response.headers()) {
+                    return Err(SendError::Framing);
+                }
+                let home: Arc<EndpointPool> = Arc::clone(pool);
+                Ok(Sent {
+                    response,
+                    lease: Lease::http1(conn, home),
+                })
             }
-            let home: Arc<EndpointPool> = Arc::clone(pool);
-            Ok(Sent {
-                response,
-                lease: Lease::http1(conn, home),
-            })
-        }
-        Checkout::H2(mut sender, conn, reused) => {
-            // The stream slot is freed when the lease goes, also on error.
-            let lease = Lease::stream(conn);
-            let response = sender
-                .send_request(req)
-                .await
-                .map_err(|e| classify(e, reused))?;
-            Ok(Sent { response, lease })
+            Checkout::H2(mut sender, conn, reused) => {
+                // The stream slot is freed when the lease goes, also on error.
+                let lease = Lease::stream(conn);
+                let response = sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| classify(e, reused))?;
+                Ok(Sent { response, lease })
+            }
         }
     }
 }
