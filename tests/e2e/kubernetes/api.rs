@@ -209,8 +209,26 @@ impl ApiServer {
         self.server.lock().unwrap().take();
         let _ = self.cut.send(());
         tokio::time::sleep(down_for).await;
-        let listener = TcpListener::bind(self.addr).await.unwrap();
+        let listener = self.rebind().await;
         self.serve(listener);
+    }
+
+    /// Binds the old port again, retrying for a while: meanwhile a client
+    /// socket may hold it as its local port (the port is from the ephemeral
+    /// range, and a client reconnecting to a port nothing listens on can
+    /// even connect to itself), until that client gives up on it.
+    async fn rebind(&self) -> TcpListener {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => return listener,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    eprintln!("api server: {} busy ({e}), retrying", self.addr);
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("api server: {} still busy after 10 s: {e}", self.addr),
+            }
+        }
     }
 
     /// Ends every open watch (the client reconnects from its last version).
