@@ -1,4 +1,4 @@
-# Shared by benches/callgrind.sh, h2_floor.sh, rss.sh, peak_rss.sh and link_order.sh;
+# Shared by benches/callgrind.sh, h2_floor.sh, rss.sh, peak_rss.sh, link_order.sh and pair.sh;
 # sourced, not run. Sourced after BASE_PORT and ROOT are set: the ports the
 # scripts use, their log lines, the binary they measure, the nginx fixture.
 STABLE_PORT=$((BASE_PORT + 1))
