@@ -52,16 +52,18 @@ B_PID=$!
 up "$A_PORT" 100
 up "$B_PORT" 100
 
+# oha's rate limit: RATE for h1, none for h1max.
+PACE=()
+[[ $MODE != h1 ]] || PACE=(-q "$RATE")
 # load PORT SECONDS: runs the load, prints the number of requests answered.
 load() {
     local url="http://127.0.0.1:$1/"
-    case $MODE in
-        h2c) taskset -c 1 h2load -c10 -m10 -D"$2" "$url" 2>&1 | awk '/^requests:/ {print $8}' ;;
-        h1) taskset -c 1 oha --no-tui --output-format json -q "$RATE" -c 50 -z "${2}s" "$url" 2>/dev/null |
-            jq '.statusCodeDistribution["200"] // 0' ;;
-        h1max) taskset -c 1 oha --no-tui --output-format json -c 50 -z "${2}s" "$url" 2>/dev/null |
-            jq '.statusCodeDistribution["200"] // 0' ;;
-    esac
+    if [[ $MODE == h2c ]]; then
+        taskset -c 1 h2load -c10 -m10 -D"$2" "$url" 2>&1 | awk '/^requests:/ {print $8}'
+    else
+        taskset -c 1 oha --no-tui --output-format json "${PACE[@]}" -c 50 -z "${2}s" "$url" 2>/dev/null |
+            jq '.statusCodeDistribution["200"] // 0'
+    fi
 }
 # cpu_ticks PID: user + system time so far, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
